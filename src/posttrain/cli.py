@@ -1,0 +1,158 @@
+"""The `posttrain` command: one sub-command per tool and recipe. Nothing imports this module.
+
+Heavy imports (torch, transformers) happen inside each command, so `posttrain --help`
+answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from posttrain.config import ConfigError
+
+app = typer.Typer(
+    help="posttrain: post-training systems end to end, from a 2-core CPU to a cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+SET_HELP = "Override a config key, e.g. --set steps=500 (repeatable)."
+
+
+def _load(cls: type, config: Path | None, overrides: list[str] | None):  # noqa: ANN202
+    from posttrain.config import load_config
+
+    try:
+        return load_config(cls, config, overrides or [])
+    except ConfigError as err:
+        typer.secho(f"config error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out: Path = typer.Option(..., "--out", help="Directory to write the model and tokenizer to."),
+    corpus: Path | None = typer.Option(
+        None,
+        help="Tokenizer corpus: a text file (one text a line) or JSONL with a 'text' "
+        "field. Default: the arithmetic task.",
+    ),
+    size: str = typer.Option(
+        "micro", help="nano (~0.1M), micro (~0.8M), mini (~3M), small (~10M)."
+    ),
+    vocab_size: int = typer.Option(512, help="Tokenizer vocabulary size."),
+    kind: str = typer.Option("causal-lm", help="causal-lm (policy) or seq-cls (reward model)."),
+    seed: int = typer.Option(0, help="Initialisation seed."),
+) -> None:
+    """Build a tiny Qwen2-architecture model and its tokenizer, saved with save_pretrained."""
+    from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus
+    from posttrain.data.io import read_jsonl
+    from posttrain.models.tiny import SIZES, build_tiny_model, count_parameters
+
+    if size not in SIZES:
+        raise typer.BadParameter(f"choose one of {', '.join(SIZES)}", param_hint="--size")
+    if corpus is None:
+        texts = tokenizer_corpus(ArithmeticTask())
+    elif not corpus.is_file():
+        raise typer.BadParameter(f"file not found: {corpus}", param_hint="--corpus")
+    elif corpus.suffix == ".jsonl":
+        texts = [str(r["text"]) for r in read_jsonl(corpus) if "text" in r]
+    else:
+        texts = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    path = build_tiny_model(out, texts, size=size, vocab_size=vocab_size, kind=kind, seed=seed)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    model_cls = (
+        "AutoModelForCausalLM" if kind == "causal-lm" else "AutoModelForSequenceClassification"
+    )
+    import transformers
+
+    params = count_parameters(getattr(transformers, model_cls).from_config(config))
+    typer.echo(
+        f"wrote {path} ({config.model_type}, {params:,} parameters, vocab {config.vocab_size})"
+    )
+
+
+@app.command("warm-start")
+def warm_start_cmd(
+    config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    run_name: str = typer.Option("warm-start", help="Run directory name under runs/."),
+) -> None:
+    """Supervised warm start of a tiny policy with TRL's SFTTrainer, cached by content hash."""
+    from posttrain.models.warm_start import WarmStartConfig, warm_start
+    from posttrain.report import write_report
+    from posttrain.runs import Run
+
+    cfg = _load(WarmStartConfig, config, overrides)
+    with Run.create(run_name, cfg) as run:
+        result = warm_start(cfg, run)
+        run.write_json(
+            "results.json",
+            {
+                "model_dir": str(result.model_dir),
+                "heldout_accuracy": result.accuracy,
+                "cached": result.cached,
+            },
+        )
+    write_report(run.path, title="warm start")
+    accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.1%}"
+    typer.echo(
+        f"model: {result.model_dir}\nheld-out accuracy: {accuracy}"
+        f"{' (cached)' if result.cached else ''}\nrun: {run.path}"
+    )
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="A model directory loadable with from_pretrained."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
+    port: int = typer.Option(8000, help="TCP port."),
+    served_model_name: str | None = typer.Option(None, help="Model name clients ask for."),
+    max_n: int = typer.Option(16, help="Largest `n` a request may ask for."),
+    max_body_bytes: int = typer.Option(1 << 20, help="Largest request body; larger gets 413."),
+    device: str = typer.Option("auto", help="torch device; auto picks cuda when available."),
+) -> None:
+    """Serve a local model over an OpenAI-compatible HTTP API."""
+    from posttrain.models.server import serve as run_server
+
+    run_server(
+        model_dir,
+        host=host,
+        port=port,
+        served_model_name=served_model_name,
+        max_n=max_n,
+        max_body_bytes=max_body_bytes,
+        device=device,
+    )
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory under runs/.")) -> None:
+    """(Re)write RUN_DIR/report.html from its metrics and summaries."""
+    from posttrain.report import write_report
+
+    if not run_dir.is_dir():
+        raise typer.BadParameter(f"not a directory: {run_dir}", param_hint="RUN_DIR")
+    typer.echo(write_report(run_dir))
+
+
+@app.command()
+def demo(
+    config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Warm-start a tiny model, serve it on loopback, and question it through the openai client."""
+    from posttrain.recipes.quickstart import QuickstartConfig, run_quickstart
+
+    summary = run_quickstart(_load(QuickstartConfig, config, overrides))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    app()

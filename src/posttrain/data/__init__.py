@@ -1,0 +1,1 @@
+"""Building and selecting training data."""

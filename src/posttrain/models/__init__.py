@@ -1,0 +1,1 @@
+"""Tokenizers, tiny models, warm start, chat backends and the OpenAI-compatible server."""

@@ -1,0 +1,60 @@
+"""`HFChat`: a local transformers model behind the `ChatModel` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from posttrain.models.chat.base import ChatResult, Conversation, GenerationParams
+from posttrain.models.generation import LocalGenerator
+
+
+class HFChat:
+    """Batched chat generation with a local model directory (tiny or a real checkpoint)."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        name: str | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype | str = "auto",
+        batch_size: int = 32,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.name = name or self.model_dir.name
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+        self.generator = LocalGenerator(model, tokenizer)
+        self.batch_size = batch_size
+
+    @property
+    def tokenizer(self):  # noqa: ANN201 - a PreTrainedTokenizerBase
+        return self.generator.tokenizer
+
+    @property
+    def model(self):  # noqa: ANN201 - a PreTrainedModel
+        return self.generator.model
+
+    def encode(self, conversation: Conversation) -> list[int]:
+        """Prompt token ids for a conversation, ending with the assistant's turn opening."""
+        return list(
+            self.tokenizer.apply_chat_template(
+                list(conversation), add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        )
+
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenerationParams | None = None
+    ) -> list[ChatResult]:
+        params = params or GenerationParams()
+        prompts = [self.encode(c) for c in conversations]
+        results: list[ChatResult] = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = prompts[start : start + self.batch_size]
+            for choices in self.generator.generate(batch, params):
+                results.append(ChatResult(model=self.name, choices=choices))
+        return results

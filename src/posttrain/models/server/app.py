@@ -1,0 +1,237 @@
+"""The FastAPI app: `/health`, `/v1/models`, `/v1/chat/completions`, `/v1/completions`.
+
+Endpoints are plain `def`s, so FastAPI runs the blocking generation in its thread pool
+and the event loop keeps answering (health checks, errors) meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+
+from posttrain.models.chat.base import GenerationParams
+from posttrain.models.chat.hf import HFChat
+from posttrain.models.server.engine import Engine, Generated, TokenInfo
+from posttrain.models.server.errors import APIError, BodySizeLimit, install_error_handlers
+from posttrain.models.server.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingRequest,
+)
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+def create_app(
+    chat: HFChat,
+    *,
+    served_model_name: str | None = None,
+    max_n: int = 16,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """An app serving `chat`'s model; `app.state.weight_version` counts weight updates."""
+    app = FastAPI(title="posttrain OpenAI-compatible server")
+    app.state.engine = Engine(chat)
+    app.state.served_model_name = served_model_name or chat.name
+    app.state.max_n = max_n
+    app.state.weight_version = 0
+    app.state.created = int(time.time())
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    install_error_handlers(app)
+
+    # Cheap endpoints are async: they answer from the event loop even while every worker
+    # thread waits for the model.
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        state = request.app.state
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.served_model_name,
+                    "object": "model",
+                    "created": state.created,
+                    "owned_by": "posttrain",
+                    "max_model_len": state.engine.context_length,
+                }
+            ],
+        }
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(body: ChatCompletionRequest, request: Request) -> dict[str, Any]:
+        state = request.app.state
+        engine: Engine = state.engine
+        _check_request(body, state)
+        top = (body.top_logprobs or 0) if body.logprobs else None
+        # One request at a time: fast tokenizers and torch modules are not thread-safe, and
+        # the weight version must be the one that produced these outputs.
+        with engine.lock:
+            prompt = engine.encode_chat(body.conversation())
+            engine.check_prompt(prompt, param="messages")
+            asked = body.max_completion_tokens or body.max_tokens
+            params = _params(body, engine.max_new_tokens([prompt], asked), top is not None)
+            [generated] = engine.generate([prompt], params, top)
+            version = state.weight_version
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": g.choice.text},
+                "logprobs": _chat_logprobs(g.tokens) if g.tokens is not None else None,
+                "finish_reason": g.choice.finish_reason,
+                "token_ids": g.choice.token_ids,
+            }
+            for i, g in enumerate(generated)
+        ]
+        usage = _usage([prompt], generated)
+        return _response("chat.completion", state.served_model_name, choices, usage, version)
+
+    @app.post("/v1/completions")
+    def completions(body: CompletionRequest, request: Request) -> dict[str, Any]:
+        state = request.app.state
+        engine: Engine = state.engine
+        _check_request(body, state)
+        with engine.lock:
+            prompts = [p if isinstance(p, list) else engine.encode_text(p) for p in body.prompt]
+            for prompt in prompts:
+                engine.check_prompt(prompt, param="prompt")
+            max_tokens = engine.max_new_tokens(prompts, body.max_tokens)
+            params = _params(body, max_tokens, body.logprobs is not None)
+            generated = engine.generate(prompts, params, body.logprobs)
+            version = state.weight_version
+        flat = [g for per_prompt in generated for g in per_prompt]
+        choices = [
+            {
+                "index": i,
+                "text": g.choice.text,
+                "logprobs": _completion_logprobs(g.tokens) if g.tokens is not None else None,
+                "finish_reason": g.choice.finish_reason,
+                "token_ids": g.choice.token_ids,
+            }
+            for i, g in enumerate(flat)
+        ]
+        usage = _usage(prompts, flat)
+        return _response("text_completion", state.served_model_name, choices, usage, version)
+
+    return app
+
+
+def _check_request(body: SamplingRequest, state: Any) -> None:
+    """Refuse requests for another model or for more choices than the server allows."""
+    if body.model is not None and body.model != state.served_model_name:
+        raise APIError(
+            f"The model '{body.model}' does not exist; this server serves "
+            f"'{state.served_model_name}'.",
+            status=404,
+            param="model",
+            code="model_not_found",
+        )
+    if body.n is not None and body.n > state.max_n:
+        raise APIError(
+            f"n={body.n} is above this server's limit of {state.max_n} choices per request.",
+            param="n",
+        )
+
+
+def _params(body: SamplingRequest, max_tokens: int, logprobs: bool) -> GenerationParams:
+    return GenerationParams(
+        n=body.n or 1,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        max_tokens=max_tokens,
+        stop=tuple(body.stop),
+        seed=body.seed,
+        logprobs=logprobs,
+    )
+
+
+def _usage(prompts: list[list[int]], generated: list[Generated]) -> dict[str, int]:
+    """Token counts; completion tokens include each choice's final stop token, as generated."""
+    prompt_tokens = sum(len(p) for p in prompts)
+    completion_tokens = sum(len(g.choice.token_ids or []) for g in generated)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+_ID_PREFIX = {"chat.completion": "chatcmpl", "text_completion": "cmpl"}
+
+
+def _response(
+    kind: str, model: str, choices: list[dict[str, Any]], usage: dict[str, int], version: int
+) -> dict[str, Any]:
+    return {
+        "id": f"{_ID_PREFIX[kind]}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage,
+        "system_fingerprint": None,
+        "weight_version": version,
+    }
+
+
+def _chat_logprobs(tokens: list[TokenInfo]) -> dict[str, Any]:
+    """Chat API layout: one entry per token with its exactly-k alternatives."""
+    return {
+        "content": [
+            {
+                "token": t.text,
+                "logprob": t.logprob,
+                "bytes": t.bytes,
+                "top_logprobs": [
+                    {"token": text, "logprob": lp, "bytes": raw} for text, raw, lp in t.top
+                ],
+            }
+            for t in tokens
+        ],
+        "refusal": None,
+    }
+
+
+def _completion_logprobs(tokens: list[TokenInfo]) -> dict[str, Any]:
+    """Legacy completions layout; as OpenAI documents, the sampled token is always included."""
+    offsets, offset = [], 0
+    for t in tokens:
+        offsets.append(offset)
+        offset += len(t.text)
+    return {
+        "tokens": [t.text for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [
+            {**{text: lp for text, _, lp in t.top}, t.text: t.logprob} for t in tokens
+        ],
+        "text_offset": offsets,
+    }
+
+
+def serve(
+    model_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    served_model_name: str | None = None,
+    max_n: int = 16,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    device: str = "auto",
+) -> None:
+    """Load `model_dir` and serve it until interrupted (`posttrain serve`)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    chat = HFChat(model_dir, device=device)
+    app = create_app(
+        chat, served_model_name=served_model_name, max_n=max_n, max_body_bytes=max_body_bytes
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info")

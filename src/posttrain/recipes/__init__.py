@@ -1,0 +1,1 @@
+"""One module per system; a recipe wires stages together and owns no stage logic."""

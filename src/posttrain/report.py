@@ -1,0 +1,93 @@
+"""`report.html` for a run: one plot per numeric metric, the config and the summary files.
+
+Plots are matplotlib PNGs embedded as base64, so the report is one file that opens anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from posttrain.runs import read_metrics
+
+_SKIP = {"step", "time"}
+
+
+def metric_series(records: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Metric name -> (steps, values) for every numeric metric in the records."""
+    series: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for record in records:
+        for key, value in record.items():
+            if key in _SKIP or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            steps, values = series[key]
+            steps.append(record.get("step", len(steps)))
+            values.append(value)
+    return dict(series)
+
+
+def plot_png(steps: list[float], values: list[float], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.8), dpi=100)
+    ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(run_dir: str | Path, title: str | None = None) -> Path:
+    """Render `run_dir/report.html` from its metrics, config and JSON summaries."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    records = read_metrics(run_dir)
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{html.escape(title or run_dir.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
+        "img{margin:4px;border:1px solid #ddd}pre{background:#f6f6f6;padding:1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}</style>",
+        f"<h1>{html.escape(title or run_dir.name)}</h1>",
+        f"<p>{len(records)} metric records in <code>{html.escape(str(run_dir))}</code></p>",
+    ]
+    for summary in sorted(run_dir.glob("*.json")):
+        data = json.loads(summary.read_text())
+        parts.append(f"<h2>{html.escape(summary.name)}</h2>{_table(data)}")
+    series = metric_series(records)
+    if series:
+        parts.append("<h2>Metrics</h2>")
+    for name, (steps, values) in sorted(series.items()):
+        png = base64.b64encode(plot_png(steps, values, name)).decode()
+        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>")
+    config = run_dir / "config.yaml"
+    if config.exists():
+        parts.append(f"<h2>config.yaml</h2><pre>{html.escape(config.read_text())}</pre>")
+    out = run_dir / "report.html"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out
+
+
+def _table(data: Any) -> str:
+    if not isinstance(data, dict):
+        return f"<pre>{html.escape(json.dumps(data, indent=2))}</pre>"
+    rows = []
+    for key, value in data.items():
+        shown = value if isinstance(value, str | int | float) else json.dumps(value)
+        if isinstance(shown, str) and len(shown) > 300:
+            shown = shown[:300] + "…"
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(shown))}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"

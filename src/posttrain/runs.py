@@ -1,0 +1,100 @@
+"""Run directories: `config.yaml`, `metrics.jsonl`, `checkpoints/` and `report.html`.
+
+Metrics are appended one JSON object per line and flushed as written, so a crash loses at
+most the line in flight; reading tolerates that torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from posttrain.config import dump_config
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class Run:
+    """One training or evaluation run, writing under `root/name`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+
+    @classmethod
+    def create(cls, name: str, config: Any = None, root: str | Path = "runs") -> Run:
+        """Open (or reopen, to resume) `root/name` and write the resolved config."""
+        run = cls(Path(root) / _SAFE_NAME.sub("-", name))
+        if config is not None:
+            dump_config(config, run.path / "config.yaml")
+        return run
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:06d}"
+
+    def log(self, step: int, **metrics: Any) -> None:
+        """Append one step's metrics (JSON-safe scalars) and flush to the OS at once."""
+        record = {"step": step, "time": round(time.time(), 3), **metrics}
+        self._metrics.write(json.dumps(record, default=_json_default) + "\n")
+        self._metrics.flush()
+        os.fsync(self._metrics.fileno())
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write a summary file atomically (temp file then rename)."""
+        target = self.path / name
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+        tmp.replace(target)
+        return target
+
+    def close(self) -> None:
+        self._metrics.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All complete metric records of a run; a torn final line (a crash) is skipped."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # the line in flight when the process died
+                break
+            raise ValueError(f"{path}:{number}: not valid JSON: {err}") from err
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy and torch scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

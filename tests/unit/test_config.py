@@ -1,0 +1,68 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from posttrain.config import ConfigError, load_config, to_dict
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+
+
+@dataclass
+class Train:
+    steps: int = 10
+    name: str = "run"
+    mode: Literal["sync", "async"] = "sync"
+    model: str | None = None
+    optim: Optim = field(default_factory=Optim)
+    tags: list[str] = field(default_factory=list)
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 5\noptim:\n  lr: 0.01\n")
+    cfg = load_config(Train, path, ["optim.lr=3e-4", "mode=async", "tags=[a, b]", "model=/m"])
+    assert cfg.steps == 5
+    assert cfg.optim.lr == pytest.approx(3e-4)
+    assert cfg.mode == "async" and cfg.tags == ["a", "b"] and cfg.model == "/m"
+    assert to_dict(cfg)["optim"]["betas"] == [0.9, 0.99]
+
+
+def test_int_accepted_for_float():
+    assert load_config(Train, None, ["optim.lr=1"]).optim.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        (["optim.lrr=1"], "unknown key 'optim.lrr'; did you mean 'optim.lr'"),
+        (["steps=ten"], "steps: expected int, got 'ten'"),
+        (["steps=true"], "steps: expected int"),
+        (["mode=fast"], "mode: expected one of ['sync', 'async'], got 'fast'"),
+        (["optim=3"], "optim: expected a mapping"),
+        (["tags=abc"], "tags: expected list"),
+        (["optim.betas=[0.9, x]"], "optim.betas[1]: expected float"),
+        (["noequals"], "not of the form key=value"),
+    ],
+)
+def test_errors_name_the_key(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(Train, None, override)
+    assert needle in str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(Train, bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: unknown key 'stepz'; did you mean 'steps'"):
+        load_config(Train, typo)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(Train, tmp_path / "missing.yaml")

@@ -1,0 +1,31 @@
+import pytest
+
+from posttrain.data.io import DataError, read_jsonl, read_records, require_columns, write_jsonl
+
+
+def test_roundtrip_jsonl_parquet_and_dataset(tmp_path):
+    rows = [{"prompt": "a", "answer": "1"}, {"prompt": "b", "answer": "2"}]
+    assert read_records(write_jsonl(tmp_path / "x.jsonl", rows)) == rows
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "x.parquet")
+    assert read_records(tmp_path / "x.parquet") == rows
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    assert read_records(tmp_path / "ds") == rows
+
+
+def test_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2,}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:3: not valid JSON"):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: expected a JSON object"):
+        read_jsonl(path)
+    with pytest.raises(DataError, match="unsupported data format"):
+        read_records(tmp_path / "x.csv")
+    with pytest.raises(DataError, match=r"rows.jsonl: row 2 lacks 'answer'"):
+        require_columns([{"answer": 1}, {"prompt": 2}], ["answer"], "rows.jsonl")

@@ -1,0 +1,55 @@
+import json
+from dataclasses import dataclass
+
+import yaml
+
+from posttrain.report import metric_series, write_report
+from posttrain.runs import Run, read_metrics
+
+
+@dataclass
+class Cfg:
+    lr: float = 0.1
+
+
+def test_run_writes_config_and_metrics(tmp_path):
+    with Run.create("my run/1", Cfg(), root=tmp_path) as run:
+        run.log(1, loss=2.0, accuracy=0.1)
+        run.log(2, loss=1.5, accuracy=0.3, note="text is kept but not plotted")
+        # Flushed as written: readable before the run is closed.
+        assert [r["loss"] for r in read_metrics(run.path)] == [2.0, 1.5]
+    assert run.path == tmp_path / "my-run-1"
+    assert yaml.safe_load((run.path / "config.yaml").read_text()) == {"lr": 0.1}
+
+
+def test_torn_last_line_is_skipped_but_corruption_elsewhere_is_an_error(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo')
+    assert read_metrics(tmp_path) == [{"step": 1, "loss": 1.0}]
+    path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 1.0}\n')
+    try:
+        read_metrics(tmp_path)
+    except ValueError as err:
+        assert "metrics.jsonl:1" in str(err)
+    else:
+        raise AssertionError("a corrupt middle line must raise")
+
+
+def test_resume_appends(tmp_path):
+    with Run.create("r", root=tmp_path) as run:
+        run.log(1, loss=1.0)
+    with Run.create("r", root=tmp_path) as run:
+        run.log(2, loss=0.5)
+    assert [r["step"] for r in read_metrics(tmp_path / "r")] == [1, 2]
+
+
+def test_report_embeds_one_plot_per_metric(tmp_path):
+    with Run.create("r", Cfg(), root=tmp_path) as run:
+        for step in range(5):
+            run.log(step, loss=1.0 / (step + 1), reward=step * 0.1)
+        run.write_json("results.json", {"accuracy": 0.42})
+    assert set(metric_series(read_metrics(run.path))) == {"loss", "reward"}
+    page = write_report(run.path).read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert "results.json" in page and "0.42" in page and "lr: 0.1" in page
+    assert json.loads((run.path / "results.json").read_text()) == {"accuracy": 0.42}
