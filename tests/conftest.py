@@ -20,3 +20,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained micro Qwen2 causal LM with a tokenizer trained on arithmetic text."""
     out = tmp_path_factory.mktemp("tiny-model")
     return build_tiny_model(out, tokenizer_corpus(ArithmeticTask()), size="micro", seed=0)
+
+
+@pytest.fixture(scope="session")
+def warm_start_config(tmp_path_factory: pytest.TempPathFactory):
+    """The embedded-default warm start, cached in a per-session directory."""
+    from posttrain.models.warm_start import WarmStartConfig
+
+    return WarmStartConfig(cache_dir=str(tmp_path_factory.mktemp("warm-start-cache")))
+
+
+@pytest.fixture(scope="session")
+def warm_started(warm_start_config, tmp_path_factory: pytest.TempPathFactory):
+    """Train the default warm-start policy once per session (about 2 CPU minutes)."""
+    from posttrain.models.warm_start import warm_start
+    from posttrain.runs import Run
+
+    with Run.create("warm", warm_start_config, root=tmp_path_factory.mktemp("runs")) as run:
+        result = warm_start(warm_start_config, run)
+    return result, run.path

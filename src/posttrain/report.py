@@ -69,8 +69,14 @@ def write_report(run_dir: str | Path, title: str | None = None) -> Path:
         parts.append(f"<h2>{html.escape(summary.name)}</h2>{_table(data)}")
     series = metric_series(records)
     if series:
-        parts.append("<h2>Metrics</h2>")
+        last = {
+            name: f"{values[-1]:.4g} (step {steps[-1]:g})"
+            for name, (steps, values) in sorted(series.items())
+        }
+        parts.append(f"<h2>Metrics</h2><h3>Last values</h3>{_table(last)}")
     for name, (steps, values) in sorted(series.items()):
+        if len(values) < 2:  # a single value reads better in the table than as a plot
+            continue
         png = base64.b64encode(plot_png(steps, values, name)).decode()
         parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>")
     config = run_dir / "config.yaml"

@@ -7,7 +7,6 @@ most the line in flight; reading tolerates that torn last line.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
@@ -95,6 +94,4 @@ def _json_default(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, float) and math.isnan(value):
-        return None
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -14,7 +14,7 @@ class ArithmeticTask:
     """Addition of two integers drawn from [0, max_operand]."""
 
     max_operand: int = 99
-    n_train: int = 3000
+    n_train: int = 8000
     n_test: int = 200
     seed: int = 0
 

@@ -37,9 +37,11 @@ class WarmStartConfig:
     """JSONL/parquet/dataset of TRL SFT rows (`prompt` + `completion`, or `messages`)."""
     test_file: str | None = None
     """Held-out rows with a chat `prompt` and a reference `answer`, for accuracy."""
-    steps: int = 300
+    steps: int = 700
+    """About 50% held-out accuracy on the default task: learnable, far from solved."""
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
+    lr_scheduler: str = "constant_with_warmup"
     warmup_steps: int = 20
     max_length: int = 64
     seed: int = 0
@@ -113,8 +115,7 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
     meta_path = out / "warm_start.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if run is not None:
-            run.log(config.steps, heldout_accuracy=meta["accuracy"], cached=True)
+        _log_history(run, meta["history"], meta["accuracy"], cached=True)
         return WarmStartResult(out, meta["accuracy"], cached=True, train_seconds=0.0)
 
     # Train into a scratch directory and rename at the end: a crash never leaves a
@@ -122,7 +123,7 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
     scratch = out.with_name(f"{key}.tmp-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.perf_counter()
-    _train(config, sft_rows, scratch, run)
+    history = _train(config, sft_rows, scratch)
     train_seconds = time.perf_counter() - started
     accuracy = _evaluate(scratch, test, config) if test else None
     meta = {
@@ -132,19 +133,33 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
         "config": to_dict(config),
         "n_train": len(sft_rows),
         "n_test": len(test),
+        "history": history,
     }
     (scratch / "warm_start.json").write_text(json.dumps(meta, indent=2))
-    if run is not None:
-        run.log(config.steps, heldout_accuracy=accuracy, train_seconds=train_seconds)
+    _log_history(run, history, accuracy, cached=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     scratch.rename(out)
     return WarmStartResult(out, accuracy, cached=False, train_seconds=train_seconds)
 
 
-def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path, run: Run | None) -> None:
+def _log_history(
+    run: Run | None, history: list[dict[str, Any]], accuracy: float | None, cached: bool
+) -> None:
+    """Put the SFT curve in the run, whether it was trained now or long ago (cache hit)."""
+    if run is None:
+        return
+    for record in history:
+        run.log(**record)
+    last = history[-1]["step"] if history else 0
+    run.log(last, heldout_accuracy=accuracy, cached=cached)
+
+
+def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """Run SFTTrainer into `out`; return the loss curve as metric records."""
+    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from posttrain.models.tiny import build_tiny_model
@@ -158,28 +173,21 @@ def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path, run: 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
 
-    class LogToRun(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-            if run is not None and logs and "loss" in logs:
-                run.log(
-                    state.global_step,
-                    sft_loss=float(logs["loss"]),
-                    token_accuracy=float(logs.get("mean_token_accuracy", float("nan"))),
-                )
-
     args = SFTConfig(
         output_dir=str(out / "trainer"),
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_steps,
         weight_decay=0.0,
         max_length=config.max_length,
         logging_steps=max(1, config.steps // 20),
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        # bf16 where a GPU supports it; otherwise plain fp32 on the CPU.
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        use_cpu=not torch.cuda.is_available(),
         seed=config.seed,
         data_seed=config.seed,
     )
@@ -188,13 +196,21 @@ def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path, run: 
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[LogToRun()],
     )
     trainer.train()
     trainer.save_model(str(out))
     tokenizer.save_pretrained(out)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     shutil.rmtree(out / "base", ignore_errors=True)
+    return [
+        {
+            "step": entry["step"],
+            "sft_loss": entry["loss"],
+            "token_accuracy": entry.get("mean_token_accuracy"),
+        }
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
 
 
 def _texts(rows: list[dict[str, Any]]) -> list[str]:

@@ -24,8 +24,10 @@ from posttrain.runs import Run
 @dataclass
 class QuickstartConfig:
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
-    questions: int = 20
-    """How many held-out questions to ask the served model."""
+    questions: int = 200
+    """How many held-out questions to ask the served model (all 200 by default)."""
+    shown: int = 12
+    """How many of the answers to print."""
     run_name: str = "quickstart"
     runs_root: str = "runs"
 
@@ -51,10 +53,10 @@ def run_quickstart(config: QuickstartConfig, console: Console | None = None) -> 
         client = OpenAIChat(model="tiny-arithmetic", base_url=server.base_url)
         accuracy, records = exact_match_accuracy(client, questions, GenerationParams(max_tokens=8))
 
-    table = Table(title=f"Served tiny model on {len(records)} held-out questions")
+    table = Table(title=f"First {config.shown} of {len(records)} held-out questions, over HTTP")
     for column in ("question", "answer", "reference", "ok"):
         table.add_column(column)
-    for r in records:
+    for r in records[: config.shown]:
         table.add_row(r["prompt"], r["response"], r["answer"], "✓" if r["correct"] else "✗")
     console.print(table)
     summary = {
@@ -69,8 +71,9 @@ def run_quickstart(config: QuickstartConfig, console: Console | None = None) -> 
     run.close()
     report = write_report(run.path, title="posttrain quickstart")
     console.print(
-        f"accuracy over HTTP: [bold]{accuracy:.1%}[/]  (in-process on "
-        f"{config.warm_start.task.n_test} held-out: {result.accuracy:.1%})"
+        f"accuracy over HTTP on {len(records)} held-out questions: [bold]{accuracy:.1%}[/]"
+        f"  (in-process on {config.warm_start.task.n_test}: {result.accuracy:.1%})"
     )
-    console.print(f"run directory: {run.path}  report: {report}")
+    console.print(f"run directory: {run.path}")
+    console.print(f"report: {report}")
     return summary

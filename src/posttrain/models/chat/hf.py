@@ -20,10 +20,12 @@ class HFChat:
         model_dir: str | Path,
         *,
         name: str | None = None,
-        device: str = "cpu",
+        device: str = "auto",
         dtype: torch.dtype | str = "auto",
         batch_size: int = 32,
     ) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model_dir = Path(model_dir)
         self.name = name or self.model_dir.name
         tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")

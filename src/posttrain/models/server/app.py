@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import torch
 import uvicorn
 from fastapi import FastAPI, Request
 
@@ -228,8 +227,6 @@ def serve(
     device: str = "auto",
 ) -> None:
     """Load `model_dir` and serve it until interrupted (`posttrain serve`)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     chat = HFChat(model_dir, device=device)
     app = create_app(
         chat, served_model_name=served_model_name, max_n=max_n, max_body_bytes=max_body_bytes

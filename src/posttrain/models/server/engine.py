@@ -182,10 +182,7 @@ def _byte_decoder(tokenizer: object) -> dict[str, int] | None:
     decoder = getattr(backend, "decoder", None)
     if type(decoder).__name__ != "ByteLevel":
         return None
-    # GPT-2's byte-to-character table: printable bytes stand for themselves, the other
-    # bytes take the characters from U+0100 on, in byte order.
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    table = {byte: chr(byte) for byte in printable}
-    extra = (byte for byte in range(256) if byte not in table)
-    table.update({byte: chr(256 + i) for i, byte in enumerate(extra)})
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    table = bytes_to_unicode()  # GPT-2's byte -> printable character map
     return {char: byte for byte, char in table.items()}
