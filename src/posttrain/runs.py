@@ -45,6 +45,15 @@ class Run:
     def checkpoint_dir(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:06d}"
 
+    def link_checkpoint(self, model_dir: str | Path, name: str = "final") -> Path:
+        """Point `checkpoints/<name>` at a model kept elsewhere (a cache) instead of copying it."""
+        link = self.checkpoints / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(model_dir).resolve(), target_is_directory=True)
+        return link
+
     def log(self, step: int, **metrics: Any) -> None:
         """Append one step's metrics (JSON-safe scalars) and flush to the OS at once."""
         record = {"step": step, "time": round(time.time(), 3), **metrics}

@@ -22,6 +22,9 @@ def test_rerun_with_same_inputs_reuses_the_cache(warm_started, warm_start_config
         again = warm_start(warm_start_config, run)
     assert again.cached and again.model_dir == first.model_dir
     assert again.accuracy == first.accuracy
+    # The run still shows the whole SFT curve and points at the model it used.
+    assert sum("sft_loss" in r for r in read_metrics(run.path)) >= 10
+    assert (run.checkpoints / "final").resolve() == first.model_dir.resolve()
 
 
 def test_cache_key_follows_content():

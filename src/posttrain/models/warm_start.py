@@ -115,7 +115,7 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
     meta_path = out / "warm_start.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        _log_history(run, meta["history"], meta["accuracy"], cached=True)
+        _log_history(run, out, meta["history"], meta["accuracy"], cached=True)
         return WarmStartResult(out, meta["accuracy"], cached=True, train_seconds=0.0)
 
     # Train into a scratch directory and rename at the end: a crash never leaves a
@@ -136,19 +136,24 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
         "history": history,
     }
     (scratch / "warm_start.json").write_text(json.dumps(meta, indent=2))
-    _log_history(run, history, accuracy, cached=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     scratch.rename(out)
+    _log_history(run, out, history, accuracy, cached=False)
     return WarmStartResult(out, accuracy, cached=False, train_seconds=train_seconds)
 
 
 def _log_history(
-    run: Run | None, history: list[dict[str, Any]], accuracy: float | None, cached: bool
+    run: Run | None,
+    model_dir: Path,
+    history: list[dict[str, Any]],
+    accuracy: float | None,
+    cached: bool,
 ) -> None:
     """Put the SFT curve in the run, whether it was trained now or long ago (cache hit)."""
     if run is None:
         return
+    run.link_checkpoint(model_dir)
     for record in history:
         run.log(**record)
     last = history[-1]["step"] if history else 0
