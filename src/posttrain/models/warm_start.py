@@ -115,7 +115,7 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
     meta_path = out / "warm_start.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        _log_history(run, out, meta["history"], meta["accuracy"], cached=True)
+        _log_history(run, out, meta.get("history", []), meta["accuracy"], cached=True)
         return WarmStartResult(out, meta["accuracy"], cached=True, train_seconds=0.0)
 
     # Train into a scratch directory and rename at the end: a crash never leaves a
