@@ -12,7 +12,9 @@ COMMANDS = ["tiny-model", "warm-start", "serve", "report", "demo"]
 def posttrain(*args, check=True):
     result = subprocess.run(
         [sys.executable, "-m", "posttrain", *map(str, args)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -28,8 +30,19 @@ def test_help_lists_every_command():
 def test_tiny_model_from_a_corpus_file(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"the {i} cats sat on {i + 1} mats" for i in range(200)))
-    out = posttrain("tiny-model", "--out", tmp_path / "rm", "--corpus", corpus,
-                    "--size", "nano", "--vocab-size", "300", "--kind", "seq-cls").stdout
+    out = posttrain(
+        "tiny-model",
+        "--out",
+        tmp_path / "rm",
+        "--corpus",
+        corpus,
+        "--size",
+        "nano",
+        "--vocab-size",
+        "300",
+        "--kind",
+        "seq-cls",
+    ).stdout
     assert "parameters" in out
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").num_labels == 1
 
@@ -49,9 +62,12 @@ def test_demo_serves_the_warm_model_and_reports(warm_started, warm_start_config,
     result, _ = warm_started
     out = posttrain(
         "demo",
-        "--set", f"warm_start.cache_dir={warm_start_config.cache_dir}",
-        "--set", f"runs_root={tmp_path}",
-        "--set", "questions=12",
+        "--set",
+        f"warm_start.cache_dir={warm_start_config.cache_dir}",
+        "--set",
+        f"runs_root={tmp_path}",
+        "--set",
+        "questions=12",
     ).stdout
     run_dir = tmp_path / "quickstart"
     summary = json.loads((run_dir / "results.json").read_text())
