@@ -133,6 +133,22 @@ def serve(
 
 
 @app.command()
+def rl(
+    config: Path | None = typer.Argument(None, help="YAML config, e.g. configs/rl/tiny.yaml."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train a policy with GRPO-family RL; resumes from the run's latest checkpoint."""
+    from posttrain.rl.config import RLConfig
+    from posttrain.rl.trainer import RLTrainer
+
+    trainer = RLTrainer(_load(RLConfig, config, overrides))
+    metrics = trainer.train()
+    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval/", "reward/"))}
+    typer.echo(json.dumps(shown, indent=2))
+    typer.echo(f"run: {trainer.run.path}")
+
+
+@app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run directory under runs/.")) -> None:
     """(Re)write RUN_DIR/report.html from its metrics and summaries."""
     from posttrain.report import write_report

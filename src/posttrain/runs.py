@@ -61,6 +61,15 @@ class Run:
         self._metrics.flush()
         os.fsync(self._metrics.fileno())
 
+    def truncate_metrics_after(self, step: int) -> None:
+        """Drop records past `step`: a resumed run redoes those steps and logs them anew."""
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        self._metrics.close()
+        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        tmp.replace(self.metrics_path)
+        self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+
     def write_json(self, name: str, data: Any) -> Path:
         """Write a summary file atomically (temp file then rename)."""
         target = self.path / name

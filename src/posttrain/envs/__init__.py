@@ -1,0 +1,1 @@
+"""Text environments for agentic (multi-turn) RL."""

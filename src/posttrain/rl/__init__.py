@@ -1,0 +1,1 @@
+"""Reinforcement learning: samples, rollout, losses, and the training engine."""

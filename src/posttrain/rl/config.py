@@ -1,0 +1,100 @@
+"""Configuration of an RL run (`posttrain rl CONFIG.yaml --set key=value`).
+
+Defaults are the embedded CPU default: the warm-started arithmetic policy trained with
+GRPO on the exact-match reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from posttrain.models.warm_start import WarmStartConfig
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None
+    """JSONL / parquet / `datasets` dir with a prompt column; None: the arithmetic task."""
+    test: str | None = None
+    """Held-out rows for evaluation; None: the arithmetic task's held-out split."""
+    prompt_column: str = "prompt"
+
+
+@dataclass
+class RolloutConfig:
+    n: int = 8
+    """Samples per prompt (the GRPO group size)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 8
+
+
+@dataclass
+class LossConfig:
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    """Clip-higher (DAPO): a larger upper clip keeps exploration alive."""
+    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = (
+        "token-mean"
+    )
+    scale_advantages: bool = True
+    """Divide by the group std (GRPO); False is Dr.GRPO's variant."""
+    kl_coef: float = 0.0
+    kl_estimator: Literal["k1", "k3"] = "k3"
+    tis_cap: float | None = None
+    """Truncated importance sampling against rollout log-probs, capped at this value."""
+    icepop_beta: float | None = None
+    """IcePop: drop tokens whose train/rollout probability ratio leaves [1/beta, beta]."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    max_grad_norm: float = 1.0
+    warmup_steps: int = 0
+    scheduler: str = "constant_with_warmup"
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+@dataclass
+class RLConfig:
+    model: str | None = None
+    """Policy model directory; None: the warm-start policy (built and cached on demand)."""
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rewards: list[str] = field(default_factory=lambda: ["exact_match"])
+    """Registered reward names or dotted import paths (TRL reward-function signature)."""
+    reward_weights: list[float] | None = None
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    steps: int = 60
+    prompts_per_step: int = 16
+    mini_batches: int = 1
+    """Optimizer steps per rollout batch (more than 1 makes later ones off-policy)."""
+    micro_batch_size: int = 64
+    """Samples per forward/backward pass; gradients accumulate over a mini-batch."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rewards all agree and draw more prompts to refill the batch."""
+    max_resample_rounds: int = 4
+    eval_every: int = 10
+    eval_size: int = 200
+    save_every: int = 20
+    keep_checkpoints: int = 2
+    seed: int = 0
+    run_name: str = "rl"
+    runs_root: str = "runs"

@@ -1,0 +1,221 @@
+"""Rollout: prompts (or environments) in, `Sample`s out, through any token-level generator.
+
+The generator is anything with `generate(prompt_ids, params) -> list[list[Choice]]` whose
+choices carry token ids and log-probs: the local policy (`LocalGenerator`) now, a served
+model later. Multi-turn rollouts append environment turns as tokens with loss mask 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from transformers import PreTrainedTokenizerBase
+
+from posttrain.envs.base import Env
+from posttrain.models.chat.base import Choice, GenerationParams
+from posttrain.rl.sample import Sample
+
+
+class TokenGenerator(Protocol):
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: GenerationParams
+    ) -> list[list[Choice]]: ...
+
+
+def as_messages(prompt: Any) -> list[dict[str, str]]:
+    """A dataset prompt as chat messages (a bare string becomes one user message)."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return list(prompt)
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Any) -> list[int]:
+    return list(
+        tokenizer.apply_chat_template(
+            as_messages(prompt), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+    )
+
+
+def _status(choice: Choice) -> str:
+    return "truncated" if choice.finish_reason == "length" else "completed"
+
+
+def rollout_single_turn(
+    generator: TokenGenerator,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[dict[str, Any]],
+    params: GenerationParams,
+    *,
+    first_group_id: int = 0,
+    weight_version: int = 0,
+    prompt_column: str = "prompt",
+) -> list[Sample]:
+    """`params.n` samples per row; rows become consecutive groups."""
+    prompts = [encode_prompt(tokenizer, row[prompt_column]) for row in rows]
+    samples = []
+    for offset, (row, ids, choices) in enumerate(
+        zip(rows, prompts, generator.generate(prompts, params), strict=True)
+    ):
+        columns = {k: v for k, v in row.items() if k != prompt_column}
+        for choice in choices:
+            tokens = choice.token_ids or []
+            samples.append(
+                Sample(
+                    prompt_ids=ids,
+                    response_ids=list(tokens),
+                    loss_mask=[1] * len(tokens),
+                    rollout_logprobs=list(choice.logprobs or [0.0] * len(tokens)),
+                    group_id=first_group_id + offset,
+                    status=_status(choice),
+                    weight_version=weight_version,
+                    prompt=row[prompt_column],
+                    completion=choice.text,
+                    columns=columns,
+                )
+            )
+    return samples
+
+
+def observation_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    assistant_text: str,
+    observation: str,
+    role: str = "user",
+) -> list[int]:
+    """Tokens the chat template puts between the assistant's end-of-turn token and the next
+    assistant turn, with `observation` as the next `role` message.
+
+    Found by rendering the conversation before and after the observation and taking the
+    difference as text, so any template whose renderings extend one another works.
+    """
+    before = messages + [{"role": "assistant", "content": assistant_text}]
+    after = before + [{"role": role, "content": observation}]
+    text_before = tokenizer.apply_chat_template(before, tokenize=False)
+    text_after = tokenizer.apply_chat_template(after, tokenize=False, add_generation_prompt=True)
+    if not text_after.startswith(text_before):
+        raise ValueError(
+            "the chat template re-renders earlier turns when a message is added, so a "
+            "multi-turn trajectory cannot be extended token by token with it"
+        )
+    # What follows the end-of-turn token in `before` (e.g. "\n") belongs to this gap too.
+    eos = tokenizer.eos_token
+    tail = text_before[text_before.rfind(eos) + len(eos) :] if eos in text_before else ""
+    return list(tokenizer.encode(tail + text_after[len(text_before) :], add_special_tokens=False))
+
+
+def rollout_multi_turn(
+    generator: TokenGenerator,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[dict[str, Any]],
+    make_env: Callable[[], Env],
+    params: GenerationParams,
+    *,
+    max_turns: int = 4,
+    first_group_id: int = 0,
+    weight_version: int = 0,
+    observation_role: str = "user",
+) -> list[Sample]:
+    """`params.n` trajectories per row, generated turn by turn, all episodes in one batch.
+
+    The reward of a trajectory is the sum of its environment rewards. A failing environment
+    marks its trajectory `failed` instead of stopping the batch.
+    """
+    one = GenerationParams(**{**params.__dict__, "n": 1})
+    episodes = []
+    for offset, row in enumerate(rows):
+        for _ in range(params.n):
+            episodes.append(_Episode(row, first_group_id + offset, make_env()))
+    for episode in episodes:
+        episode.start(tokenizer)
+    for _ in range(max_turns):
+        live = [e for e in episodes if not e.done]
+        if not live:
+            break
+        outputs = generator.generate([e.prompt_ids + e.response_ids for e in live], one)
+        for episode, (choice,) in zip(live, outputs, strict=True):
+            episode.act(tokenizer, choice, observation_role)
+    for episode in episodes:
+        if not episode.done:
+            episode.status = "truncated"  # ran out of turns
+    return [e.to_sample(weight_version) for e in episodes]
+
+
+class _Episode:
+    """Mutable state of one trajectory while it is being rolled out."""
+
+    def __init__(self, row: dict[str, Any], group_id: int, env: Env) -> None:
+        self.row, self.group_id, self.env = row, group_id, env
+        self.messages: list[dict[str, str]] = []
+        self.prompt_ids: list[int] = []
+        self.response_ids: list[int] = []
+        self.mask: list[int] = []
+        self.logprobs: list[float] = []
+        self.reward = 0.0
+        self.done = False
+        self.status = "completed"
+        self.last_text = ""
+        self.info: list[dict[str, Any]] = []
+
+    def start(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        try:
+            first = self.env.reset(self.row)
+        except Exception as error:  # noqa: BLE001 - an environment bug fails one episode
+            self._fail(error)
+            return
+        self.messages = [{"role": "user", "content": first}]
+        self.prompt_ids = encode_prompt(tokenizer, self.messages)
+
+    def act(self, tokenizer: PreTrainedTokenizerBase, choice: Choice, role: str) -> None:
+        tokens = list(choice.token_ids or [])
+        self.response_ids += tokens
+        self.mask += [1] * len(tokens)
+        self.logprobs += list(choice.logprobs or [0.0] * len(tokens))
+        self.last_text = choice.text
+        if choice.finish_reason == "length":
+            self.done, self.status = True, "truncated"
+            return
+        try:
+            observation, reward, done, info = self.env.step(choice.text)
+        except Exception as error:  # noqa: BLE001
+            self._fail(error)
+            return
+        self.reward += float(reward)
+        self.info.append(info)
+        if done:
+            self.done = True
+            return
+        gap = observation_ids(tokenizer, self.messages, choice.text, observation, role)
+        self.messages += [
+            {"role": "assistant", "content": choice.text},
+            {"role": role, "content": observation},
+        ]
+        self.response_ids += gap
+        self.mask += [0] * len(gap)
+        self.logprobs += [0.0] * len(gap)
+
+    def _fail(self, error: Exception) -> None:
+        self.done, self.status = True, "failed"
+        self.info.append({"error": f"{type(error).__name__}: {error}"})
+
+    def to_sample(self, weight_version: int) -> Sample:
+        return Sample(
+            prompt_ids=self.prompt_ids,
+            response_ids=self.response_ids,
+            loss_mask=self.mask,
+            rollout_logprobs=self.logprobs,
+            group_id=self.group_id,
+            status=self.status,  # type: ignore[arg-type]
+            weight_version=weight_version,
+            prompt=self.messages[:1],
+            completion=self.last_text,
+            columns=dict(self.row),
+            reward=self.reward,
+            reward_breakdown={"env": self.reward},
+            metadata={
+                "turns": sum(1 for m in self.messages if m["role"] == "assistant") + 1,
+                "info": self.info,
+            },
+        )
