@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification
 
-COMMANDS = ["tiny-model", "warm-start", "serve", "report", "demo"]
+COMMANDS = ["tiny-model", "warm-start", "serve", "report", "demo", "rl"]
+TINY_RL = Path(__file__).parents[2] / "configs" / "rl" / "tiny.yaml"
 
 
 def posttrain(*args, check=True):
@@ -82,3 +84,31 @@ def test_demo_serves_the_warm_model_and_reports(warm_started, warm_start_config,
     (run_dir / "report.html").unlink()
     posttrain("report", run_dir)
     assert (run_dir / "report.html").exists()
+
+
+def test_rl_command_trains_and_resumes(warm_started, warm_start_config, tmp_path):
+    args = [
+        "rl",
+        "configs/rl/tiny.yaml",
+        "--set",
+        f"warm_start.cache_dir={warm_start_config.cache_dir}",
+        "--set",
+        f"runs_root={tmp_path}",
+        "--set",
+        "prompts_per_step=4",
+        "--set",
+        "eval_size=20",
+        "--set",
+        "eval_every=2",
+        "--set",
+        "save_every=2",
+    ]
+    posttrain(*args, "--set", "steps=2")
+    out = posttrain(*args, "--set", "steps=4").stdout  # continues from checkpoints/step-000002
+    assert '"eval/exact_match"' in out
+    steps = [json.loads(line)["step"] for line in (tmp_path / "rl-tiny" / "metrics.jsonl").open()]
+    assert steps == [0, 1, 2, 3, 4]
+    assert (tmp_path / "rl-tiny" / "checkpoints" / "final" / "config.json").exists()
+    assert (tmp_path / "rl-tiny" / "report.html").exists()
+    bad = posttrain("rl", TINY_RL, "--set", "loss.aggregation=mean", check=False)
+    assert bad.returncode == 2 and "loss.aggregation: expected one of" in bad.stderr

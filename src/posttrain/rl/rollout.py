@@ -158,6 +158,7 @@ class _Episode:
         self.status = "completed"
         self.last_text = ""
         self.info: list[dict[str, Any]] = []
+        self.turns = 0
 
     def start(self, tokenizer: PreTrainedTokenizerBase) -> None:
         try:
@@ -170,6 +171,7 @@ class _Episode:
 
     def act(self, tokenizer: PreTrainedTokenizerBase, choice: Choice, role: str) -> None:
         tokens = list(choice.token_ids or [])
+        self.turns += 1
         self.response_ids += tokens
         self.mask += [1] * len(tokens)
         self.logprobs += list(choice.logprobs or [0.0] * len(tokens))
@@ -214,8 +216,5 @@ class _Episode:
             columns=dict(self.row),
             reward=self.reward,
             reward_breakdown={"env": self.reward},
-            metadata={
-                "turns": sum(1 for m in self.messages if m["role"] == "assistant") + 1,
-                "info": self.info,
-            },
+            metadata={"turns": self.turns, "info": self.info},
         )
