@@ -24,10 +24,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def warm_start_config(tmp_path_factory: pytest.TempPathFactory):
-    """The embedded-default warm start, cached in a per-session directory."""
+    """The embedded-default warm start, cached in a per-session directory (or, to skip the
+    two-minute training while developing, in $POSTTRAIN_TEST_CACHE)."""
     from posttrain.models.warm_start import WarmStartConfig
 
-    return WarmStartConfig(cache_dir=str(tmp_path_factory.mktemp("warm-start-cache")))
+    cache = os.environ.get("POSTTRAIN_TEST_CACHE") or tmp_path_factory.mktemp("warm-start-cache")
+    return WarmStartConfig(cache_dir=str(cache))
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,28 @@ def test_trains_on_a_jsonl_dataset_with_string_prompts(warm_started, tmp_path):
     assert {"eval/exact_match", "eval/numeric_match", "rewards/numeric_match/mean"} <= set(last)
     config_yaml = (tmp_path / "jsonl" / "config.yaml").read_text()
     assert "train.jsonl" in config_yaml and json.dumps(last)
+
+
+def test_multi_turn_environment_trains_on_policy_tokens_only(warm_started, tmp_path):
+    cfg = config(
+        warm_started[0].model_dir,
+        tmp_path,
+        steps=2,
+        prompts_per_step=4,
+        eval_every=2,
+        eval_size=20,
+        rewards=[],
+        env="arithmetic_retry",
+        env_args={"attempts": 2},
+        max_turns=2,
+    )
+    trainer = RLTrainer(cfg, Run.create("multi", cfg, root=tmp_path))
+    samples, _ = trainer.collect()
+    retried = [s for s in samples if s.metadata["turns"] == 2]
+    assert retried, "with ~50% accuracy some first answers are wrong and get a second turn"
+    for s in retried:
+        gap = [t for t, m in zip(s.response_ids, s.loss_mask, strict=True) if m == 0]
+        assert "Not quite. Try again." in trainer.tokenizer.decode(gap)
+    assert all(s.reward in (0.0, 1.0) for s in samples)
+    last = trainer.train()
+    assert "rewards/env/mean" in last and "eval/env" in last

@@ -7,7 +7,7 @@ GRPO on the exact-match reward.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from posttrain.models.warm_start import WarmStartConfig
 
@@ -78,6 +78,10 @@ class RLConfig:
     rewards: list[str] = field(default_factory=lambda: ["exact_match"])
     """Registered reward names or dotted import paths (TRL reward-function signature)."""
     reward_weights: list[float] | None = None
+    env: str | None = None
+    """Multi-turn: a registered environment name or dotted path; its rewards add to `rewards`."""
+    env_args: dict[str, Any] = field(default_factory=dict)
+    max_turns: int = 4
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

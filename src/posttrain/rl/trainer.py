@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 from posttrain.data.prompts import PromptStream, load_prompt_rows
+from posttrain.envs import env_factory
 from posttrain.models.chat.base import GenerationParams
 from posttrain.models.generation import LocalGenerator
 from posttrain.report import write_report
@@ -30,7 +31,7 @@ from posttrain.rl.checkpoint import (
     save_checkpoint,
 )
 from posttrain.rl.config import RLConfig
-from posttrain.rl.rollout import rollout_single_turn
+from posttrain.rl.rollout import rollout_multi_turn, rollout_single_turn
 from posttrain.rl.sample import Sample
 from posttrain.runs import Run
 
@@ -67,7 +68,10 @@ class RLTrainer:
             num_training_steps=config.steps * config.mini_batches,
         )
         self.generator = LocalGenerator(self.model, self.tokenizer)
-        self.rewards = RewardSet(config.rewards, config.reward_weights)
+        self.rewards = RewardSet(config.rewards, config.reward_weights) if config.rewards else None
+        self.make_env = env_factory(config.env, **config.env_args) if config.env else None
+        if self.rewards is None and self.make_env is None:
+            raise ValueError("no reward: set `rewards` or a multi-turn `env`")
         column = config.data.prompt_column
         self.stream = PromptStream(load_prompt_rows(config.data.train, column), config.seed)
         test_rows = load_prompt_rows(config.data.test or config.data.train, column, split="test")
@@ -163,8 +167,10 @@ class RLTrainer:
         samples, collect_metrics = self.collect()
         rollout_seconds = time.perf_counter() - started
         metrics = dict(collect_metrics)
-        if samples:
-            metrics.update(self.update(samples))
+        # A failed rollout (environment error) carries no tokens worth learning from.
+        trainable = [s for s in samples if s.status != "failed"]
+        if trainable:
+            metrics.update(self.update(trainable))
         elapsed = time.perf_counter() - started
         metrics.update(
             {
@@ -203,16 +209,8 @@ class RLTrainer:
         for round_ in range(config.max_resample_rounds if config.dynamic_sampling else 1):
             rows = self.stream.take(config.prompts_per_step - len(kept))
             seed = config.seed * 1_000_003 + self.step * 101 + round_
-            samples = rollout_single_turn(
-                self.generator,
-                self.tokenizer,
-                rows,
-                self._params(config.rollout.n, config.rollout.temperature, seed),
-                first_group_id=len(kept),
-                weight_version=self.step - 1,
-                prompt_column=config.data.prompt_column,
-            )
-            self.score(samples)
+            params = self._params(config.rollout.n, config.rollout.temperature, seed)
+            samples = self.rollout(rows, params, first_group_id=len(kept))
             all_samples += samples
             for group in _groups(samples, config.rollout.n):
                 rewards = {s.reward for s in group}
@@ -232,8 +230,45 @@ class RLTrainer:
                 sample.advantage = advantage
         return samples, self._rollout_metrics(all_samples, kept, dropped)
 
+    def rollout(
+        self, rows: list[dict[str, Any]], params: GenerationParams, first_group_id: int = 0
+    ) -> list[Sample]:
+        """Generate and score: single-turn by default, turn by turn with an environment."""
+        if self.make_env is not None:
+            samples = rollout_multi_turn(
+                self.generator,
+                self.tokenizer,
+                rows,
+                self.make_env,
+                params,
+                max_turns=self.config.max_turns,
+                first_group_id=first_group_id,
+                weight_version=self.step - 1,
+            )
+        else:
+            samples = rollout_single_turn(
+                self.generator,
+                self.tokenizer,
+                rows,
+                params,
+                first_group_id=first_group_id,
+                weight_version=self.step - 1,
+                prompt_column=self.config.data.prompt_column,
+            )
+        self.score(samples)
+        return samples
+
+    @property
+    def reward_names(self) -> list[str]:
+        return (["env"] if self.make_env else []) + (self.rewards.names if self.rewards else [])
+
     def score(self, samples: list[Sample]) -> None:
-        """Fill each sample's reward and per-function breakdown."""
+        """Add the reward functions' weighted total (and breakdown) to each sample's reward.
+
+        Environment rewards, when there is an environment, are already in `sample.reward`.
+        """
+        if self.rewards is None or not samples:
+            return
         columns: dict[str, list[Any]] = {}
         for key in samples[0].columns if samples else []:
             columns[key] = [s.columns.get(key) for s in samples]
@@ -244,8 +279,10 @@ class RLTrainer:
             **columns,
         )
         for i, sample in enumerate(samples):
-            sample.reward = result.total[i]
-            sample.reward_breakdown = {name: values[i] for name, values in result.breakdown.items()}
+            sample.reward += result.total[i]
+            sample.reward_breakdown.update(
+                {name: values[i] for name, values in result.breakdown.items()}
+            )
 
     def _rollout_metrics(
         self, samples: list[Sample], kept: list[list[Sample]], dropped: int
@@ -259,7 +296,7 @@ class RLTrainer:
             "groups/kept": float(len(kept)),
             "groups/dropped": float(dropped),
         }
-        for name in self.rewards.names:
+        for name in self.reward_names:
             values = [s.reward_breakdown[name] for s in samples]
             values = [v for v in values if v is not None]
             metrics[f"rewards/{name}/mean"] = float(np.mean(values)) if values else 0.0
@@ -372,16 +409,9 @@ class RLTrainer:
     def evaluate(self) -> dict[str, float]:
         """Greedy answers on the held-out rows, scored by the same reward functions."""
         self.model.eval()
-        samples = rollout_single_turn(
-            self.generator,
-            self.tokenizer,
-            self.test_rows,
-            self._params(1, 0.0, self.config.seed),
-            prompt_column=self.config.data.prompt_column,
-        )
-        self.score(samples)
+        samples = self.rollout(self.test_rows, self._params(1, 0.0, self.config.seed))
         metrics = {"eval/reward": float(np.mean([s.reward for s in samples]))}
-        for name in self.rewards.names:
+        for name in self.reward_names:
             values = [s.reward_breakdown[name] for s in samples]
             metrics[f"eval/{name}"] = float(np.mean([v for v in values if v is not None] or [0]))
         return metrics
