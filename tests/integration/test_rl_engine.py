@@ -42,12 +42,13 @@ def deterministic(records):
 
 def test_grpo_raises_heldout_accuracy_above_the_warm_start(warm_started, tmp_path):
     result, _ = warm_started
-    records = train(config(result.model_dir, tmp_path, steps=60, eval_size=200), "learn")
+    records = train(config(result.model_dir, tmp_path, steps=80, eval_size=200), "learn")
     evals = {r["step"]: r["eval/exact_match"] for r in records if "eval/exact_match" in r}
     assert evals[0] == pytest.approx(result.accuracy)  # same 200 held-out questions
-    # Measured on the 2-core CPU with seed 0: 0.51 -> 0.755 after 60 steps (0.77-0.78 at
-    # steps 30-50). A 10-point margin leaves room for seed and platform noise.
-    assert evals[60] >= result.accuracy + 0.10, evals
+    # Measured on the 2-core CPU (embedded defaults, lr 3e-4): 0.52 -> 0.75 after 80 steps
+    # with seed 0, rising smoothly (0.605 at 20, 0.705 at 40, 0.715 at 60). A 10-point
+    # margin leaves room for seed and platform noise.
+    assert evals[80] >= result.accuracy + 0.10, evals
 
 
 def test_resume_reproduces_the_uninterrupted_run(warm_started, tmp_path):
@@ -91,9 +92,9 @@ def test_kl_corrections_and_minibatches_train_and_log(warm_started, tmp_path):
         loss__scale_advantages=False,
     )
     last = train(cfg, "options")[-1]
-    for key in ("kl_ref", "loss", "grad_norm", "clip_frac_high", "logp_abs_diff"):
+    for key in ("kl", "loss", "grad_norm", "clip_frac_high", "logp_abs_diff"):
         assert key in last and last[key] == last[key]  # present and not NaN
-    assert last["kl_ref"] >= 0
+    assert last["kl"] >= 0
     # The second mini-batch is off-policy (the first already moved the weights): its
     # importance ratios are no longer exactly 1.
     assert last["ratio_mean"] != 1.0

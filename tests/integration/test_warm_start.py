@@ -9,8 +9,10 @@ from posttrain.runs import Run, read_metrics
 
 def test_heldout_accuracy_is_clearly_nontrivial_but_imperfect(warm_started):
     result, run_dir = warm_started
-    # Measured 0.515 at 700 steps on the 2-core CPU (0.21 at 600, 0.68 at 800): later RL
-    # issues need a policy whose reward is neither always 0 nor always 1.
+    # Measured on the 2-core CPU: 0.52 at 800 steps. Accuracy climbs steeply between 600
+    # and 900 steps and run-to-run floating-point differences move the climb (two 700-step
+    # builds gave 0.51 and 0.225), hence the wide band. Later RL issues need a policy whose
+    # reward is neither always 0 nor always 1.
     assert 0.10 <= result.accuracy <= 0.90, result.accuracy
     losses = [r["sft_loss"] for r in read_metrics(run_dir) if "sft_loss" in r]
     assert len(losses) >= 10 and losses[-1] < 0.5 * losses[0]

@@ -37,8 +37,11 @@ class WarmStartConfig:
     """JSONL/parquet/dataset of TRL SFT rows (`prompt` + `completion`, or `messages`)."""
     test_file: str | None = None
     """Held-out rows with a chat `prompt` and a reference `answer`, for accuracy."""
-    steps: int = 700
-    """About 50% held-out accuracy on the default task: learnable, far from solved."""
+    steps: int = 800
+    """Mid-range held-out accuracy on the default task (about 50-70%): learnable, unsolved.
+
+    Accuracy rises steeply between 600 and 900 steps and where exactly varies between
+    runs (floating-point order), so 800 keeps a margin on both sides of the test's 10-90%."""
     batch_size: int = 32
     learning_rate: float = 2e-3
     lr_scheduler: str = "constant_with_warmup"

@@ -50,7 +50,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-4
+    lr: float = 3e-4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
     max_grad_norm: float = 1.0
@@ -86,7 +86,7 @@ class RLConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
-    steps: int = 60
+    steps: int = 80
     prompts_per_step: int = 16
     mini_batches: int = 1
     """Optimizer steps per rollout batch (more than 1 makes later ones off-policy)."""

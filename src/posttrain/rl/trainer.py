@@ -153,7 +153,7 @@ class RLTrainer:
                     or self.step == stop_at
                 ):
                     self.save()
-                status = f"reward {last['reward/mean']:.3f}"
+                status = f"reward {last['reward']:.3f}"
                 if "eval/reward" in last:
                     status += f"  eval {last['eval/reward']:.3f}"
                 progress.update(task, completed=self.step, status=status)
@@ -289,10 +289,10 @@ class RLTrainer:
     ) -> dict[str, float]:
         rewards = torch.tensor([s.reward for s in samples])
         metrics = {
-            "reward/mean": rewards.mean().item(),
-            "reward/std": rewards.std().item() if len(rewards) > 1 else 0.0,
-            "response_length": float(np.mean([s.generated_tokens for s in samples])),
-            "truncated_frac": float(np.mean([s.status == "truncated" for s in samples])),
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "completions/mean_length": float(np.mean([s.generated_tokens for s in samples])),
+            "completions/clipped_ratio": float(np.mean([s.status == "truncated" for s in samples])),
             "groups/kept": float(len(kept)),
             "groups/dropped": float(dropped),
         }
@@ -373,7 +373,7 @@ class RLTrainer:
                     micro_mask,
                 )
                 loss = loss + loss_cfg.kl_coef * kl
-                metrics["kl_ref"] = kl.item()
+                metrics["kl"] = kl.item()
             (loss * share).backward()
             with torch.no_grad():
                 metrics["loss"] = loss.item()
