@@ -191,7 +191,6 @@ def run_posttrain(model_dir: Path, steps: int, seed: int, root: Path) -> dict[st
     cpu = meter.process_cpu_s - sum(watch.cpu_seconds.values())
     records = [r for r in read_metrics(trainer.run.path) if r.get("step", 0) > 0]
     completions = round(sum(r["groups/kept"] for r in records)) * GROUP
-    step_sum = sum(r["time/step_s"] for r in records)
     rollout = sum(r["time/rollout_s"] for r in records)
     rewards = [r["reward"] for r in records]
     length = sum(r["completions/mean_length"] for r in records) / len(records)
@@ -204,21 +203,39 @@ def run_posttrain(model_dir: Path, steps: int, seed: int, root: Path) -> dict[st
         "train_call_s": round(wall, 3),
         "excluded_s": {k: round(v, 3) for k, v in watch.seconds.items()},
         "steps": len(records),
+        **loop_record(
+            completions, loop, [r["time/step_s"] for r in records], rollout, rewards, length, cpu
+        ),
+        "machine": meter.stats,
+        "final_model": final_dir,
+    }
+
+
+def loop_record(
+    completions: int,
+    loop: float,
+    step_times: list[float],
+    rollout: float,
+    rewards: list[float],
+    length: float,
+    cpu: float,
+) -> dict[str, Any]:
+    """The per-run figures both trainers report, computed the same way for each."""
+    step_sum = sum(step_times)
+    return {
         "completions": completions,
         "samples_per_s": round(completions / loop, 2),
         "step_sum_s": round(step_sum, 3),
         "samples_per_s_step_sum": round(completions / step_sum, 2),
         "rollout_s": round(rollout, 3),
         "rollout_frac": round(rollout / step_sum, 3),
-        "first_step_s": round(records[0]["time/step_s"], 3),
-        "step_times_s": [round(r["time/step_s"], 3) for r in records],
+        "first_step_s": round(step_times[0], 3),
+        "step_times_s": [round(t, 3) for t in step_times],
         "reward_last_10": round(sum(rewards[-LAST_N:]) / len(rewards[-LAST_N:]), 4),
         "reward_first_step": round(rewards[0], 4),
         "mean_completion_tokens": round(length, 3),
         "cpu_s": round(cpu, 2),
         "samples_per_cpu_s": round(completions / cpu, 2),
-        "machine": meter.stats,
-        "final_model": final_dir,
     }
 
 
@@ -319,26 +336,13 @@ def run_trl(model_dir: Path, steps: int, seed: int, root: Path) -> dict[str, Any
     rewards = [entry["reward"] for entry in logs]
     length = sum(entry["completions/mean_length"] for entry in logs) / len(logs)
     completions = counted["completions"]
-    step_sum = sum(step_times.times)
     rollout = watch.seconds.get("rollout", 0.0)
     result = {
         "loop_s": round(loop, 3),
         "train_runtime_s": round(output.metrics["train_runtime"], 3),
         "steps": trainer.state.global_step,
-        "completions": completions,
         "generation_calls": watch.calls.get("rollout", 0),
-        "samples_per_s": round(completions / loop, 2),
-        "step_sum_s": round(step_sum, 3),
-        "samples_per_s_step_sum": round(completions / step_sum, 2),
-        "rollout_s": round(rollout, 3),
-        "rollout_frac": round(rollout / step_sum, 3),
-        "first_step_s": round(step_times.times[0], 3),
-        "step_times_s": [round(t, 3) for t in step_times.times],
-        "reward_last_10": round(sum(rewards[-LAST_N:]) / len(rewards[-LAST_N:]), 4),
-        "reward_first_step": round(rewards[0], 4),
-        "mean_completion_tokens": round(length, 3),
-        "cpu_s": round(cpu, 2),
-        "samples_per_cpu_s": round(completions / cpu, 2),
+        **loop_record(completions, loop, step_times.times, rollout, rewards, length, cpu),
         "machine": meter.stats,
         "final_model": final_dir,
     }
