@@ -124,12 +124,7 @@ def policy_loss(
     if weights is not None:
         per_token = per_token * torch.where(valid, weights.detach(), 0.0)
 
-    if aggregation == "token-mean":
-        loss = masked_mean(per_token, mask)
-    elif aggregation == "seq-mean-token-mean":
-        loss = masked_mean(per_token, mask, dim=1).mean()
-    else:
-        loss = (per_token * mask).sum() / (logp.shape[0] * max_tokens)
+    loss = aggregate(per_token, mask, aggregation, max_tokens)
 
     with torch.no_grad():
         clip_low = ((adv < 0) & (ratio < 1.0 - eps_low)).to(logp.dtype)
@@ -143,6 +138,92 @@ def policy_loss(
             "approx_kl": masked_mean(approx_kl, mask).item(),
         }
     return loss, metrics
+
+
+def aggregate(
+    per_token: Tensor, mask: Tensor, aggregation: Aggregation, max_tokens: int | None = None
+) -> Tensor:
+    """Reduce a [B, T] per-token loss to a scalar the way ``policy_loss`` documents."""
+    if aggregation == "token-mean":
+        return masked_mean(per_token, mask)
+    if aggregation == "seq-mean-token-mean":
+        return masked_mean(per_token, mask, dim=1).mean()
+    if aggregation == "seq-mean-token-sum-norm" and max_tokens:
+        return (per_token * mask).sum() / (per_token.shape[0] * max_tokens)
+    raise ValueError(
+        f"unknown aggregation {aggregation!r} (or no max_tokens); expected one of {AGGREGATIONS}"
+    )
+
+
+def direct_is_loss(
+    logp: Tensor,
+    rollout_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    aggregation: Aggregation = "token-mean",
+    max_tokens: int | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """GLM-5's direct double-sided importance sampling (zai-org, 2026): no pi_old at all.
+
+    r = exp(logp - rollout_logp) against the policy that generated the tokens; tokens with r
+    outside (1 - eps_low, 1 + eps_high) are masked (they still count in the denominator);
+    inside, the per-token loss is -r * A, whose gradient is f(r) * A * grad(logp) with
+    f(x) = x, as in the paper's f(r) * A * logp_theta. With no drift (r = 1) this is the
+    on-policy GRPO loss. ``advantages`` is [B] or [B, T].
+    """
+    valid = mask != 0
+    log_ratio = torch.where(valid, logp - rollout_logp.detach(), 0.0)
+    ratio = torch.exp(log_ratio)
+    adv = advantages.detach()
+    adv = torch.where(valid, adv.unsqueeze(1) if adv.ndim == 1 else adv, 0.0)
+    inside = valid & (ratio.detach() > 1.0 - eps_low) & (ratio.detach() < 1.0 + eps_high)
+    per_token = torch.where(inside, -ratio * adv, 0.0)
+    mask = mask.to(logp.dtype)
+    loss = aggregate(per_token, mask, aggregation, max_tokens)
+    with torch.no_grad():
+        metrics = {
+            "is_masked_frac": masked_mean((valid & ~inside).to(logp.dtype), mask).item(),
+            "ratio_mean": masked_mean(ratio, mask).item(),
+        }
+    return loss, metrics
+
+
+def decoupled_ppo_loss(
+    logp: Tensor,
+    proximal_logp: Tensor,
+    rollout_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    behaviour_cap: float | None = None,
+    aggregation: Aggregation = "token-mean",
+    max_tokens: int | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """AReaL's decoupled PPO (Fu et al. 2025): clip against a recomputed proximal policy and
+    correct for the behaviour policy that generated the tokens.
+
+    loss = -(pi_prox / pi_behav) * min(r * A, clip(r) * A) with r = pi_theta / pi_prox; the
+    behaviour weight is detached and optionally capped.
+    """
+    weights = torch.exp(proximal_logp.detach() - rollout_logp.detach())
+    if behaviour_cap is not None:
+        weights = weights.clamp(max=behaviour_cap)
+    return policy_loss(
+        logp,
+        proximal_logp,
+        advantages,
+        mask,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        aggregation=aggregation,
+        max_tokens=max_tokens,
+        weights=weights,
+    )
 
 
 def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: Literal["k1", "k2", "k3"] = "k3") -> Tensor:
