@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,8 @@ def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path) -> li
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
 
+    # TRL still passes transformers' old `gradient_checkpointing` name; the warning is noise.
+    warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated", FutureWarning)
     args = SFTConfig(
         output_dir=str(out / "trainer"),
         max_steps=config.steps,
