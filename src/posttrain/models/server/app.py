@@ -22,7 +22,9 @@ from posttrain.models.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     SamplingRequest,
+    WeightUpdateRequest,
 )
+from posttrain.models.server.weights import load_into, read_state_dict
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
@@ -120,6 +122,24 @@ def create_app(
         ]
         usage = _usage(prompts, flat)
         return _response("text_completion", state.served_model_name, choices, usage, version)
+
+    @app.post("/v1/weights")
+    def update_weights(body: WeightUpdateRequest, request: Request) -> dict[str, Any]:
+        """Load new weights between generations and bump the weight version."""
+        state = request.app.state
+        engine: Engine = state.engine
+        tensors = read_state_dict(body.path)  # read outside the lock: generation goes on
+        with engine.lock:
+            copied = load_into(engine.generator.model, tensors)
+            state.weight_version = (
+                state.weight_version + 1 if body.version is None else body.version
+            )
+            version = state.weight_version
+        return {"weight_version": version, "tensors": copied}
+
+    @app.get("/v1/weights")
+    async def weight_version(request: Request) -> dict[str, int]:
+        return {"weight_version": request.app.state.weight_version}
 
     return app
 

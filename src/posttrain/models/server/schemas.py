@@ -146,3 +146,14 @@ class CompletionRequest(SamplingRequest):
         if value:
             raise ValueError("echo is not supported by this server")
         return value
+
+
+class WeightUpdateRequest(BaseModel):
+    """`POST /v1/weights`: new weights for the served model, from a path on the server."""
+
+    model_config = _STRICT
+
+    path: str
+    """A checkpoint directory (`save_pretrained`) or a `.safetensors` / `.pt` state dict."""
+    version: int | None = None
+    """The weight version to report from now on; default: the current one plus 1."""
