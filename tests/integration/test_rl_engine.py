@@ -164,3 +164,13 @@ def test_multi_turn_environment_trains_on_policy_tokens_only(warm_started, tmp_p
     assert all(s.reward in (0.0, 1.0) for s in samples)
     last = trainer.train()
     assert "rewards/env/mean" in last and "eval/env" in last
+
+
+def test_a_training_file_without_a_test_file_is_never_evaluated_on(warm_started, tmp_path):
+    rows = [{"prompt": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(16)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    cfg = config(warm_started[0].model_dir, tmp_path, steps=1, prompts_per_step=4)
+    cfg.data.train = str(tmp_path / "train.jsonl")
+    records = train(cfg, "no-test")
+    assert [r["step"] for r in records] == [1]
+    assert not any(key.startswith("eval/") for key in records[0])

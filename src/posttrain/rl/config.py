@@ -17,7 +17,8 @@ class DataConfig:
     train: str | None = None
     """JSONL / parquet / `datasets` dir with a prompt column; None: the arithmetic task."""
     test: str | None = None
-    """Held-out rows for evaluation; None: the arithmetic task's held-out split."""
+    """Held-out rows for evaluation; None: the arithmetic task's held-out split when `train`
+    is None too, otherwise no held-out evaluation."""
     prompt_column: str = "prompt"
 
 

@@ -74,7 +74,12 @@ class RLTrainer:
             raise ValueError("no reward: set `rewards` or a multi-turn `env`")
         column = config.data.prompt_column
         self.stream = PromptStream(load_prompt_rows(config.data.train, column), config.seed)
-        test_rows = load_prompt_rows(config.data.test or config.data.train, column, split="test")
+        # Held-out rows: the given test file, or the embedded task's test split; a user's
+        # training file without a test file means no held-out evaluation (never train rows).
+        if config.data.test is not None or config.data.train is None:
+            test_rows = load_prompt_rows(config.data.test, column, split="test")
+        else:
+            test_rows = []
         self.test_rows = test_rows[: config.eval_size]
         self.step = 0
         if resume is not None:
@@ -127,7 +132,7 @@ class RLTrainer:
         """Train to `config.steps` (or stop after `stop_at`); return the last metrics."""
         config = self.config
         last: dict[str, float] = {}
-        if self.step == 0:
+        if self.step == 0 and self.test_rows:
             last = self.evaluate()
             self.run.log(0, **last)
         columns = [
@@ -142,7 +147,7 @@ class RLTrainer:
             while self.step < config.steps and (stop_at is None or self.step < stop_at):
                 self.step += 1
                 last = self.train_step()
-                if config.eval_every and (
+                if self.test_rows and config.eval_every and (
                     self.step % config.eval_every == 0 or self.step == config.steps
                 ):
                     last.update(self.evaluate())
