@@ -52,9 +52,17 @@ class ServerProcess:
         return f"{self.url}/v1"
 
     def start(self) -> ServerProcess:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if self.log_path:
+            # The child keeps its own copy of the descriptor; ours can close at once.
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    self.args, stdout=log, stderr=subprocess.STDOUT, env=env
+                )
+        else:
+            self.process = subprocess.Popen(
+                self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -8,6 +8,7 @@ model later. Multi-turn rollouts append environment turns as tokens with loss ma
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from transformers import PreTrainedTokenizerBase
@@ -123,7 +124,7 @@ def rollout_multi_turn(
     The reward of a trajectory is the sum of its environment rewards. A failing environment
     marks its trajectory `failed` instead of stopping the batch.
     """
-    one = GenerationParams(**{**params.__dict__, "n": 1})
+    one = replace(params, n=1)
     episodes = []
     for offset, row in enumerate(rows):
         for _ in range(params.n):

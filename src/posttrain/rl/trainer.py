@@ -147,8 +147,10 @@ class RLTrainer:
             while self.step < config.steps and (stop_at is None or self.step < stop_at):
                 self.step += 1
                 last = self.train_step()
-                if self.test_rows and config.eval_every and (
-                    self.step % config.eval_every == 0 or self.step == config.steps
+                if (
+                    self.test_rows
+                    and config.eval_every
+                    and (self.step % config.eval_every == 0 or self.step == config.steps)
                 ):
                     last.update(self.evaluate())
                 self.run.log(self.step, **last)
@@ -301,11 +303,17 @@ class RLTrainer:
             "groups/kept": float(len(kept)),
             "groups/dropped": float(dropped),
         }
+        metrics.update(self._reward_means(samples, "rewards/{}/mean"))
+        return metrics
+
+    def _reward_means(self, samples: list[Sample], key: str) -> dict[str, float]:
+        """Mean of each reward function over the samples it scored (None: not applicable)."""
+        means = {}
         for name in self.reward_names:
             values = [s.reward_breakdown[name] for s in samples]
             values = [v for v in values if v is not None]
-            metrics[f"rewards/{name}/mean"] = float(np.mean(values)) if values else 0.0
-        return metrics
+            means[key.format(name)] = float(np.mean(values)) if values else 0.0
+        return means
 
     # ----------------------------------------------------------------- update
 
@@ -415,11 +423,10 @@ class RLTrainer:
         """Greedy answers on the held-out rows, scored by the same reward functions."""
         self.model.eval()
         samples = self.rollout(self.test_rows, self._params(1, 0.0, self.config.seed))
-        metrics = {"eval/reward": float(np.mean([s.reward for s in samples]))}
-        for name in self.reward_names:
-            values = [s.reward_breakdown[name] for s in samples]
-            metrics[f"eval/{name}"] = float(np.mean([v for v in values if v is not None] or [0]))
-        return metrics
+        return {
+            "eval/reward": float(np.mean([s.reward for s in samples])),
+            **self._reward_means(samples, "eval/{}"),
+        }
 
     def save(self) -> None:
         directory = self.run.checkpoint_dir(self.step)
