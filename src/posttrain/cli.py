@@ -141,7 +141,13 @@ def rl(
     from posttrain.rl.config import RLConfig
     from posttrain.rl.trainer import RLTrainer
 
-    trainer = RLTrainer(_load(RLConfig, config, overrides))
+    settings = _load(RLConfig, config, overrides)
+    if settings.async_.eta is not None:  # `--set async.eta=N`: rollout on workers
+        from posttrain.rl.asynchronous.trainer import AsyncRLTrainer
+
+        trainer: RLTrainer = AsyncRLTrainer(settings)
+    else:
+        trainer = RLTrainer(settings)
     metrics = trainer.train()
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval/", "reward/"))}
     typer.echo(json.dumps(shown, indent=2))

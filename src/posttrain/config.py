@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import keyword
 import types
 import typing
 from pathlib import Path
@@ -75,7 +76,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError(
             f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}"
         )
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # A section named after a Python keyword (`async`) lives in the field `async_`.
+    fields = {_key(f.name): f.name for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -84,7 +86,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(f"unknown key {dotted!r}{hint} (known: {', '.join(fields)})")
-        kwargs[key] = _coerce(hints[key], value, dotted)
+        kwargs[fields[key]] = _coerce(hints[fields[key]], value, dotted)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -140,6 +142,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
+def _key(field_name: str) -> str:
+    """The config key of a dataclass field: `async_` is written `async`."""
+    bare = field_name.removesuffix("_")
+    return bare if bare != field_name and keyword.iskeyword(bare) else field_name
+
+
 def _name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -149,7 +157,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return {_key(f.name): plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, list | tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):

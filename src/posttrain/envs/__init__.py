@@ -1,6 +1,7 @@
 """Text environments for agentic (multi-turn) RL."""
 
-from posttrain.envs import arithmetic  # noqa: F401  (registers the built-in environments)
+# Imported so that the built-in environments register themselves.
+from posttrain.envs import arithmetic, arithmetic_tool, latency  # noqa: F401
 from posttrain.envs.base import Env
 from posttrain.envs.registry import env_factory, register_env
 

@@ -58,6 +58,8 @@ class RemoteGenerator:
                 f"got {len(ordered)}"
             )
         choices = [_choice(c, params.logprobs, str(self.client.base_url)) for c in ordered]
+        for choice in choices:
+            choice.weight_version = self.weight_version
         return [choices[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
 

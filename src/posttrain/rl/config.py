@@ -43,10 +43,17 @@ class LossConfig:
     """Divide by the group std (GRPO); False is Dr.GRPO's variant."""
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k3"] = "k3"
+    kind: Literal["ppo", "direct_is", "decoupled_ppo"] = "ppo"
+    """ppo: GRPO's clipped surrogate against the trainer's own log-probs before the update;
+    direct_is: GLM-5's double-sided importance sampling against the rollout log-probs (no
+    pi_old); decoupled_ppo: AReaL's clip against a recomputed proximal policy, weighted by
+    pi_prox / pi_rollout."""
     tis_cap: float | None = None
     """Truncated importance sampling against rollout log-probs, capped at this value."""
     icepop_beta: float | None = None
     """IcePop: drop tokens whose train/rollout probability ratio leaves [1/beta, beta]."""
+    behaviour_cap: float | None = None
+    """decoupled_ppo: cap on the behaviour weight pi_prox / pi_rollout."""
 
 
 @dataclass
@@ -71,6 +78,51 @@ class LoraSettings:
 
 
 @dataclass
+class WorkerSettings:
+    kind: Literal["thread", "process", "ray", "server"] = "thread"
+    """thread: a policy copy in the trainer process; process: one per child process;
+    ray: one per Ray actor; server: OpenAI-compatible servers (started here unless `urls`)."""
+    count: int = 1
+    torch_threads: int | None = 1
+    """Intra-op threads per process/actor engine (None: torch's default)."""
+    urls: list[str] = field(default_factory=list)
+    """server: base URLs (`http://host:port/v1`) of running servers to use instead."""
+    served_model: str | None = None
+    """server: the model name the servers expect (default: the first of /v1/models)."""
+    weight_sync: Literal["push", "none"] = "push"
+    """server: push checkpoint directories to `<url>/weights` (posttrain serve's endpoint),
+    or never (the servers keep their weights; generation is then fully off-policy)."""
+    ray_address: str | None = None
+    """ray: a cluster address; None starts a local runtime."""
+    ray_cpus: int | None = None
+    """ray: CPUs of the local runtime (None: all)."""
+
+
+@dataclass
+class AsyncSettings:
+    eta: int | None = None
+    """None: the classic synchronous loop in the trainer. An int turns on the asynchronous
+    engine with AReaL's capacity rule: at most (eta + v + 1) * B groups admitted at trainer
+    version v; 0 is synchronous training with rollout on the workers."""
+    max_version_gap: int | None = None
+    """GLM-5's tau: drop samples whose oldest weight version lags the trainer's by more."""
+    push_every: int = 1
+    """K: push new weights to the workers every K updates (each push is a new version)."""
+    reset_optimizer: bool = False
+    """Clear the optimiser state after each push (GLM-5's agentic RL does)."""
+    partial_rollout: Literal["finish", "resume"] = "finish"
+    """finish: a request in flight completes with the weights it started with; resume: long
+    responses are generated in segments and continue with new weights after a push."""
+    segment_tokens: int = 4
+    mask_stale_prefix: bool = False
+    """Leave tokens written by older weights than a sample's newest out of the loss."""
+    rollout_threads: int | None = None
+    """Groups rolled out at once (default: the capacity, (eta + 1) * prompts_per_step, at
+    most 64)."""
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+
+
+@dataclass
 class RLConfig:
     model: str | None = None
     """Policy model directory; None: the warm-start policy (built and cached on demand)."""
@@ -83,10 +135,14 @@ class RLConfig:
     """Multi-turn: a registered environment name or dotted path; its rewards add to `rewards`."""
     env_args: dict[str, Any] = field(default_factory=dict)
     max_turns: int = 4
+    env_threads: int = 32
+    """Environment steps of one turn run on this many threads (tools mostly wait)."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    async_: AsyncSettings = field(default_factory=AsyncSettings)
+    """`async:` in YAML and `--set async.eta=2`."""
     steps: int = 80
     prompts_per_step: int = 16
     mini_batches: int = 1

@@ -8,6 +8,7 @@ model later. Multi-turn rollouts append environment turns as tokens with loss ma
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -43,6 +44,21 @@ def _status(choice: Choice) -> str:
     return "truncated" if choice.finish_reason == "length" else "completed"
 
 
+def token_versions(choice: Choice, default: int) -> list[int]:
+    """The weight version of each token of `choice` (one version for the whole choice unless
+    the generator reports per-token versions, as a resumed partial rollout does)."""
+    count = len(choice.token_ids or [])
+    if choice.token_versions is not None:
+        return list(choice.token_versions)
+    version = choice.weight_version if choice.weight_version is not None else default
+    return [version] * count
+
+
+def oldest_version(versions: Sequence[int], mask: Sequence[int], default: int) -> int:
+    generated = [v for v, m in zip(versions, mask, strict=True) if m]
+    return min(generated) if generated else default
+
+
 def rollout_single_turn(
     generator: TokenGenerator,
     tokenizer: PreTrainedTokenizerBase,
@@ -62,6 +78,7 @@ def rollout_single_turn(
         columns = {k: v for k, v in row.items() if k != prompt_column}
         for choice in choices:
             tokens = choice.token_ids or []
+            versions = token_versions(choice, weight_version)
             samples.append(
                 Sample(
                     prompt_ids=ids,
@@ -70,7 +87,8 @@ def rollout_single_turn(
                     rollout_logprobs=list(choice.logprobs or [0.0] * len(tokens)),
                     group_id=first_group_id + offset,
                     status=_status(choice),
-                    weight_version=weight_version,
+                    weight_version=min(versions, default=weight_version),
+                    token_versions=versions,
                     prompt=row[prompt_column],
                     completion=choice.text,
                     columns=columns,
@@ -118,26 +136,32 @@ def rollout_multi_turn(
     first_group_id: int = 0,
     weight_version: int = 0,
     observation_role: str = "user",
+    env_threads: int = 32,
 ) -> list[Sample]:
     """`params.n` trajectories per row, generated turn by turn, all episodes in one batch.
 
     The reward of a trajectory is the sum of its environment rewards. A failing environment
-    marks its trajectory `failed` instead of stopping the batch.
+    marks its trajectory `failed` instead of stopping the batch. Environment calls of one turn
+    run on up to `env_threads` threads, since tools, sandboxes and judges mostly wait.
     """
     one = replace(params, n=1)
     episodes = []
     for offset, row in enumerate(rows):
         for _ in range(params.n):
             episodes.append(_Episode(row, first_group_id + offset, make_env()))
-    for episode in episodes:
-        episode.start(tokenizer)
-    for _ in range(max_turns):
-        live = [e for e in episodes if not e.done]
-        if not live:
-            break
-        outputs = generator.generate([e.prompt_ids + e.response_ids for e in live], one)
-        for episode, (choice,) in zip(live, outputs, strict=True):
-            episode.act(tokenizer, choice, observation_role)
+    with ThreadPoolExecutor(max(1, min(env_threads, len(episodes)))) as pool:
+        list(pool.map(lambda e: e.start(tokenizer), episodes))
+        for _ in range(max_turns):
+            live = [e for e in episodes if not e.done]
+            if not live:
+                break
+            outputs = generator.generate([e.prompt_ids + e.response_ids for e in live], one)
+            turns = [(e, choice) for e, (choice,) in zip(live, outputs, strict=True)]
+            list(
+                pool.map(
+                    lambda t: t[0].act(tokenizer, t[1], weight_version, observation_role), turns
+                )
+            )
     for episode in episodes:
         if not episode.done:
             episode.status = "truncated"  # ran out of turns
@@ -154,6 +178,7 @@ class _Episode:
         self.response_ids: list[int] = []
         self.mask: list[int] = []
         self.logprobs: list[float] = []
+        self.versions: list[int] = []
         self.reward = 0.0
         self.done = False
         self.status = "completed"
@@ -170,12 +195,15 @@ class _Episode:
         self.messages = [{"role": "user", "content": first}]
         self.prompt_ids = encode_prompt(tokenizer, self.messages)
 
-    def act(self, tokenizer: PreTrainedTokenizerBase, choice: Choice, role: str) -> None:
+    def act(
+        self, tokenizer: PreTrainedTokenizerBase, choice: Choice, version: int, role: str
+    ) -> None:
         tokens = list(choice.token_ids or [])
         self.turns += 1
         self.response_ids += tokens
         self.mask += [1] * len(tokens)
         self.logprobs += list(choice.logprobs or [0.0] * len(tokens))
+        self.versions += token_versions(choice, version)
         self.last_text = choice.text
         if choice.finish_reason == "length":
             self.done, self.status = True, "truncated"
@@ -198,6 +226,8 @@ class _Episode:
         self.response_ids += gap
         self.mask += [0] * len(gap)
         self.logprobs += [0.0] * len(gap)
+        # Environment tokens were not generated; they carry the version of the turn before.
+        self.versions += [self.versions[-1] if self.versions else version] * len(gap)
 
     def _fail(self, error: Exception) -> None:
         self.done, self.status = True, "failed"
@@ -211,7 +241,8 @@ class _Episode:
             rollout_logprobs=self.logprobs,
             group_id=self.group_id,
             status=self.status,  # type: ignore[arg-type]
-            weight_version=weight_version,
+            weight_version=oldest_version(self.versions, self.mask, weight_version),
+            token_versions=self.versions,
             prompt=self.messages[:1],
             completion=self.last_text,
             columns=dict(self.row),

@@ -27,6 +27,8 @@ class Sample:
     status: Status = "completed"
     weight_version: int = 0
     """Version of the weights that generated the response (the oldest, if several)."""
+    token_versions: list[int] | None = None
+    """Per response token, the weight version that generated it (asynchronous rollout)."""
     prompt: Any = None
     """The prompt as given (chat messages or text), for reward functions and logs."""
     completion: str = ""
@@ -43,6 +45,11 @@ class Sample:
             raise ValueError(
                 f"response_ids ({len(self.response_ids)}), loss_mask ({len(self.loss_mask)}) "
                 f"and rollout_logprobs ({len(self.rollout_logprobs)}) must have equal lengths"
+            )
+        if self.token_versions is not None and len(self.token_versions) != len(self.response_ids):
+            raise ValueError(
+                f"token_versions ({len(self.token_versions)}) must have one entry per "
+                f"response token ({len(self.response_ids)})"
             )
 
     @property

@@ -31,7 +31,7 @@ from posttrain.rl.checkpoint import (
     save_checkpoint,
 )
 from posttrain.rl.config import RLConfig
-from posttrain.rl.rollout import rollout_multi_turn, rollout_single_turn
+from posttrain.rl.rollout import TokenGenerator, rollout_multi_turn, rollout_single_turn
 from posttrain.rl.sample import Sample
 from posttrain.runs import Run
 
@@ -238,28 +238,40 @@ class RLTrainer:
         return samples, self._rollout_metrics(all_samples, kept, dropped)
 
     def rollout(
-        self, rows: list[dict[str, Any]], params: GenerationParams, first_group_id: int = 0
+        self,
+        rows: list[dict[str, Any]],
+        params: GenerationParams,
+        first_group_id: int = 0,
+        *,
+        generator: TokenGenerator | None = None,
+        weight_version: int | None = None,
     ) -> list[Sample]:
-        """Generate and score: single-turn by default, turn by turn with an environment."""
+        """Generate and score: single-turn by default, turn by turn with an environment.
+
+        `generator` defaults to the trainer's own policy; versions default to the current one.
+        """
+        generator = generator or self.generator
+        version = self.step - 1 if weight_version is None else weight_version
         if self.make_env is not None:
             samples = rollout_multi_turn(
-                self.generator,
+                generator,
                 self.tokenizer,
                 rows,
                 self.make_env,
                 params,
                 max_turns=self.config.max_turns,
                 first_group_id=first_group_id,
-                weight_version=self.step - 1,
+                weight_version=version,
+                env_threads=self.config.env_threads,
             )
         else:
             samples = rollout_single_turn(
-                self.generator,
+                generator,
                 self.tokenizer,
                 rows,
                 params,
                 first_group_id=first_group_id,
-                weight_version=self.step - 1,
+                weight_version=version,
                 prompt_column=self.config.data.prompt_column,
             )
         self.score(samples)
@@ -322,7 +334,12 @@ class RLTrainer:
         config = self.config
         self.model.train()
         batch = _tensorize(samples, self.tokenizer.pad_token_id)
-        needs_old = config.mini_batches > 1 or config.loss.tis_cap or config.loss.icepop_beta
+        needs_old = (
+            config.mini_batches > 1
+            or config.loss.tis_cap
+            or config.loss.icepop_beta
+            or config.loss.kind == "decoupled_ppo"
+        )
         old_logp = self._logprobs(self.model, batch) if needs_old else None
         ref_logp = self._reference_logprobs(batch) if config.loss.kl_coef > 0 else None
         totals: dict[str, float] = {}
@@ -362,23 +379,8 @@ class RLTrainer:
             logp = losses.token_logprobs(logits, batch["targets"][index])
             old = old_logp[index] if old_logp is not None else logp.detach()
             rollout = batch["rollout_logp"][index]
-            weights = None
-            if loss_cfg.tis_cap:
-                weights = losses.tis_weights(old, rollout, cap=loss_cfg.tis_cap)
-            if loss_cfg.icepop_beta:
-                keep = losses.icepop_mask(old, rollout, beta=loss_cfg.icepop_beta)
-                weights = keep if weights is None else weights * keep
-            loss, metrics = losses.policy_loss(
-                logp,
-                old,
-                batch["advantages"][index],
-                micro_mask,
-                eps_low=loss_cfg.eps_low,
-                eps_high=loss_cfg.eps_high,
-                aggregation=loss_cfg.aggregation,
-                max_tokens=self.config.rollout.max_tokens,
-                weights=weights,
-            )
+            advantages = batch["advantages"][index]
+            loss, metrics = self._policy_loss(logp, old, rollout, advantages, micro_mask)
             share = float(micro_mask.sum() if token_level else len(index)) / float(denominator)
             if ref_logp is not None:
                 kl = losses.masked_mean(
@@ -397,6 +399,37 @@ class RLTrainer:
             for key, value in metrics.items():
                 stats[key] = stats.get(key, 0.0) + value * share
         return stats
+
+    def _policy_loss(
+        self,
+        logp: torch.Tensor,
+        old: torch.Tensor,
+        rollout: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The configured loss: GRPO's clipped surrogate (optionally with TIS / IcePop),
+        GLM-5's direct double-sided IS, or AReaL's decoupled PPO."""
+        cfg = self.config.loss
+        common = {
+            "eps_low": cfg.eps_low,
+            "eps_high": cfg.eps_high,
+            "aggregation": cfg.aggregation,
+            "max_tokens": self.config.rollout.max_tokens,
+        }
+        if cfg.kind == "direct_is":
+            return losses.direct_is_loss(logp, rollout, advantages, mask, **common)
+        if cfg.kind == "decoupled_ppo":
+            return losses.decoupled_ppo_loss(
+                logp, old, rollout, advantages, mask, behaviour_cap=cfg.behaviour_cap, **common
+            )
+        weights = None
+        if cfg.tis_cap:
+            weights = losses.tis_weights(old, rollout, cap=cfg.tis_cap)
+        if cfg.icepop_beta:
+            keep = losses.icepop_mask(old, rollout, beta=cfg.icepop_beta)
+            weights = keep if weights is None else weights * keep
+        return losses.policy_loss(logp, old, advantages, mask, weights=weights, **common)
 
     @torch.no_grad()
     def _logprobs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -41,6 +41,10 @@ class Choice:
     finish_reason: str = "stop"  # "stop" | "length"
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    weight_version: int | None = None
+    """Version of the weights that generated it (the oldest, if a weight push came mid-way)."""
+    token_versions: list[int] | None = None
+    """Per token, the weight version that generated it (when generation spanned a push)."""
 
 
 @dataclass

@@ -1,0 +1,152 @@
+"""Rollout threads: admit a group, roll it out on an engine, check it, hand it to the trainer.
+
+Each thread works on one group (a prompt and its n samples) at a time, so groups finish in
+whatever order their generation and environment latency allow, and a slow group never
+holds back the others. The trainer takes finished groups from `buffer`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from posttrain.rl.asynchronous.groups import validate_group
+from posttrain.rl.asynchronous.staleness import StalenessGate
+from posttrain.rl.rollout import TokenGenerator
+from posttrain.rl.sample import Sample
+
+log = logging.getLogger(__name__)
+
+RolloutGroup = Callable[[dict[str, Any], TokenGenerator, int], list[Sample]]
+"""(row, generator, group id) -> the group's scored samples."""
+
+
+@dataclass
+class ProducerCounts:
+    groups_done: int = 0
+    groups_invalid: int = 0
+    groups_errored: int = 0
+    groups_padded: int = 0
+    samples_failed: int = 0
+    last_error: str = ""
+    started_at: float = field(default_factory=time.perf_counter)
+
+
+class RolloutProducer:
+    def __init__(
+        self,
+        *,
+        engines: Sequence[TokenGenerator],
+        rollout_group: RolloutGroup,
+        next_row: Callable[[], dict[str, Any]],
+        gate: StalenessGate,
+        group_size: int,
+        threads: int,
+        mask_stale_prefix: bool = False,
+        max_consecutive_errors: int = 20,
+    ) -> None:
+        if not engines:
+            raise ValueError("asynchronous rollout needs at least one engine")
+        self.engines = list(engines)
+        self.rollout_group = rollout_group
+        self.next_row = next_row
+        self.gate = gate
+        self.group_size = group_size
+        self.threads = threads
+        self.mask_stale_prefix = mask_stale_prefix
+        self.max_consecutive_errors = max_consecutive_errors
+        self.buffer: queue.Queue[list[Sample]] = queue.Queue()
+        self.counts = ProducerCounts()
+        self.fatal: BaseException | None = None
+        self._lock = threading.Lock()
+        self._group_ids = itertools.count()
+        self._stop = threading.Event()
+        self._errors_in_a_row = 0
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.threads):
+            thread = threading.Thread(target=self._work, name=f"rollout-{i}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.gate.close()
+        for thread in self._workers:
+            thread.join(timeout=60)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self.gate.admit(timeout=0.2):
+                continue
+            with self._lock:
+                group_id = next(self._group_ids)
+                row = self.next_row()
+            engine = self.engines[group_id % len(self.engines)]
+            try:
+                samples = self.rollout_group(row, engine, group_id)
+            except Exception as error:  # noqa: BLE001 - one bad group must not stop rollout
+                self._errored(error)
+                continue
+            with self._lock:
+                self._errors_in_a_row = 0
+            self._finish(samples)
+
+    def _errored(self, error: Exception) -> None:
+        self.gate.release()
+        if self._stop.is_set():
+            return
+        log.warning("rollout of a group failed: %s: %s", type(error).__name__, error)
+        with self._lock:
+            self.counts.groups_errored += 1
+            self.counts.last_error = f"{type(error).__name__}: {error}"
+            self._errors_in_a_row += 1
+            if self._errors_in_a_row >= self.max_consecutive_errors and self.fatal is None:
+                self.fatal = RuntimeError(
+                    f"{self._errors_in_a_row} rollouts in a row failed; last: "
+                    f"{self.counts.last_error}"
+                )
+                self._stop.set()
+                self.gate.close()
+
+    def _finish(self, samples: list[Sample]) -> None:
+        verdict = validate_group(samples, self.group_size)
+        with self._lock:
+            self.counts.samples_failed += verdict.failed
+            self.counts.groups_padded += verdict.padded > 0
+            if verdict.samples is None:
+                self.counts.groups_invalid += 1
+            else:
+                self.counts.groups_done += 1
+        if verdict.samples is None:
+            self.gate.release()
+            return
+        if self.mask_stale_prefix:
+            for sample in verdict.samples:
+                mask_stale_prefix(sample)
+        self.buffer.put(verdict.samples)
+
+
+def mask_stale_prefix(sample: Sample) -> None:
+    """Take tokens generated by weights older than the sample's newest out of the loss.
+
+    After a partial rollout resumed with new weights, the prefix is off-policy twice over;
+    masking it trains only on the part the newest weights wrote.
+    """
+    if not sample.token_versions:
+        return
+    generated = [v for v, m in zip(sample.token_versions, sample.loss_mask, strict=True) if m]
+    if not generated:
+        return
+    newest = max(generated)
+    sample.loss_mask = [
+        m if v == newest else 0
+        for v, m in zip(sample.token_versions, sample.loss_mask, strict=True)
+    ]

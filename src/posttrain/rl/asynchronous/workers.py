@@ -1,0 +1,67 @@
+"""Build the engines a config's `async.workers` section asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posttrain.rl.asynchronous.engines import BatchedEngine, EngineCore
+from posttrain.rl.config import WorkerSettings
+
+
+def build_engines(
+    settings: WorkerSettings, model_dir: str, log_dir: Path | None = None
+) -> list[BatchedEngine]:
+    """`settings.count` engines over `model_dir` (a servers' list: one engine per URL)."""
+    if settings.count < 1 and not settings.urls:
+        raise ValueError(f"async.workers.count must be >= 1, got {settings.count}")
+    engines: list[BatchedEngine] = []
+    try:
+        if settings.kind == "thread":
+            for i in range(settings.count):
+                engines.append(BatchedEngine(EngineCore(model_dir), f"thread-{i}"))
+        elif settings.kind == "process":
+            from posttrain.rl.asynchronous.process_engine import ProcessBackend
+
+            for i in range(settings.count):
+                backend = ProcessBackend(model_dir, settings.torch_threads)
+                engines.append(BatchedEngine(backend, f"process-{i}"))
+        elif settings.kind == "ray":
+            from posttrain.rl.asynchronous.ray_engine import RayBackend, ensure_ray
+
+            ensure_ray(settings.ray_address, settings.ray_cpus)
+            for i in range(settings.count):
+                backend = RayBackend(model_dir, settings.torch_threads)
+                engines.append(BatchedEngine(backend, f"ray-{i}"))
+        else:
+            engines += _server_engines(settings, model_dir, log_dir)
+    except BaseException:
+        for engine in engines:
+            engine.close()
+        raise
+    return engines
+
+
+def _server_engines(
+    settings: WorkerSettings, model_dir: str, log_dir: Path | None
+) -> list[BatchedEngine]:
+    from posttrain.models.server_process import serve_model
+    from posttrain.rl.asynchronous.server_engine import ServerBackend
+
+    engines = []
+    if settings.urls:
+        for i, url in enumerate(settings.urls):
+            backend = ServerBackend(url, settings.served_model, weight_sync=settings.weight_sync)
+            engines.append(BatchedEngine(backend, f"server-{i}", gather_s=0.0))
+        return engines
+    for i in range(settings.count):
+        log_path = log_dir / f"server-{i}.log" if log_dir else None
+        process = serve_model(model_dir, log_path=log_path).start()
+        try:
+            backend = ServerBackend(
+                process.base_url, settings.served_model, weight_sync="push", process=process
+            )
+        except BaseException:
+            process.stop()
+            raise
+        engines.append(BatchedEngine(backend, f"server-{i}", gather_s=0.0))
+    return engines
