@@ -208,3 +208,34 @@ def test_asynchronous_training_respects_its_bounds(tiny_model_dir, tmp_path, los
     assert summary["samples_failed"] == counts.samples_failed  # ... and was reported
     assert summary["capacity_exceeded_by"] == 0 and summary["steps"] == 4
     assert counts.groups_padded + counts.groups_invalid > 0
+
+
+def test_cli_trains_asynchronously_on_a_served_policy(tiny_model_dir, tmp_path):
+    """`posttrain rl --set async.eta=2` with `posttrain serve` as the rollout worker."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "posttrain",
+        "rl",
+        "--set",
+        f"model={tiny_model_dir}",
+        "--set",
+        "async.eta=2",
+        "--set",
+        "async.workers.kind=server",
+        *("--set", "steps=2", "--set", "prompts_per_step=2", "--set", "rollout.n=2"),
+        *("--set", "eval_size=4", "--set", "save_every=0", "--set", f"runs_root={tmp_path}"),
+        *("--set", "run_name=served"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = next(tmp_path.glob("served*"))
+    records = [r for r in read_metrics(run) if "reward" in r]
+    assert [r["async/weight_version"] for r in records] == [0, 1]
+    summary = json.loads((run / "async_summary.json").read_text())
+    assert summary["workers"] == "1 x server" and summary["steps"] == 2
+    # The served policy got each pushed checkpoint directory; the two newest are kept.
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["v000001", "v000002"]

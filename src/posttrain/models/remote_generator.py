@@ -48,6 +48,8 @@ class RemoteGenerator:
             stop=list(params.stop) or None,
             seed=params.seed,
             logprobs=0 if params.logprobs else None,  # sampled tokens only, no alternatives
+            # vLLM returns each choice's `token_ids` only when asked; posttrain serve always does.
+            extra_body={"return_token_ids": True},
         )
         version = _extra(response, "weight_version")
         self.weight_version = int(version) if version is not None else None

@@ -90,8 +90,11 @@ class WorkerSettings:
     served_model: str | None = None
     """server: the model name the servers expect (default: the first of /v1/models)."""
     weight_sync: Literal["push", "none"] = "push"
-    """server: push checkpoint directories to `<url>/weights` (posttrain serve's endpoint),
-    or never (the servers keep their weights; generation is then fully off-policy)."""
+    """server: push checkpoint directories to `<url><weights_endpoint>`, or never (the
+    servers keep their weights; generation is then fully off-policy)."""
+    weights_endpoint: str = "/weights"
+    """server: path under the base URL that takes `{"path": dir, "version": v}` (posttrain
+    serve's `/v1/weights`; put a small adapter in front of servers that reload otherwise)."""
     ray_address: str | None = None
     """ray: a cluster address; None starts a local runtime."""
     ray_cpus: int | None = None

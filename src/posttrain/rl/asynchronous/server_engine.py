@@ -26,12 +26,14 @@ class ServerBackend:
         model: str | None = None,
         *,
         weight_sync: str = "push",
+        weights_endpoint: str = "/weights",
         process: ServerProcess | None = None,
         concurrency: int = 16,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.process = process
         self.weight_sync = weight_sync
+        self.weights_url = f"{self.base_url}/{weights_endpoint.lstrip('/')}"
         self._http = httpx.Client(timeout=300)
         self.model = model or self._first_model()
         self.generator = RemoteGenerator(self.base_url, self.model)
@@ -44,7 +46,7 @@ class ServerBackend:
         return response.json()["data"][0]["id"]
 
     def _server_version(self) -> int:
-        response = self._http.get(f"{self.base_url}/weights")
+        response = self._http.get(self.weights_url)
         return int(response.json().get("weight_version", 0)) if response.is_success else 0
 
     def generate_many(self, requests: Sequence[Request]) -> list[list[list[Choice]]]:
@@ -57,14 +59,14 @@ class ServerBackend:
         if update.path is None:
             raise ValueError("a server engine needs weights as a checkpoint directory (path)")
         response = self._http.post(
-            f"{self.base_url}/weights", json={"path": update.path, "version": update.version}
+            self.weights_url, json={"path": update.path, "version": update.version}
         )
         if not response.is_success:
             raise RuntimeError(
-                f"{self.base_url}/weights refused the push ({response.status_code}): "
+                f"{self.weights_url} refused the push ({response.status_code}): "
                 f"{response.text[:300]}"
             )
-        self.version = int(response.json()["weight_version"])
+        self.version = int(response.json().get("weight_version", update.version))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

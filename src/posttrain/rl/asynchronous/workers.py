@@ -50,7 +50,12 @@ def _server_engines(
     engines = []
     if settings.urls:
         for i, url in enumerate(settings.urls):
-            backend = ServerBackend(url, settings.served_model, weight_sync=settings.weight_sync)
+            backend = ServerBackend(
+                url,
+                settings.served_model,
+                weight_sync=settings.weight_sync,
+                weights_endpoint=settings.weights_endpoint,
+            )
             engines.append(BatchedEngine(backend, f"server-{i}", gather_s=0.0))
         return engines
     for i in range(settings.count):
