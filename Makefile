@@ -25,7 +25,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+# The slow tests include Ray workers: install the `ray` extra first.
 test-all: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	$(BIN)/pytest -q -m ""
 
 bench: $(STAMP)

@@ -11,7 +11,7 @@ Writes benchmarks/results/async_rl.json: per eta, samples trained per second of 
 waiting for the buffer), mean staleness, training-inference mismatch, training reward per
 step, reward against wall-clock time, and held-out accuracy after training (greedy, through
 the same environment); and benchmarks/results/async_rl.png (reward against time and
-against step). Prints a markdown table for the README.
+against step; `--out` moves both). Prints a markdown table for the README.
 
     .venv/bin/python benchmarks/async_rl.py [--steps 30] [--seeds 0 1 2] [--etas 0 1 2 4]
 """
@@ -41,11 +41,14 @@ from posttrain.runs import Run, read_metrics  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "async_rl" / "tiny.yaml"
 RESULTS = Path(__file__).parent / "results" / "async_rl.json"
-PLOT = RESULTS.with_suffix(".png")
 
 
-def run_one(eta: int, seed: int, steps: int, root: Path) -> dict[str, Any]:
+def run_one(
+    eta: int, seed: int, steps: int, root: Path, workers: str, extra: list[str]
+) -> dict[str, Any]:
     overrides = [
+        *extra,
+        f"async.workers.kind={workers}",
         f"async.eta={eta}",
         f"seed={seed}",
         f"steps={steps}",
@@ -109,7 +112,13 @@ def summarise(runs: list[dict[str, Any]], etas: list[int]) -> dict[str, Any]:
     return table
 
 
-def plot(runs: list[dict[str, Any]], etas: list[int]) -> None:
+def _smooth(values: list[float], window: int = 5) -> list[float]:
+    """Trailing moving average, so a 128-sample reward's noise does not hide the trend."""
+    return [statistics.fmean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+
+
+def plot(runs: list[dict[str, Any]], etas: list[int], out: Path) -> None:
+    """Thin lines: each seed; bold: the mean over seeds (at each step's mean time), smoothed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,22 +128,32 @@ def plot(runs: list[dict[str, Any]], etas: list[int]) -> None:
     colours = plt.get_cmap("viridis")
     for i, eta in enumerate(etas):
         colour = colours(i / max(1, len(etas) - 1))
-        for j, run in enumerate(r for r in runs if r["eta"] == eta):
-            label = ("synchronous (eta=0)" if eta == 0 else f"eta={eta}") if j == 0 else None
-            by_time.plot(run["time_s"], run["reward"], color=colour, alpha=0.8, label=label)
-            by_step.plot(range(1, len(run["reward"]) + 1), run["reward"], color=colour, alpha=0.8)
+        mine = [r for r in runs if r["eta"] == eta]
+        for run in mine:
+            steps = range(1, len(run["reward"]) + 1)
+            by_time.plot(run["time_s"], run["reward"], color=colour, alpha=0.2, lw=0.8)
+            by_step.plot(steps, run["reward"], color=colour, alpha=0.2, lw=0.8)
+        rewards = zip(*(r["reward"] for r in mine), strict=True)
+        reward = _smooth([statistics.fmean(step) for step in rewards])
+        times = [statistics.fmean(s) for s in zip(*(r["time_s"] for r in mine), strict=True)]
+        label = "synchronous (eta=0)" if eta == 0 else f"eta={eta}"
+        by_time.plot(times, reward, color=colour, lw=2.2, label=label)
+        by_step.plot(range(1, len(reward) + 1), reward, color=colour, lw=2.2, label=label)
     by_time.set(xlabel="wall-clock time (s)", ylabel="training reward", title="reward vs time")
     by_step.set(xlabel="trainer step", ylabel="training reward", title="reward vs step")
     by_time.legend()
-    fig.suptitle("benchmarks/async_rl.py: one line per seed, latency-skewed tool environment")
+    fig.suptitle(
+        "benchmarks/async_rl.py: latency-skewed tool environment "
+        "(thin: one seed; bold: seed mean, 5-step moving average)"
+    )
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(out, dpi=110)
 
 
 def markdown(table: dict[str, Any]) -> str:
     lines = [
         "| eta | samples/s | vs sync | trainer idle | staleness | reward (all steps) "
-        "| held-out acc. |",
+        "| held-out solved |",
         "|---|---|---|---|---|---|---|",
     ]
     for eta, row in table.items():
@@ -154,7 +173,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--etas", type=int, nargs="+", default=[0, 1, 2, 4])
+    parser.add_argument(
+        "--workers",
+        choices=["thread", "process"],
+        default=None,
+        help="rollout engine kind (default: the config's)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--replot", action="store_true", help="redraw --out's plot and exit")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="config override for every run, e.g. env_args.median_s=0.15",
+    )
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.read_text())
+        etas = [int(eta) for eta in saved["by_eta"]]
+        plot(saved["runs"], etas, args.out.with_suffix(".png"))
+        print(markdown(saved["by_eta"]))
+        return
+    workers = args.workers or load_config(RLConfig, CONFIG).async_.workers.kind
     runs = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:
@@ -162,7 +203,7 @@ def main() -> None:
             order = args.etas[k % len(args.etas) :] + args.etas[: k % len(args.etas)]
             for eta in order:
                 print(f"== eta={eta} seed={seed}", flush=True)
-                runs.append(run_one(eta, seed, args.steps, Path(root)))
+                runs.append(run_one(eta, seed, args.steps, Path(root), workers, args.overrides))
                 print(
                     f"   {runs[-1]['samples_per_s']:.1f} samples/s, "
                     f"idle {runs[-1]['trainer_idle_frac']:.0%}, "
@@ -170,15 +211,17 @@ def main() -> None:
                     flush=True,
                 )
     table = summarise(runs, args.etas)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps(
             {
                 "benchmark": "async_rl",
                 "command": "python benchmarks/async_rl.py "
                 f"--steps {args.steps} --seeds {' '.join(map(str, args.seeds))} "
-                f"--etas {' '.join(map(str, args.etas))}",
-                "config": to_dict(load_config(RLConfig, CONFIG)),
+                f"--etas {' '.join(map(str, args.etas))} --workers {workers}"
+                + "".join(f" --set {o}" for o in args.overrides),
+                "workers": workers,
+                "config": to_dict(load_config(RLConfig, CONFIG, args.overrides)),
                 "by_eta": table,
                 "runs": runs,
                 "total_s": time.perf_counter() - started,
@@ -192,9 +235,9 @@ def main() -> None:
             indent=2,
         )
     )
-    plot(runs, args.etas)
+    plot(runs, args.etas, args.out.with_suffix(".png"))
     print(markdown(table))
-    print(f"wrote {RESULTS} and {PLOT}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,8 @@ def test_asynchronous_training_respects_its_bounds(tiny_model_dir, tmp_path, los
     k = settings.get("push_every", 1)
     assert [r["async/weight_version"] for r in records] == [(s - 1) // k for s in range(1, 5)]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    # The last step pushed; with reset_optimizer the AdamW moments went with it.
+    assert bool(trainer.optimizer.state) != settings.get("reset_optimizer", False)
     counts = trainer.producer.counts
     assert counts.samples_failed > 0  # the 60 ms timeout fired ...
     summary = json.loads((trainer.run.path / "async_summary.json").read_text())
