@@ -176,5 +176,45 @@ def demo(
     typer.echo(json.dumps(summary, indent=2))
 
 
+longtrace = typer.Typer(help="LongTraceRL: multi-hop questions over long, confusable contexts.")
+app.add_typer(longtrace, name="longtrace")
+
+
+@longtrace.command("build")
+def longtrace_build(
+    config: Path | None = typer.Option(None, "--config", help="YAML LongTraceBuildConfig."),
+    out: str | None = typer.Option(None, help="Output directory."),
+    n: int | None = typer.Option(None, help="Training questions."),
+    n_test: int | None = typer.Option(None, "--n-test", help="Held-out questions."),
+    hops: str | None = typer.Option(None, help="Hop count(s), e.g. 3 or 2,3,4 (2 to 8)."),
+    distractors: str | None = typer.Option(None, help="tiered, random or oneshot."),
+    context_tokens: int | None = typer.Option(None, "--context-tokens", help="Token budget."),
+    seed: int | None = typer.Option(None, help="Seed for the world, walks and contexts."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Write DIR/train.jsonl, DIR/test.jsonl, DIR/dataset and DIR/stats.json."""
+    from posttrain.data.longtrace import LongTraceBuildConfig, build_longtrace
+
+    flags = {
+        "out": out,
+        "n": n,
+        "n_test": n_test,
+        "distractors": distractors,
+        "context_tokens": context_tokens,
+        "seed": seed,
+    }
+    extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    if hops is not None:
+        extra.append(f"hops=[{hops}]")
+    settings = _load(LongTraceBuildConfig, config, extra + list(overrides or []))
+    try:
+        stats = build_longtrace(settings)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(stats, indent=2))
+    typer.echo(f"wrote {settings.out}")
+
+
 def main() -> None:
     app()

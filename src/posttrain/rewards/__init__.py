@@ -5,6 +5,7 @@ drops into TRL's `GRPOTrainer(reward_funcs=[...])` unchanged, and into verl thro
 `to_verl_compute_score`. Importing this package registers the built-ins by name.
 """
 
+from posttrain.rewards import rubric  # noqa: F401  (registers the LongTraceRL rewards)
 from posttrain.rewards.builtin import (
     completion_text,
     exact_match,

@@ -1,0 +1,269 @@
+"""Multi-hop questions made from random walks on a knowledge graph.
+
+After LongTraceRL (THU-KEG, 2026): RL for long-context multi-hop reasoning trains on questions
+built from knowledge-graph random walks. A walk of 2 to 8 hops is kept only when following its
+relations from the start reaches exactly one entity, so the answer is checkable. The question
+names the start and describes every later entity only by its relation to the one before, so
+the chain must be traced through the documents; the intermediate entities form the rubric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from posttrain.data.kg import RELATION_TEXT, KnowledgeGraph, document_id
+
+MIN_HOPS, MAX_HOPS = 2, 8
+
+
+@dataclass
+class Hop:
+    head: str
+    relation: str
+    tail: str  # entity ids
+
+
+@dataclass
+class MultiHopQuestion:
+    id: str
+    question: str
+    answer: str  # answer entity name
+    aliases: list[str]  # answer aliases
+    hops: list[Hop]
+    rubric: list[str] = field(default_factory=list)  # intermediate entity names, in order
+    gold_entities: list[str] = field(default_factory=list)  # chain ids, start and answer too
+    gold_documents: list[str] = field(default_factory=list)  # "doc:<id>" for each chain id
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> MultiHopQuestion:
+        hops = [Hop(**hop) for hop in record["hops"]]
+        return cls(**{**record, "hops": hops})
+
+
+def random_walk(kg: KnowledgeGraph, start: str, hops: int, rng: random.Random) -> list[Hop] | None:
+    """A walk along outgoing edges that never revisits an entity; None if it gets stuck."""
+    visited, current, walk = {start}, start, []
+    for _ in range(hops):
+        options = [(r, t) for r, t in kg.out_relations(current) if t not in visited]
+        if not options:
+            return None
+        relation, tail = rng.choice(options)
+        walk.append(Hop(current, relation, tail))
+        visited.add(tail)
+        current = tail
+    return walk
+
+
+def unique_answer(kg: KnowledgeGraph, start: str, relations: list[str]) -> str | None:
+    """Follow the relation path as a set of entities; the single end entity, else None.
+
+    This is what a reader of the question can infer: at a one-to-many step every branch is
+    followed, and the question is fair only if all branches meet at one answer.
+    """
+    frontier = {start}
+    for relation in relations:
+        frontier = {tail for head in frontier for tail in kg.tails(head, relation)}
+        if not frontier:
+            return None
+    return next(iter(frontier)) if len(frontier) == 1 else None
+
+
+# --- phrasing -----------------------------------------------------------------------------
+
+# "{x}" is a reference to the previous entity ("that person"); "{t}" the next entity's type.
+_HOP_TEMPLATES: dict[str, list[str]] = {
+    "born_in": ["the {t} where {x} was born", "the birthplace of {x}", "the {t} {x} was born in"],
+    "lives_in": ["the {t} where {x} lives", "the {t} {x} lives in", "the home {t} of {x}"],
+    "located_in": [
+        "the {t} {x} is located in",
+        "the {t} that contains {x}",
+        "the {t} in which {x} lies",
+    ],
+    "capital_of": [
+        "the {t} whose capital is {x}",
+        "the {t} that has {x} as its capital",
+        "the {t} of which {x} is the capital",
+    ],
+    "has_capital": [
+        "the capital of {x}",
+        "the capital {t} of {x}",
+        "the {t} that is capital of {x}",
+    ],
+    "citizen_of": [
+        "the {t} {x} is a citizen of",
+        "the {t} of citizenship of {x}",
+        "the {t} whose citizen {x} is",
+    ],
+    "works_for": ["the {t} {x} works for", "the employer of {x}", "the {t} that employs {x}"],
+    "founded_by": [
+        "the {t} who founded {x}",
+        "the founder of {x}",
+        "the {t} by whom {x} was founded",
+    ],
+    "founder_of": [
+        "the {t} {x} founded",
+        "the {t} that was founded by {x}",
+        "the {t} whose founder is {x}",
+    ],
+    "headquartered_in": [
+        "the {t} where {x} is headquartered",
+        "the {t} that hosts the headquarters of {x}",
+        "the {t} in which {x} has its head office",
+    ],
+    "authored": ["a {t} that {x} wrote", "a {t} written by {x}", "a {t} authored by {x}"],
+    "written_by": ["the {t} who wrote {x}", "the author of {x}", "the {t} by whom {x} was written"],
+    "published_by": [
+        "the {t} that published {x}",
+        "the publisher of {x}",
+        "the {t} {x} was published by",
+    ],
+    "mayor_of": ["the {t} where {x} is mayor", "the {t} whose mayor is {x}", "the {t} {x} governs"],
+    "has_mayor": [
+        "the mayor of {x}",
+        "the {t} who is mayor of {x}",
+        "the {t} serving as mayor of {x}",
+    ],
+    "spouse_of": ["the spouse of {x}", "the {t} married to {x}", "the {t} {x} is married to"],
+    "student_of": ["the teacher of {x}", "the {t} who taught {x}", "the {t} {x} studied under"],
+}
+_OPENINGS = ["Start with {name}.", "Begin at {name}.", "Consider {name}.", "Take {name}."]
+_FIRST_STEP = ["Move to {p}.", "Go to {p}.", "Find {p}."]
+_NEXT_STEP = ["Then to {p}.", "From there, go to {p}.", "Next, find {p}.", "Now move to {p}."]
+_CLOSINGS = ["Which {t} is it?", "Which {t} do you reach?", "Which {t} is at the end of the chain?"]
+_REFERENCES = ["that {t}", "this {t}"]
+
+
+def _noun(kg: KnowledgeGraph, entity_id: str) -> str:
+    return kg.entity(entity_id).type.strip().lower() or "entity"
+
+
+def _hop_phrase(kg: KnowledgeGraph, hop: Hop, rng: random.Random) -> str:
+    """The tail described only through its relation to the head, in the relation's direction."""
+    reference = rng.choice(_REFERENCES).format(t=_noun(kg, hop.head))
+    tail_noun = _noun(kg, hop.tail)
+    templates = _HOP_TEMPLATES.get(hop.relation)
+    if templates is None:
+        text = RELATION_TEXT.get(hop.relation)
+        if text is None:
+            words = hop.relation.replace("_", " ")
+            return f'the {tail_noun} linked from {reference} by the relation "{words}"'
+        templates = ["the {t} that {x} " + text]
+    return rng.choice(templates).format(x=reference, t=tail_noun)
+
+
+def _check_chain(kg: KnowledgeGraph, hops: list[Hop]) -> None:
+    if not hops:
+        raise ValueError("a question needs at least one hop")
+    for before, after in zip(hops, hops[1:], strict=False):
+        if before.tail != after.head:
+            raise ValueError(f"hops do not chain: {before.tail!r} is not {after.head!r}")
+    for hop in hops:
+        kg.entity(hop.head), kg.entity(hop.tail)
+
+
+def phrase_question(kg: KnowledgeGraph, hops: list[Hop], rng: random.Random) -> str:
+    """Name the start, describe each later entity by relation only, ask for the answer's type."""
+    _check_chain(kg, hops)
+    sentences = [rng.choice(_OPENINGS).format(name=kg.entity(hops[0].head).name)]
+    for index, hop in enumerate(hops):
+        step = rng.choice(_FIRST_STEP if index == 0 else _NEXT_STEP)
+        sentences.append(step.format(p=_hop_phrase(kg, hop, rng)))
+    sentences.append(rng.choice(_CLOSINGS).format(t=_noun(kg, hops[-1].tail)))
+    return " ".join(sentences)
+
+
+# --- question sets ------------------------------------------------------------------------
+
+
+def _hop_counts(hops: int | Sequence[int]) -> list[int]:
+    if isinstance(hops, int):
+        counts = [hops]
+    elif isinstance(hops, Sequence) and not isinstance(hops, str):
+        counts = list(hops)
+    else:
+        raise ValueError(f"hops must be an int or a list of ints, got {hops!r}")
+    if not counts:
+        raise ValueError("hops must be an int or a non-empty list of ints")
+    for count in counts:
+        if not isinstance(count, int) or not MIN_HOPS <= count <= MAX_HOPS:
+            raise ValueError(
+                f"hop counts must be integers from {MIN_HOPS} to {MAX_HOPS}: {count!r}"
+            )
+    return counts
+
+
+def _question_id(start: str, relations: list[str]) -> str:
+    """A content hash, so the same question gets the same id in any set that contains it."""
+    digest = hashlib.sha1("|".join([start, *relations]).encode()).hexdigest()
+    return f"mhq-{digest[:12]}"
+
+
+def build_question(kg: KnowledgeGraph, hops: list[Hop], rng: random.Random) -> MultiHopQuestion:
+    """Phrase a walk and fill in the answer, rubric and gold fields from its entities."""
+    chain = [hops[0].head] + [hop.tail for hop in hops]
+    answer = kg.entity(chain[-1])
+    return MultiHopQuestion(
+        id=_question_id(chain[0], [hop.relation for hop in hops]),
+        question=phrase_question(kg, hops, rng),
+        answer=answer.name,
+        aliases=list(answer.aliases),
+        hops=list(hops),
+        rubric=[kg.entity(e).name for e in chain[1:-1]],
+        gold_entities=chain,
+        gold_documents=[document_id(e) for e in chain],
+    )
+
+
+def _find_walk(kg, starts, hops: int, rng: random.Random, seen: set, max_tries: int):
+    for _ in range(max_tries):
+        start = rng.choice(starts)
+        walk = random_walk(kg, start, hops, rng)
+        if walk is None:
+            continue
+        key = (start, tuple(hop.relation for hop in walk))
+        if key in seen or unique_answer(kg, start, list(key[1])) != walk[-1].tail:
+            continue
+        seen.add(key)
+        return walk
+    return None
+
+
+def make_questions(
+    kg: KnowledgeGraph,
+    n: int,
+    hops: int | Sequence[int],
+    seed: int = 0,
+    max_tries: int = 2000,
+) -> list[MultiHopQuestion]:
+    """`n` distinct questions with unique answers; hop counts cycle over `hops`.
+
+    `max_tries` bounds the walks tried for each question, so a graph too small or too sparse
+    for the request fails with a clear error instead of looping.
+    """
+    counts = _hop_counts(hops)
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    rng = random.Random(seed)
+    starts = [e.id for e in kg.entities() if kg.graph.out_degree(e.id)]
+    if n and not starts:
+        raise ValueError("the graph has no relations to walk")
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    questions = []
+    for index in range(n):
+        count = counts[index % len(counts)]
+        walk = _find_walk(kg, starts, count, rng, seen, max_tries)
+        if walk is None:
+            raise ValueError(
+                f"found only {len(questions)} of {n} questions: no new {count}-hop walk with a "
+                f"unique answer in {max_tries} tries; use a larger graph, fewer questions or "
+                f"other hop counts"
+            )
+        questions.append(build_question(kg, walk, rng))
+    return questions
