@@ -216,5 +216,20 @@ def longtrace_build(
     typer.echo(f"wrote {settings.out}")
 
 
+@longtrace.command("baseline")
+def longtrace_baseline(
+    data: Path = typer.Argument(..., help="A directory written by `posttrain longtrace build`."),
+    split: str = typer.Option("test", help="train or test."),
+) -> None:
+    """Accuracy of the training-free BM25 chain reader on DATA/SPLIT.jsonl, per hop count."""
+    from posttrain.data.io import read_jsonl
+    from posttrain.eval.longtrace_reader import reader_accuracy
+
+    path = data / f"{split}.jsonl"
+    if not path.is_file():
+        raise typer.BadParameter(f"no {path}", param_hint="DATA")
+    typer.echo(json.dumps(reader_accuracy(read_jsonl(path)), indent=2))
+
+
 def main() -> None:
     app()
