@@ -10,6 +10,7 @@ copy and `stats.json` (`posttrain longtrace build`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -76,12 +77,14 @@ class LongTraceBuildConfig:
 
 
 def token_counter(tokenizer: str | None) -> Callable[[str], int]:
+    """Tokens in a text: by `tokenizer`, or about 1.3 per word; memoised, since every
+    document is counted once per context it might join."""
     if tokenizer is None:
-        return lambda text: math.ceil(1.3 * len(re.findall(r"\S+", text)))
+        return functools.cache(lambda text: math.ceil(1.3 * len(re.findall(r"\S+", text))))
     from transformers import AutoTokenizer
 
     loaded = AutoTokenizer.from_pretrained(tokenizer)
-    return lambda text: len(loaded.encode(text, add_special_tokens=False))
+    return functools.cache(lambda text: len(loaded.encode(text, add_special_tokens=False)))
 
 
 def load_world(config: LongTraceBuildConfig) -> tuple[KnowledgeGraph, list[Document]]:
@@ -119,13 +122,20 @@ class ContextBuilder:
         )
         self.budget = config.context_tokens
         self.count = token_counter(config.tokenizer)
+        self._trajectories: dict[str, Any] = {}
+
+    def trajectory(self, question: MultiHopQuestion) -> Any:
+        """The search agent's trajectory for a question (run once, reused for the stats)."""
+        if question.id not in self._trajectories:
+            self._trajectories[question.id] = self.agent.run(question)
+        return self._trajectories[question.id]
 
     def distractors(
         self, question: MultiHopQuestion, setting: str, rng: random.Random
     ) -> list[tuple[Document, str]]:
         gold = question.gold_documents
         if setting == "tiered":
-            tiers = tiered_distractors(self.agent.run(question), gold)
+            tiers = tiered_distractors(self.trajectory(question), gold)
             ranked = sorted(tiers, key=lambda doc_id: tiers[doc_id])  # stable: tier 1 first
             return [(self.docs[d], f"tier{tiers[d]}") for d in ranked]
         if setting == "random":
