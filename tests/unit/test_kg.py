@@ -289,3 +289,17 @@ def test_documents_mention_both_directions(world):
     country = world.entities("country")[0]
     cities = [h for h, r in world.in_relations(country.id) if r == "located_in"]
     assert all(world.entity(c).name in docs[country.id] for c in cities)
+
+
+def test_short_documents_still_state_every_outgoing_fact():
+    kg = synthetic_world(3)
+    full = {d.entity_id: d for d in write_documents(kg, 3)}
+    short = write_documents(kg, 3, min_words=0, max_words=20)
+    assert sum(len(d.text.split()) for d in short) < 0.7 * sum(
+        len(d.text.split()) for d in full.values()
+    )
+    for doc in short:
+        for _, tail in kg.out_relations(doc.entity_id):
+            assert kg.entity(tail).name in doc.text, (doc.title, tail)
+    with pytest.raises(ValueError, match="min_words"):
+        write_documents(kg, 3, min_words=-1)

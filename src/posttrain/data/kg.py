@@ -739,7 +739,13 @@ def _fact_sentences(kg: KnowledgeGraph, entity: Entity, rng: random.Random):
     return out, inc
 
 
-def _document(kg: KnowledgeGraph, entity: Entity, seed: int) -> Document:
+def _document(
+    kg: KnowledgeGraph,
+    entity: Entity,
+    seed: int,
+    min_words: int = _MIN_WORDS,
+    max_words: int = _MAX_WORDS,
+) -> Document:
     rng = random.Random(f"{seed}:{entity.id}")
     opening = [
         f"{entity.name} is {entity.description}."
@@ -754,22 +760,29 @@ def _document(kg: KnowledgeGraph, entity: Entity, seed: int) -> Document:
     out, inc = _fact_sentences(kg, entity, rng)
     body = list(out)
     for sentence in inc:
-        if _words(opening + body) + len(sentence.split()) <= _MAX_WORDS:
+        if _words(opening + body) + len(sentence.split()) <= max_words:
             body.append(sentence)
     rng.shuffle(body)
     pool = _FLAVOUR.get(entity.type, []) + _GENERIC_FLAVOUR
     for sentence in rng.sample(pool, len(pool)):
-        if _words(opening + body) >= _MIN_WORDS:
+        if _words(opening + body) >= min_words:
             break
         body.insert(rng.randrange(len(body) + 1), sentence.format(s=_ref(entity, rng)))
     text = " ".join(_sentence(s) for s in opening + body)
     return Document(document_id(entity.id), entity.id, entity.name, text)
 
 
-def write_documents(kg: KnowledgeGraph, seed: int = 0) -> list[Document]:
+def write_documents(
+    kg: KnowledgeGraph, seed: int = 0, *, min_words: int = _MIN_WORDS, max_words: int = _MAX_WORDS
+) -> list[Document]:
     """One document per entity, stating its facts in both directions with varied wording.
 
     Neighbours are named in each other's documents, so a wrong document is a plausible
     distractor; each document is seeded by (seed, entity id) and does not depend on the others.
+    Every outgoing fact is always stated (a chain's hop is read from its head's document);
+    incoming facts fill up to `max_words` and fact-free sentences pad up to `min_words`, so
+    small `min_words` / `max_words` give the short documents a tiny model can read.
     """
-    return [_document(kg, entity, seed) for entity in kg.entities()]
+    if min_words < 0 or max_words < 1:
+        raise ValueError(f"need min_words >= 0 and max_words >= 1, got {min_words}, {max_words}")
+    return [_document(kg, entity, seed, min_words, max_words) for entity in kg.entities()]

@@ -50,6 +50,10 @@ class WorldSettings:
     people: int = 60
     organisations: int = 15
     works: int = 25
+    doc_min_words: int = 60
+    """Documents are padded with fact-free sentences up to this many words ..."""
+    doc_max_words: int = 150
+    """... and take incoming facts up to this many (outgoing facts are always stated)."""
 
 
 @dataclass
@@ -102,7 +106,10 @@ def load_world(config: LongTraceBuildConfig) -> tuple[KnowledgeGraph, list[Docum
             organisations=w.organisations,
             works=w.works,
         )
-    return kg, write_documents(kg, config.seed)
+    w = config.world
+    return kg, write_documents(
+        kg, config.seed, min_words=w.doc_min_words, max_words=w.doc_max_words
+    )
 
 
 def format_prompt(question: str, documents: list[Document]) -> str:
