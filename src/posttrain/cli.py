@@ -47,6 +47,9 @@ def tiny_model(
     vocab_size: int = typer.Option(512, help="Tokenizer vocabulary size."),
     kind: str = typer.Option("causal-lm", help="causal-lm (policy) or seq-cls (reward model)."),
     seed: int = typer.Option(0, help="Initialisation seed."),
+    max_positions: int | None = typer.Option(
+        None, "--max-positions", help="Context length (default: 512)."
+    ),
 ) -> None:
     """Build a tiny Qwen2-architecture model and its tokenizer, saved with save_pretrained."""
     from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus
@@ -63,7 +66,18 @@ def tiny_model(
         texts = [str(r["text"]) for r in read_jsonl(corpus) if "text" in r]
     else:
         texts = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
-    path = build_tiny_model(out, texts, size=size, vocab_size=vocab_size, kind=kind, seed=seed)
+    try:
+        path = build_tiny_model(
+            out,
+            texts,
+            size=size,
+            vocab_size=vocab_size,
+            kind=kind,
+            seed=seed,
+            max_positions=max_positions,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path)

@@ -64,3 +64,21 @@ def test_sequence_classifier_gives_one_score_per_sequence(tmp_path):
     tok = AutoTokenizer.from_pretrained(path)
     batch = tok(["1 + 1 = 2", "a much longer text: 2 + 2 = 4"], padding=True, return_tensors="pt")
     assert model(**batch).logits.shape == (2, 1)
+
+
+def test_long_context_models_read_prompts_past_512_tokens(tmp_path):
+    import pytest
+
+    from posttrain.models.chat.base import GenerationParams
+    from posttrain.models.generation import LocalGenerator
+
+    path = build_tiny_model(tmp_path / "m", CORPUS, size="nano", vocab_size=300, max_positions=1024)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.max_position_embeddings == 1024 and tok.model_max_length == 1024
+    prompt = tok(" ".join(["7"] * 350))["input_ids"]
+    assert 600 < len(prompt) < 1000
+    [[choice]] = LocalGenerator(model, tok).generate([prompt], GenerationParams(max_tokens=3))
+    assert len(choice.token_ids) >= 1
+    with pytest.raises(ValueError, match="max_positions"):
+        build_tiny_model(tmp_path / "bad", CORPUS, size="nano", max_positions=4)

@@ -7,7 +7,7 @@ downstream loads them with `from_pretrained(path)`, exactly as it loads a real c
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -75,14 +75,20 @@ def build_tiny_model(
     vocab_size: int = 512,
     kind: str = "causal-lm",
     seed: int = 0,
+    max_positions: int | None = None,
 ) -> Path:
     """Train a tokenizer on `corpus`, initialise a tiny model, and save both to `out_dir`.
 
     `kind` is "causal-lm" (a policy) or "seq-cls" (a scalar reward model head).
+    `max_positions` overrides the size's context length (512), e.g. for long-context tasks.
     """
     if kind not in ("causal-lm", "seq-cls"):
         raise ValueError(f"kind must be 'causal-lm' or 'seq-cls', got {kind!r}")
     shape = resolve_size(size)
+    if max_positions is not None:
+        if max_positions < 16:
+            raise ValueError(f"max_positions must be at least 16, got {max_positions}")
+        shape = replace(shape, max_position_embeddings=max_positions)
     texts = list(corpus)
     if not texts:
         raise ValueError("the tokenizer corpus is empty")
