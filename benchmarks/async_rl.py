@@ -60,7 +60,7 @@ def run_one(
     config = load_config(RLConfig, CONFIG, overrides)
     trainer = AsyncRLTrainer(config, Run.create(config.run_name, config, root=root))
     trainer.train()
-    summary = trainer.summary() | json.loads((trainer.run.path / "async_summary.json").read_text())
+    summary = json.loads((trainer.run.path / "async_summary.json").read_text())  # at train end
     heldout = trainer.evaluate()["eval/reward"]
     trainer.run.close()
     records = [r for r in read_metrics(trainer.run.path) if "reward" in r]

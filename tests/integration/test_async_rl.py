@@ -70,6 +70,12 @@ def test_thread_engine_batches_concurrent_requests_and_versions_every_choice(
         assert engine.version == 1 and pushed[0][0].weight_version == 1
         reference = EngineCore(str(other_model_dir)).generate_many([(prompts, GREEDY)])[0]
         assert [c[0].token_ids for c in pushed] == [c[0].token_ids for c in reference]
+
+        # A push the engine cannot load is reported to the pusher; the engine keeps serving.
+        with pytest.raises(RuntimeError, match="weight push 2 failed"):
+            engine.push(WeightUpdate(2, state={"nonsense.weight": torch.zeros(1)}), wait=True)
+        again = engine.generate(prompts, GREEDY)
+        assert engine.version == 1 and again[0][0].token_ids == pushed[0][0].token_ids
     finally:
         engine.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -166,11 +172,12 @@ def test_synchronous_special_case_trains_only_on_current_weights(tiny_model_dir,
 
 
 @pytest.mark.parametrize(
-    ("loss_kind", "settings"),
+    ("loss_kind", "engines", "settings"),
     [
-        ("ppo", {"eta": 2, "max_version_gap": 1}),
+        ("ppo", 1, {"eta": 2, "max_version_gap": 1}),
         (
             "direct_is",
+            1,
             {
                 "eta": 2,
                 "max_version_gap": 2,
@@ -181,18 +188,15 @@ def test_synchronous_special_case_trains_only_on_current_weights(tiny_model_dir,
                 "mask_stale_prefix": True,
             },
         ),
-        ("decoupled_ppo", {"eta": 1, "workers": None}),
+        ("decoupled_ppo", 2, {"eta": 1}),
     ],
 )
-def test_asynchronous_training_respects_its_bounds(tiny_model_dir, tmp_path, loss_kind, settings):
-    if settings.get("workers", 0) is None:
-        settings = {k: v for k, v in settings.items() if k != "workers"}
-        workers_count = 2
-    else:
-        workers_count = 1
+def test_asynchronous_training_respects_its_bounds(
+    tiny_model_dir, tmp_path, loss_kind, engines, settings
+):
     config = _config(tiny_model_dir, tmp_path, **settings)
     config.loss.kind = loss_kind
-    config.async_.workers.count = workers_count
+    config.async_.workers.count = engines
     trainer, records = _train(config, loss_kind)
     tau = settings.get("max_version_gap")
     assert [r["step"] for r in records] == [1, 2, 3, 4]

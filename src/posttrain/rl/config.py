@@ -86,7 +86,7 @@ class WorkerSettings:
     torch_threads: int | None = 1
     """Intra-op threads per process/actor engine (None: torch's default)."""
     urls: list[str] = field(default_factory=list)
-    """server: base URLs (`http://host:port/v1`) of running servers to use instead."""
+    """server: OpenAI-style base URLs (ending in /v1) of running servers to use instead."""
     served_model: str | None = None
     """server: the model name the servers expect (default: the first of /v1/models)."""
     weight_sync: Literal["push", "none"] = "push"

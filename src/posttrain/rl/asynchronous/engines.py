@@ -115,7 +115,8 @@ class BatchedEngine:
         self.gather_s = gather_s
         self._requests: queue.Queue[tuple[Request, Future] | None] = queue.Queue()
         self._pending: WeightUpdate | None = None
-        self._lock = threading.Lock()
+        self._push_error: Exception | None = None
+        self._cond = threading.Condition()
         self._closed = False
         self.busy_s = 0.0
         """Seconds spent generating (for utilisation metrics)."""
@@ -137,24 +138,43 @@ class BatchedEngine:
 
     def push(self, update: WeightUpdate, wait: bool = False) -> None:
         """Load `update` before the next batch (the latest push wins); `wait` blocks till then."""
-        with self._lock:
-            self._pending = update
-        if wait:
-            self._requests.put(None)  # wake the loop so it loads now
-            while self.version < update.version and not self._closed:
-                time.sleep(0.001)
+        with self._cond:
+            self._pending, self._push_error = update, None
+        if not wait:
+            return
+        self._requests.put(None)  # wake the loop so it loads now
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.version >= update.version or self._push_error or self._closed
+            )
+            if self._push_error is not None:
+                raise RuntimeError(
+                    f"engine {self.name}: weight push {update.version} failed"
+                ) from self._push_error
 
     def close(self) -> None:
-        self._closed = True
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         self._requests.put(None)
         self._thread.join(timeout=30)
         self.backend.close()
 
-    def _apply_push(self) -> None:
-        with self._lock:
+    def _apply_push(self) -> Exception | None:
+        """Load a pending push; a failure is kept for `push(wait=True)` and returned."""
+        with self._cond:
             update, self._pending = self._pending, None
-        if update is not None and update.version != self.backend.version:
+        if update is None or update.version == self.backend.version:
+            return None
+        error = None
+        try:
             self.backend.load(update)
+        except Exception as caught:  # noqa: BLE001 - reported to the pusher and the batch
+            error = caught
+        with self._cond:
+            self._push_error = error
+            self._cond.notify_all()
+        return error
 
     def _loop(self) -> None:
         while not self._closed:
@@ -175,9 +195,8 @@ class BatchedEngine:
                 if item is not None:
                     batch.append(item)
                     rows += len(item[0][0]) * item[0][1].n
-            try:
-                self._apply_push()
-            except Exception as error:  # noqa: BLE001 - a failed push fails this batch
+            error = self._apply_push()
+            if error is not None:  # a failed push fails this batch
                 for _, future in batch:
                     future.set_exception(error)
                 continue
