@@ -7,6 +7,7 @@ answers at once.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -179,7 +180,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory under runs/
 
 
 @app.command()
-def demo(
+def quickstart(
     config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
@@ -188,6 +189,37 @@ def demo(
 
     summary = run_quickstart(_load(QuickstartConfig, config, overrides))
     typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def demo(
+    config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """The flagship recipe at demo size: LongTraceRL end to end (`posttrain longtrace run`)."""
+    _longtrace_run(config, overrides)
+
+
+def _longtrace_run(config: Path | None, overrides: list[str] | None) -> None:
+    import datasets
+    import transformers
+    from rich.console import Console
+
+    from posttrain.recipes.longtrace import LongTraceRecipe, LongTraceRunConfig
+
+    # Many small saves and loads: their per-file bars would bury the recipe's own progress.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    settings = _load(LongTraceRunConfig, config, overrides)
+    # Captured output (CI logs, a pipe) gets a table wide enough not to wrap.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    try:
+        recipe = LongTraceRecipe(settings, console)
+    except ValueError as err:
+        typer.secho(f"config error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    summary = recipe()
+    typer.echo(f"run: {summary['run']} ({summary['seconds']:.0f}s)")
 
 
 longtrace = typer.Typer(help="LongTraceRL: multi-hop questions over long, confusable contexts.")
@@ -202,11 +234,17 @@ def longtrace_build(
     n_test: int | None = typer.Option(None, "--n-test", help="Held-out questions."),
     hops: str | None = typer.Option(None, help="Hop count(s), e.g. 3 or 2,3,4 (2 to 8)."),
     distractors: str | None = typer.Option(None, help="tiered, random or oneshot."),
+    eval_settings: str | None = typer.Option(
+        None,
+        "--eval-settings",
+        help="Also write test.<setting>.jsonl for these settings, e.g. tiered,random.",
+    ),
     context_tokens: int | None = typer.Option(None, "--context-tokens", help="Token budget."),
     seed: int | None = typer.Option(None, help="Seed for the world, walks and contexts."),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
-    """Write DIR/train.jsonl, DIR/test.jsonl, DIR/dataset and DIR/stats.json."""
+    """Write DIR/train.jsonl, DIR/test.jsonl (and test.<setting>.jsonl), DIR/dataset and
+    DIR/stats.json."""
     from posttrain.data.longtrace import LongTraceBuildConfig, build_longtrace
 
     flags = {
@@ -220,6 +258,8 @@ def longtrace_build(
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
     if hops is not None:
         extra.append(f"hops=[{hops}]")
+    if eval_settings is not None:
+        extra.append(f"eval_settings=[{eval_settings}]")
     settings = _load(LongTraceBuildConfig, config, extra + list(overrides or []))
     try:
         stats = build_longtrace(settings)
@@ -228,6 +268,15 @@ def longtrace_build(
         raise typer.Exit(2) from None
     typer.echo(json.dumps(stats, indent=2))
     typer.echo(f"wrote {settings.out}")
+
+
+@longtrace.command("run")
+def longtrace_run(
+    config: Path | None = typer.Option(None, "--config", help="YAML LongTraceRunConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Build data, warm-start, train outcome-only and rubric RL, evaluate and report."""
+    _longtrace_run(config, overrides)
 
 
 @longtrace.command("baseline")

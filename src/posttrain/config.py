@@ -78,6 +78,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         )
     # A section named after a Python keyword (`async`) lives in the field `async_`.
     fields = {_key(f.name): f.name for f in dataclasses.fields(cls) if f.init}
+    factories = {f.name: f.default_factory for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -86,11 +87,26 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
             raise ConfigError(f"unknown key {dotted!r}{hint} (known: {', '.join(fields)})")
-        kwargs[fields[key]] = _coerce(hints[fields[key]], value, dotted)
+        name = fields[key]
+        factory = factories[name]
+        if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and callable(factory):
+            # A partial section overrides the field's own default (a recipe's demo-sized
+            # settings), not the bare defaults of the section's class.
+            value = _merged(to_dict(factory()), value)
+        kwargs[name] = _coerce(hints[name], value, dotted)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from None
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = _merged(out[key], value)
+        out[key] = value
+    return out
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:

@@ -49,6 +49,34 @@ def plot_png(steps: list[float], values: list[float], title: str) -> bytes:
     return buffer.getvalue()
 
 
+def plot_curves(
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]], path: str | Path
+) -> Path:
+    """One panel per title, one line per label (e.g. a metric per reward variant); a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.2), dpi=100)
+    for ax, (title, lines) in zip(
+        [axes] if len(panels) == 1 else axes, panels.items(), strict=True
+    ):
+        for label, (steps, values) in lines.items():
+            ax.plot(
+                steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Render `run_dir/report.html` from its metrics, config and JSON summaries."""
     run_dir = Path(run_dir)
@@ -79,6 +107,16 @@ def write_report(run_dir: str | Path, title: str | None = None) -> Path:
             continue
         png = base64.b64encode(plot_png(steps, values, name)).decode()
         parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>")
+    for figure in sorted(run_dir.glob("*.png")):  # figures a recipe drew, e.g. curves.png
+        png = base64.b64encode(figure.read_bytes()).decode()
+        parts.append(f"<h2>{html.escape(figure.name)}</h2><img src='data:image/png;base64,{png}'>")
+    inner = sorted(d for d in run_dir.iterdir() if (d / "report.html").exists())
+    if inner:  # runs a recipe started inside this one, each with its own report
+        links = "".join(
+            f"<li><a href='{html.escape(d.name)}/report.html'>{html.escape(d.name)}</a></li>"
+            for d in inner
+        )
+        parts.append(f"<h2>Runs inside</h2><ul>{links}</ul>")
     config = run_dir / "config.yaml"
     if config.exists():
         parts.append(f"<h2>config.yaml</h2><pre>{html.escape(config.read_text())}</pre>")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification
 
-COMMANDS = ["tiny-model", "warm-start", "serve", "report", "demo", "rl"]
+COMMANDS = ["tiny-model", "warm-start", "serve", "report", "quickstart", "demo", "rl", "longtrace"]
 TINY_RL = Path(__file__).parents[2] / "configs" / "rl" / "tiny.yaml"
 
 
@@ -60,10 +60,10 @@ def test_bad_inputs_are_named(tmp_path):
     assert "--size" in result.stderr
 
 
-def test_demo_serves_the_warm_model_and_reports(warm_started, warm_start_config, tmp_path):
+def test_quickstart_serves_the_warm_model_and_reports(warm_started, warm_start_config, tmp_path):
     result, _ = warm_started
     out = posttrain(
-        "demo",
+        "quickstart",
         "--set",
         f"warm_start.cache_dir={warm_start_config.cache_dir}",
         "--set",

@@ -9,14 +9,28 @@ import sys
 import pytest
 
 from posttrain.data.io import read_jsonl
-from posttrain.data.longtrace import LongTraceBuildConfig, build_longtrace, token_counter
+from posttrain.data.longtrace import (
+    LongTraceBuildConfig,
+    build_longtrace,
+    reference_completion,
+    sft_rows,
+    token_counter,
+    tokenizer_corpus,
+)
 from posttrain.rewards.rubric import make_longtrace_reward
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("longtrace")
-    config = LongTraceBuildConfig(out=str(out), n=24, n_test=12, hops=[2, 3, 4], context_tokens=700)
+    config = LongTraceBuildConfig(
+        out=str(out),
+        n=24,
+        n_test=12,
+        hops=[2, 3, 4],
+        context_tokens=700,
+        eval_settings=["tiered", "random", "oneshot"],
+    )
     return out, config, build_longtrace(config)
 
 
@@ -79,9 +93,53 @@ def test_rows_score_with_the_rubric_reward(built):
     assert scores[0] > 0.9 and scores[1] == 0.0
 
 
+def test_eval_settings_put_the_same_questions_among_other_distractors(built):
+    out, _, _ = built
+    tiered = read_jsonl(out / "test.jsonl")
+    assert read_jsonl(out / "test.tiered.jsonl") == tiered  # the training setting: the same rows
+    for setting in ("random", "oneshot"):
+        rows = read_jsonl(out / f"test.{setting}.jsonl")
+        assert [r["id"] for r in rows] == [r["id"] for r in tiered]
+        assert [r["label"] for r in rows] == [r["label"] for r in tiered]
+        tiers = {d["tier"] for r in rows for d in r["metadata"]["extra_reward_info"]["documents"]}
+        assert tiers == {"gold", setting}
+
+
+def test_the_reference_completion_earns_full_reward(built):
+    out, _, _ = built
+    rows = read_jsonl(out / "train.jsonl")
+    sft = sft_rows(rows)
+    assert sft[0]["prompt"] == rows[0]["input_messages"]
+    [message] = sft[0]["completion"]
+    assert message["role"] == "assistant"
+    assert message["content"] == reference_completion(rows[0])
+    assert message["content"].endswith(f"\nAnswer: {rows[0]['label']}")
+    reward = make_longtrace_reward("positive_only", group_size=1)
+    scores = reward(
+        prompts=[r["input_messages"] for r in rows],
+        completions=[reference_completion(r) for r in rows],
+        label=[r["label"] for r in rows],
+        metadata=[r["metadata"] for r in rows],
+    )
+    assert scores == [1.0] * len(rows)
+
+
+def test_tokenizer_corpus_holds_documents_and_training_questions_only(built):
+    out, config, _ = built
+    corpus = "\n".join(tokenizer_corpus(config))
+    for row in read_jsonl(out / "train.jsonl")[:5]:
+        assert row["metadata"]["extra_reward_info"]["question"] in corpus
+    for row in read_jsonl(out / "test.jsonl"):
+        assert row["metadata"]["extra_reward_info"]["question"] not in corpus
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["--distractors", "nearby"], "distractors"), (["--hops", "9"], "hop")],
+    [
+        (["--distractors", "nearby"], "distractors"),
+        (["--hops", "9"], "hop"),
+        (["--eval-settings", "tiered,nearby"], "nearby"),
+    ],
 )
 def test_cli_refuses_bad_settings(tmp_path, flags, message):
     command = [sys.executable, "-m", "posttrain", "longtrace", "build", "--out", str(tmp_path)]

@@ -35,6 +35,8 @@ def test_cache_key_follows_content():
     rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in train]
     key = content_key(config, rows)
     assert content_key(replace(config, cache_dir="/elsewhere"), rows) == key
+    # The rows are hashed, not where they were read from: a copy elsewhere hits the cache.
+    assert content_key(replace(config, train_file="/copy/of/train.jsonl"), rows) == key
     assert content_key(replace(config, steps=10), rows) != key
     assert content_key(config, rows[:-1]) != key
     assert content_key(replace(config, task=ArithmeticTask(seed=1)), rows) != key

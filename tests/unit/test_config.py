@@ -66,3 +66,18 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(Train, typo)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(Train, tmp_path / "missing.yaml")
+
+
+@dataclass
+class Recipe:
+    """A recipe whose nested sections default to its own sizes, not the sections' classes."""
+
+    train: Train = field(default_factory=lambda: Train(steps=40, optim=Optim(lr=0.5)))
+
+
+def test_a_partial_section_overrides_the_fields_own_default():
+    cfg = load_config(Recipe, None, ["train.optim.betas=[0.8, 0.9]"])
+    assert cfg.train.steps == 40  # the recipe's default survives a sibling override
+    assert cfg.train.optim.lr == 0.5
+    assert cfg.train.optim.betas == (0.8, 0.9)
+    assert load_config(Recipe).train.steps == 40

@@ -18,12 +18,12 @@ from posttrain.rewards.rubric import (
     combine,
     entity_hit,
     group_max_normalise,
+    longtrace_rubric_recall,
     make_longtrace_reward,
     normalise_text,
     outcome_exact,
     parse_verdict,
     prompt_groups,
-    rubric_recall,
     rubric_score,
     visible_answer,
     well_formed,
@@ -285,7 +285,9 @@ def test_rows_can_choose_the_rubric_scope() -> None:
         {"rubric_use_reasoning_content": True, "rubric_use_content": True},
     ]
     metadata = [{"extra_reward_info": {"rubrics": RUBRIC, **f}} for f in flags]
-    assert rubric_recall(prompts=["p"] * 3, completions=[text] * 3, metadata=metadata) == [
+    assert longtrace_rubric_recall(
+        prompts=["p"] * 3, completions=[text] * 3, metadata=metadata
+    ) == [
         0.25,
         0.5,
         0.75,
@@ -298,13 +300,13 @@ def test_rows_can_choose_the_rubric_scope() -> None:
 
 
 def test_rubric_recall_scores_every_response_and_skips_rows_without_rubric() -> None:
-    out = rubric_recall(
+    out = longtrace_rubric_recall(
         prompts=["p"] * 3,
         completions=["a</think>b</think>Japan", "<think>Japan</think>", "x"],
         metadata=[Q2, Q2, {"extra_reward_info": {"rubrics": []}}],
     )
     assert out == [0.5, 0.0, None]  # the ill-formed first response still counts for recall
-    assert get_reward("longtrace_rubric_recall") is rubric_recall
+    assert get_reward("longtrace_rubric_recall") is longtrace_rubric_recall
 
 
 def test_logs_batch_metrics_through_trl_log_metric() -> None:
@@ -465,6 +467,6 @@ def test_verl_adapter_scores_one_response_at_a_time() -> None:
     )
     nested = {"extra_reward_info": Q1["extra_reward_info"]}
     assert mixed("x", text, "Paris", nested) == APPROX(0.85)
-    recall = to_verl_compute_score(rubric_recall)
+    recall = to_verl_compute_score(longtrace_rubric_recall)
     assert recall("x", text, "Paris", flat) == 0.5
     assert recall("x", text, "Paris", {}) == 0.0  # no rubric: None, which verl scores 0

@@ -53,3 +53,21 @@ def test_report_embeds_one_plot_per_metric(tmp_path):
     assert page.count("data:image/png;base64,") == 2
     assert "results.json" in page and "0.42" in page and "lr: 0.1" in page
     assert json.loads((run.path / "results.json").read_text()) == {"accuracy": 0.42}
+
+
+def test_report_shows_recipe_figures_and_links_inner_runs(tmp_path):
+    from posttrain.report import plot_curves
+
+    with Run.create("outer", Cfg(), root=tmp_path) as outer:
+        pass
+    with Run.create("inner", Cfg(), root=outer.path) as inner:
+        inner.log(1, loss=1.0)
+        inner.log(2, loss=0.5)
+    write_report(inner.path)
+    plot_curves(
+        {"accuracy": {"a": ([0, 10], [0.1, 0.3]), "b": ([0, 10], [0.1, 0.2])}},
+        outer.path / "curves.png",
+    )
+    page = write_report(outer.path).read_text()
+    assert "<h2>curves.png</h2><img src='data:image/png;base64," in page
+    assert "<a href='inner/report.html'>inner</a>" in page

@@ -65,6 +65,10 @@ class LongTraceBuildConfig:
     hops: list[int] = field(default_factory=lambda: [2, 3, 4])
     """Hop counts (2 to 8), cycled over the questions."""
     distractors: Setting = "tiered"
+    eval_settings: list[str] = field(default_factory=list)
+    """Also write `test.<setting>.jsonl` for each of these settings: the same held-out
+    questions with other distractors, to compare confusability on one question set (for
+    the `distractors` setting itself, a copy of `test.jsonl`)."""
     context_tokens: int = 1024
     """Token budget of the documents in each context."""
     tokenizer: str | None = None
@@ -191,6 +195,9 @@ def to_record(
 
 def build_longtrace(config: LongTraceBuildConfig) -> dict[str, Any]:
     """Write the splits, a `datasets` copy and stats.json under `config.out`; return the stats."""
+    unknown = [s for s in [config.distractors, *config.eval_settings] if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown distractor setting {unknown[0]!r}; expected one of {SETTINGS}")
     kg, documents = load_world(config)
     questions = make_questions(kg, config.n + config.n_test, config.hops, seed=config.seed)
     builder = ContextBuilder(kg, documents, config)
@@ -205,10 +212,55 @@ def build_longtrace(config: LongTraceBuildConfig) -> dict[str, Any]:
             for q in chosen
         ]
         write_jsonl(out / f"{split}.jsonl", records[split])
+    for setting in config.eval_settings:
+        rows = records["test"]  # the training setting's test split is test.jsonl itself
+        if setting != config.distractors:
+            rows = [to_record(q, builder.context(q, setting, rng), setting) for q in splits["test"]]
+        write_jsonl(out / f"test.{setting}.jsonl", rows)
     _save_dataset(records, out / "dataset")
     stats = _stats(records, questions, builder, kg, config)
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats
+
+
+def reference_completion(record: dict[str, Any]) -> str:
+    """The answer format a warm start teaches: the chain from the start entity, then the
+    answer line.
+
+    `Badatri Foundation -> Sami -> Pakrafamar\nAnswer: Pakrafamar` names every rubric entity
+    and ends with the line the outcome reward reads, so a policy that imitates it is well
+    formed from step 0. Each step follows the entity just written, which a small model can
+    look up by its document title.
+    """
+    info = record["metadata"]["extra_reward_info"]
+    titles = {d["id"]: d["title"] for d in info["documents"]}
+    start = titles[info["gold_documents"][0]]
+    chain = " -> ".join([start, *info["rubrics"], record["label"]])
+    return f"{chain}\nAnswer: {record['label']}"
+
+
+def sft_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TRL SFT rows (conversational prompt + completion) from LongTraceRL records."""
+    return [
+        {
+            "prompt": record["input_messages"],
+            "completion": [{"role": "assistant", "content": reference_completion(record)}],
+        }
+        for record in records
+    ]
+
+
+def tokenizer_corpus(config: LongTraceBuildConfig) -> list[str]:
+    """Texts to train a tiny model's tokenizer on: the instruction, the documents and the
+    training questions (the same ones `build_longtrace` writes; held-out ones stay out), so
+    entity names and question phrasing get tokens of their own."""
+    kg, documents = load_world(config)
+    questions = make_questions(kg, config.n + config.n_test, config.hops, seed=config.seed)
+    return [
+        INSTRUCTION,
+        *(f"{d.title}\n{d.text}" for d in documents),
+        *(f"Question: {q.question}" for q in questions[: config.n]),
+    ]
 
 
 def _save_dataset(records: dict[str, list[dict[str, Any]]], path: Path) -> None:

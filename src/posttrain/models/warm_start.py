@@ -102,7 +102,9 @@ def _hash_dir(path: Path) -> str:
 
 def content_key(config: WarmStartConfig, train: list[dict[str, Any]]) -> str:
     """Hash of everything that determines the trained weights."""
-    settings = {k: v for k, v in to_dict(config).items() if k not in ("cache_dir", "test_file")}
+    # The rows themselves are hashed below, so where they were read from does not matter.
+    ignored = ("cache_dir", "test_file", "train_file")
+    settings = {k: v for k, v in to_dict(config).items() if k not in ignored}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(json.dumps(train, sort_keys=True).encode())
     if config.base_model:

@@ -39,12 +39,12 @@ __all__ = [
     "combine",
     "entity_hit",
     "group_max_normalise",
+    "longtrace_rubric_recall",
     "make_longtrace_reward",
     "normalise_text",
     "outcome_exact",
     "parse_verdict",
     "prompt_groups",
-    "rubric_recall",
     "rubric_score",
     "visible_answer",
     "well_formed",
@@ -666,7 +666,7 @@ longtrace_rubric_negative: RewardFunc = register_reward("longtrace_rubric_negati
 
 
 @register_reward("longtrace_rubric_recall")
-def rubric_recall(
+def longtrace_rubric_recall(
     prompts: list[Any],
     completions: list[Completion],
     completion_ids: list[Any] | None = None,
