@@ -34,6 +34,13 @@ def _load(cls: type, config: Path | None, overrides: list[str] | None):  # noqa:
         raise typer.Exit(2) from None
 
 
+def _console():  # noqa: ANN202
+    from rich.console import Console
+
+    # Captured output (CI logs, a pipe) gets tables wide enough not to wrap.
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 @app.command("tiny-model")
 def tiny_model(
     out: Path = typer.Option(..., "--out", help="Directory to write the model and tokenizer to."),
@@ -147,6 +154,40 @@ def serve(
     )
 
 
+@app.command("serve-rm")
+def serve_rm(
+    model_dir: Path = typer.Argument(
+        ..., help="A reward-model directory (sequence classification)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
+    port: int = typer.Option(8100, help="TCP port."),
+    served_model_name: str | None = typer.Option(None, help="Name reported with the rewards."),
+    batch_size: int = typer.Option(16, help="Pairs scored per forward pass."),
+    max_length: int | None = typer.Option(
+        None, help="Tokens kept per pair (the last ones; default: the model's context)."
+    ),
+    max_items: int = typer.Option(256, help="Largest number of pairs per request."),
+    max_body_bytes: int = typer.Option(4 << 20, help="Largest request body; larger gets 413."),
+    device: str | None = typer.Option(None, help="torch device (default: cuda when available)."),
+) -> None:
+    """Serve a reward model: POST /score {"prompts": [...], "responses": [...]} -> rewards."""
+    from posttrain.rewards.reward_model_server import serve as run_server
+
+    if not model_dir.is_dir():
+        raise typer.BadParameter(f"no such directory: {model_dir}", param_hint="MODEL_DIR")
+    run_server(
+        model_dir,
+        host=host,
+        port=port,
+        batch_size=batch_size,
+        max_length=max_length,
+        max_items=max_items,
+        max_body_bytes=max_body_bytes,
+        device=device,
+        served_model_name=served_model_name,
+    )
+
+
 @app.command()
 def rl(
     config: Path | None = typer.Argument(None, help="YAML config, e.g. configs/rl/tiny.yaml."),
@@ -203,7 +244,6 @@ def demo(
 def _longtrace_run(config: Path | None, overrides: list[str] | None) -> None:
     import datasets
     import transformers
-    from rich.console import Console
 
     from posttrain.recipes.longtrace import LongTraceRecipe, LongTraceRunConfig
 
@@ -211,10 +251,8 @@ def _longtrace_run(config: Path | None, overrides: list[str] | None) -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     settings = _load(LongTraceRunConfig, config, overrides)
-    # Captured output (CI logs, a pipe) gets a table wide enough not to wrap.
-    console = Console() if sys.stdout.isatty() else Console(width=120)
     try:
-        recipe = LongTraceRecipe(settings, console)
+        recipe = LongTraceRecipe(settings, _console())
     except ValueError as err:
         typer.secho(f"config error: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -292,6 +330,65 @@ def longtrace_baseline(
     if not path.is_file():
         raise typer.BadParameter(f"no {path}", param_hint="DATA")
     typer.echo(json.dumps(reader_accuracy(read_jsonl(path)), indent=2))
+
+
+@app.command("rm-bench")
+def rm_bench(
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="StoryRMB-format JSONL: id, prompt, chosen, rejected (a list), optional dimension.",
+    ),
+    scorer: str = typer.Option(
+        ...,
+        "--scorer",
+        help="A reward-model dir, http(s)://HOST:PORT (posttrain serve-rm), "
+        "judge:MODEL_SPEC, judge-listwise:MODEL_SPEC, length, vocabulary or random[:SEED].",
+    ),
+    out: Path = typer.Option(..., "--out", help="Writes OUT/results.json and OUT/scores.jsonl."),
+    chunk_size: int = typer.Option(32, "--chunk-size", help="Instances scored per batch."),
+) -> None:
+    """Reward-model benchmark with tie credit: overall and per-dimension accuracy against
+    the random baseline. Resumes from OUT/scores.jsonl."""
+    from posttrain.eval.rm_bench import evaluate_scorer, load_instances
+    from posttrain.eval.set_scorers import load_scorer
+
+    try:
+        instances = load_instances(data)
+        chosen = load_scorer(scorer)
+    except ValueError as err:  # DataError is a ValueError too
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    results = evaluate_scorer(chosen, instances, out, chunk_size=chunk_size)
+    typer.echo(json.dumps(results, indent=2))
+
+
+storyreward = typer.Typer(help="StoryReward: Bradley–Terry story reward models and best-of-n.")
+app.add_typer(storyreward, name="storyreward")
+
+
+@storyreward.command("run")
+def storyreward_run(
+    config: Path | None = typer.Option(None, "--config", help="YAML StoryRewardRunConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Build story pairs and a held-out benchmark, train a reward model, evaluate it against
+    baselines, run best-of-n and report."""
+    import datasets
+    import transformers
+
+    from posttrain.recipes.storyreward import StoryRewardRecipe, StoryRewardRunConfig
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    settings = _load(StoryRewardRunConfig, config, overrides)
+    try:
+        recipe = StoryRewardRecipe(settings, _console())
+    except ValueError as err:
+        typer.secho(f"config error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    summary = recipe()
+    typer.echo(f"run: {summary['run']} ({summary['seconds']:.0f}s)")
 
 
 def main() -> None:

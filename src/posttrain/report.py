@@ -50,7 +50,9 @@ def plot_png(steps: list[float], values: list[float], title: str) -> bytes:
 
 
 def plot_curves(
-    panels: dict[str, dict[str, tuple[list[float], list[float]]]], path: str | Path
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]],
+    path: str | Path,
+    xlabel: str = "step",
 ) -> Path:
     """One panel per title, one line per label (e.g. a metric per reward variant); a PNG."""
     import matplotlib
@@ -67,9 +69,41 @@ def plot_curves(
                 steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label
             )
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_bars(
+    groups: dict[str, dict[str, float]],
+    path: str | Path,
+    title: str,
+    reference: float | None = None,
+) -> Path:
+    """Grouped bars: one group per key of `groups` (e.g. a dimension), one bar per label
+    inside it (e.g. a scorer); `reference` draws a dashed line (e.g. chance). A PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(label for bars in groups.values() for label in bars))
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(groups), 3.4), dpi=100)
+    for k, label in enumerate(labels):
+        xs = [g + (k - (len(labels) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [bars.get(label, 0.0) for bars in groups.values()], width, label=label)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

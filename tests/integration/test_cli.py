@@ -7,7 +7,19 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification
 
-COMMANDS = ["tiny-model", "warm-start", "serve", "report", "quickstart", "demo", "rl", "longtrace"]
+COMMANDS = [
+    "tiny-model",
+    "warm-start",
+    "serve",
+    "serve-rm",
+    "report",
+    "quickstart",
+    "demo",
+    "rl",
+    "rm-bench",
+    "longtrace",
+    "storyreward",
+]
 TINY_RL = Path(__file__).parents[2] / "configs" / "rl" / "tiny.yaml"
 
 

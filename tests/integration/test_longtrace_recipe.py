@@ -102,6 +102,17 @@ def test_a_rerun_reuses_every_finished_stage(finished):
     assert final.stat().st_mtime_ns == stamp
 
 
+def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(finished):
+    tmp_path, _, run = finished
+    config = (run / "config.yaml").read_text()
+    done = longtrace_run(tmp_path, "data.n=40", "rl.steps=3")
+    assert done.returncode == 2
+    assert "data.n, rl.steps: differ from" in done.stderr and "run_name" in done.stderr
+    done = longtrace_run(tmp_path, "variants={outcome: longtrace_rubric}")
+    assert done.returncode == 2 and "variants.outcome" in done.stderr
+    assert (run / "config.yaml").read_text() == config
+
+
 def test_bad_settings_are_named(tmp_path):
     done = longtrace_run(tmp_path, "variants={}")
     assert done.returncode == 2 and "variants" in done.stderr

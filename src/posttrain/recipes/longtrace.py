@@ -18,9 +18,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
+from posttrain.config import to_dict
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.longtrace import (
     SETTINGS,
@@ -117,6 +119,7 @@ class LongTraceRecipe:
                 get_reward(reward)
             except ValueError as err:
                 raise ValueError(f"variants.{variant}: {err}") from None
+        _check_resumable(config)
         self.config = config
         self.console = console or Console()
         self.run = Run.create(config.run_name, config, root=config.runs_root)
@@ -274,6 +277,45 @@ class LongTraceRecipe:
             for title, key in metrics.items():
                 panels[title][variant] = _mean_curve([read_metrics(r) for r in runs], key)
         return plot_curves(panels, self.run.path / "curves.png")
+
+
+def _check_resumable(config: LongTraceRunConfig) -> None:
+    """Refuse to reuse a run directory whose finished stages came from other settings.
+
+    Seeds and new variants only add policies, so they may change between runs; any other
+    difference (the data, the warm start, the RL settings, an existing variant's reward)
+    would silently mix results from two configurations.
+    """
+    path = Path(config.runs_root) / config.run_name / "config.yaml"
+    if not path.exists():
+        return
+    before = yaml.safe_load(path.read_text()) or {}
+    now = to_dict(config)
+    for variant, reward in before.get("variants", {}).items():
+        if now["variants"].get(variant, reward) != reward:
+            raise ValueError(
+                f"variants.{variant}: {path} trained it on {reward!r}, not"
+                f" {now['variants'][variant]!r}; name the variant anew or set another run_name"
+            )
+    for name in ("seeds", "variants"):
+        before.pop(name, None)
+        now.pop(name)
+    changed = [key for key in _flat(now) if _flat(before).get(key) != _flat(now)[key]]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)}: differ from {path}, whose finished stages would be reused;"
+            " set another run_name (or remove that directory) to start afresh"
+        )
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _reader(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

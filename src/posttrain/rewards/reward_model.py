@@ -1,0 +1,552 @@
+"""Bradley–Terry reward models: train with TRL's RewardTrainer, score, and use as a reward.
+
+A reward model reads `prompt` + `response` and returns one scalar. Training minimises TRL's
+pairwise loss `-log sigmoid(r_chosen - r_rejected [- margin])` (+ an optional centring term);
+scoring reuses exactly the formatting and tokenisation TRL applied in training (`format_pair`
+and `encode` below), so a served score is the number the trainer optimised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from posttrain.config import to_dict
+from posttrain.data.io import read_records
+from posttrain.rewards.builtin import completion_text
+from posttrain.rewards.registry import RewardFunc
+from posttrain.runs import Run
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+    from trl import RewardTrainer
+
+Messages = list[dict[str, Any]]
+Text = str | Messages
+"""A prompt or response: a plain string, or a conversation as a list of chat messages."""
+
+SEPARATOR = "\n\n"
+"""Joins prompt and response when they are plain text (or the tokenizer has no chat template)."""
+
+
+@dataclass
+class RewardModelConfig:
+    """How to train a reward model. Defaults are the embedded CPU default (a tiny model)."""
+
+    model: str | None = None
+    """A model directory to start from (sequence-classification, or a causal LM whose head TRL
+    replaces); None builds a fresh tiny seq-cls model with a tokenizer trained on the rows."""
+    model_size: str = "micro"
+    """Tiny model size when `model` is None: nano, micro, mini or small."""
+    vocab_size: int = 512
+    """Tokenizer vocabulary when a fresh tiny model is built."""
+    train_file: str | None = None
+    """JSONL/parquet/dataset of preference rows: `prompt`, `chosen`, `rejected` (strings, or
+    lists of chat messages), plus `margin` when `margin` is true."""
+    eval_file: str | None = None
+    """Held-out preference rows, same layout; adds eval loss and pairwise accuracy to the run."""
+    steps: int | None = None
+    """Optimizer steps; None trains for `epochs` passes over the training rows."""
+    epochs: float = 1.0
+    """Passes over the training rows when `steps` is None."""
+    batch_size: int = 16
+    """Preference pairs per step (each step scores 2 x batch_size sequences)."""
+    learning_rate: float = 1e-3
+    """Suits a tiny model trained from scratch; use about 1e-5 for a pretrained checkpoint."""
+    max_length: int = 256
+    """Token limit of prompt + response in training: TRL drops longer pairs (RewardModel, when
+    scoring, keeps the last tokens that fit the model's context instead)."""
+    margin: bool = False
+    """Rows carry a numeric `margin` that TRL subtracts inside the sigmoid (Llama 2's margin
+    loss); when false a `margin` column is ignored."""
+    center_rewards_coefficient: float | None = None
+    """TRL's centring term, coefficient x mean((r_chosen + r_rejected)^2); None turns it off
+    (0.01 is the value TRL recommends)."""
+    seed: int = 0
+    """Seeds the tiny model's initialisation, the data order and the trainer."""
+    output_dir: str = "outputs/reward-model"
+    """The trained model goes to `output_dir/final`."""
+
+    def __post_init__(self) -> None:
+        from posttrain.models.tiny import SIZES
+
+        if self.model is None and self.model_size not in SIZES:
+            raise ValueError(f"model_size must be one of {sorted(SIZES)}, got {self.model_size!r}")
+        positive = {
+            "vocab_size": self.vocab_size,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "max_length": self.max_length,
+            "epochs": self.epochs,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1 (or null to use epochs), got {self.steps}")
+        if self.center_rewards_coefficient is not None and self.center_rewards_coefficient < 0:
+            raise ValueError(
+                f"center_rewards_coefficient must be >= 0 or null, got "
+                f"{self.center_rewards_coefficient}"
+            )
+
+
+# --- formatting: one definition for training and scoring -------------------------------------
+
+
+def is_messages(value: Any) -> bool:
+    """Whether `value` is a conversation: a list of dicts with a role and content."""
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in value
+    )
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # structured parts: keep the text ones
+        return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def _as_text(value: Text) -> str:
+    return SEPARATOR.join(_content(m) for m in value) if isinstance(value, list) else value
+
+
+def format_pair(
+    tokenizer: PreTrainedTokenizerBase, prompt: Text, response: Text
+) -> tuple[Text, Text]:
+    """The (prompt, response) fields TRL's RewardTrainer gets for one pair; scoring uses them too.
+
+    Conversational input with a chat-template tokenizer stays as messages (a plain-string
+    response becomes the assistant's message); anything else becomes plain text, the prompt
+    ending in SEPARATOR so that TRL's `prompt + response` is `prompt + "\\n\\n" + response`.
+    """
+    if (is_messages(prompt) or is_messages(response)) and tokenizer.chat_template:
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        reply = (
+            response if isinstance(response, list) else [{"role": "assistant", "content": response}]
+        )
+        return messages, reply
+    return _as_text(prompt) + SEPARATOR, _as_text(response)
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, prompt: Text, response: Text) -> list[int]:
+    """Token ids of one (prompt, response), as TRL's RewardTrainer preprocessing makes them.
+
+    Mirrors `RewardTrainer._prepare_dataset`: plain text gets the EOS token appended (the
+    classifier reads the score at the last token) and is tokenised with `tokenizer(text=...)`;
+    conversations go through `apply_chat_template`. A unit test checks the two agree.
+    """
+    head, tail = format_pair(tokenizer, prompt, response)
+    if isinstance(head, list) and isinstance(tail, list):
+        encoded = tokenizer.apply_chat_template(
+            head + tail, tokenize=True, return_dict=True, tools=None
+        )
+        return list(encoded["input_ids"])
+    assert isinstance(head, str) and isinstance(tail, str)
+    if not tail.endswith(tokenizer.eos_token):
+        tail += tokenizer.eos_token
+    return list(tokenizer(text=head + tail)["input_ids"])
+
+
+# --- preference rows ---------------------------------------------------------------------------
+
+
+def load_preferences(path: str | Path, margin: bool = False) -> list[dict[str, Any]]:
+    """Preference rows from `path`, checked: `prompt`/`chosen`/`rejected` (+ numeric `margin`)."""
+    rows = read_records(path)
+    if not rows:
+        raise ValueError(f"{path}: no preference rows")
+    kept = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}: row {number}"
+        for key in ("prompt", "chosen", "rejected"):
+            if key not in row:
+                raise ValueError(f"{where} has no {key!r} field (need prompt, chosen, rejected)")
+            if not isinstance(row[key], str) and not is_messages(row[key]):
+                raise ValueError(
+                    f"{where}: {key!r} must be a string or a list of chat messages, "
+                    f"got {type(row[key]).__name__}"
+                )
+        clean = {key: row[key] for key in ("prompt", "chosen", "rejected")}
+        if margin:
+            value = row.get("margin")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"{where}: margin=true needs a numeric 'margin' field, got {value!r}"
+                )
+            clean["margin"] = float(value)
+        kept.append(clean)
+    return kept
+
+
+def _trl_rows(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]]) -> list[dict]:
+    """Rows in TRL's explicit-prompt preference layout, formatted by `format_pair`."""
+    out = []
+    for row in rows:
+        prompt = row["prompt"]
+        if isinstance(prompt, str) and (is_messages(row["chosen"]) or is_messages(row["rejected"])):
+            # One conversational response makes the whole pair conversational: both responses
+            # must follow the same prompt.
+            prompt = [{"role": "user", "content": prompt}]
+        head, chosen = format_pair(tokenizer, prompt, row["chosen"])
+        _, rejected = format_pair(tokenizer, prompt, row["rejected"])
+        trl_row = {"prompt": head, "chosen": chosen, "rejected": rejected}
+        if "margin" in row:
+            trl_row["margin"] = row["margin"]
+        out.append(trl_row)
+    # TRL tokenises a whole dataset one way, decided by its first row.
+    kinds = ["conversational" if isinstance(r["prompt"], list) else "plain text" for r in out]
+    for number, kind in enumerate(kinds, start=1):
+        if kind != kinds[0]:
+            raise ValueError(
+                f"preference row {number} is {kind} but row 1 is {kinds[0]}; "
+                "use one kind for a whole file"
+            )
+    return out
+
+
+def _corpus(rows: list[dict[str, Any]]) -> list[str]:
+    """Texts to train a fresh tiny model's tokenizer on."""
+    texts = [SEPARATOR]
+    for row in rows:
+        texts.extend(_as_text(row[key]) for key in ("prompt", "chosen", "rejected"))
+    return texts
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No per-call progress bars (datasets' map/filter, transformers' load/save) and no
+    known-harmless warnings, so the training bar is the only thing drawn; state restored after."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets_bars, hf_bars = (
+        datasets.is_progress_bar_enabled(),
+        hf_logging.is_progress_bar_enabled(),
+    )
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            # TRL still passes transformers' old `gradient_checkpointing` name.
+            warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated")
+            yield
+    finally:
+        if datasets_bars:
+            datasets.enable_progress_bars()
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+
+
+_METRIC_NAMES = {
+    "loss": "rm_loss",
+    "accuracy": "rm_train_accuracy",
+    "margin": "rm_margin",
+    "mean_reward": "rm_mean_reward",
+    "learning_rate": "learning_rate",
+    "eval_loss": "rm_eval_loss",
+    "eval_accuracy": "rm_eval_accuracy",
+}
+"""TRL's log keys -> the run's metric names (prefixed: a recipe's run may also hold RL metrics)."""
+
+
+def _callbacks(run: Run | None) -> list[Any]:
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        """The training bar alone: no printed log dicts, no extra bar per evaluation."""
+
+        def on_log(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def on_prediction_step(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class RunLogger(TrainerCallback):
+        """Stream TRL's logs into the run's metrics.jsonl as they happen."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            record = {new: logs[old] for old, new in _METRIC_NAMES.items() if old in (logs or {})}
+            if run is not None and record:
+                run.log(state.global_step, **record)
+
+    return [QuietProgress(), RunLogger()]
+
+
+def _reward_config(
+    config: RewardModelConfig, total_steps: int, evaluate: bool, output_dir: str | Path
+) -> Any:
+    import torch
+    from trl import RewardConfig
+
+    log_every = max(1, total_steps // 20)  # about 20 points on the loss curve
+    return RewardConfig(
+        output_dir=str(output_dir),
+        max_steps=config.steps or -1,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=0.0,
+        max_length=config.max_length,
+        center_rewards_coefficient=config.center_rewards_coefficient,
+        logging_steps=log_every,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=log_every * 5,
+        save_strategy="no",
+        report_to="none",
+        # Recomputing activations only costs time for models this small.
+        gradient_checkpointing=False,
+        # bf16 where a GPU supports it; otherwise plain fp32 on the CPU.
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        model_init_kwargs={"dtype": torch.float32},
+    )
+
+
+def build_reward_trainer(
+    config: RewardModelConfig,
+    model_dir: str | Path,
+    rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]] | None = None,
+    output_dir: str | Path | None = None,
+    run: Run | None = None,
+) -> RewardTrainer:
+    """A TRL RewardTrainer over `rows` (from `load_preferences`), starting from `model_dir`.
+
+    TRL does all the preprocessing (EOS, prompt + response, tokenising, the max_length
+    filter); we only hand it rows formatted by `format_pair`, which scoring shares.
+    """
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from transformers.trainer_callback import ProgressCallback
+    from trl import RewardTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not config.margin:  # TRL subtracts a `margin` column whenever one is present
+        rows = [{k: v for k, v in row.items() if k != "margin"} for row in rows]
+    train_set = Dataset.from_list(_trl_rows(tokenizer, rows))
+    eval_set = Dataset.from_list(_trl_rows(tokenizer, eval_rows)) if eval_rows else None
+    total = config.steps or math.ceil(len(train_set) / config.batch_size * config.epochs)
+    output_dir = output_dir or Path(config.output_dir) / "trainer"
+    with _quiet():
+        args = _reward_config(config, total, eval_set is not None, output_dir)
+        trainer = RewardTrainer(
+            model=str(model_dir),  # a path: TRL puts a 1-label head on a causal-LM checkpoint
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            processing_class=tokenizer,
+        )
+    trainer.remove_callback(ProgressCallback)
+    for callback in _callbacks(run):
+        trainer.add_callback(callback)
+    if len(trainer.train_dataset) == 0:
+        raise ValueError(
+            f"all {len(rows)} training pairs are longer than max_length={config.max_length} tokens"
+        )
+    return trainer
+
+
+def train_reward_model(config: RewardModelConfig, run: Run | None = None) -> Path:
+    """Train a Bradley–Terry reward model; return `output_dir/final` (model + tokenizer).
+
+    `final/reward_model.json` records the config, step count, time and final eval metrics.
+    """
+    if config.train_file is None:
+        raise ValueError("train_file is required: a JSONL of prompt, chosen, rejected rows")
+    rows = load_preferences(config.train_file, config.margin)
+    eval_rows = load_preferences(config.eval_file, config.margin) if config.eval_file else None
+    out = Path(config.output_dir)
+    final, scratch = out / "final", out / "trainer"
+    with _quiet():
+        base: str | Path | None = config.model
+        if base is None:
+            from posttrain.models.tiny import build_tiny_model
+
+            base = build_tiny_model(
+                out / "base",
+                _corpus(rows),
+                size=config.model_size,
+                vocab_size=config.vocab_size,
+                kind="seq-cls",
+                seed=config.seed,
+            )
+        started = time.perf_counter()
+        trainer = build_reward_trainer(config, base, rows, eval_rows, scratch, run)
+        trainer.train()
+        seconds = time.perf_counter() - started
+        summary: dict[str, Any] = {
+            "train_seconds": round(seconds, 2),
+            "steps": trainer.state.global_step,
+            "n_train": len(rows),
+            "n_train_kept": len(trainer.train_dataset),
+            "config": to_dict(config),
+        }
+        if eval_rows:
+            summary.update(_final_eval(trainer))
+        shutil.rmtree(final, ignore_errors=True)
+        trainer.save_model(str(final))
+        trainer.processing_class.save_pretrained(final)
+    (final / "reward_model.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(scratch, ignore_errors=True)
+    if config.model is None:
+        shutil.rmtree(out / "base", ignore_errors=True)
+    if run is not None:
+        run.link_checkpoint(final)
+        run.log(trainer.state.global_step, rm_train_seconds=summary["train_seconds"])
+    return final
+
+
+def _final_eval(trainer: RewardTrainer) -> dict[str, float]:
+    """Eval metrics after the last step, evaluating again only if the schedule did not."""
+    step = trainer.state.global_step
+    done = [e for e in trainer.state.log_history if e.get("step") == step and "eval_loss" in e]
+    metrics = done[-1] if done else trainer.evaluate()
+    return {k: metrics[k] for k in ("eval_loss", "eval_accuracy") if k in metrics}
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores (prompt, response) pairs: RewardModel, HTTPRewardModel, a stub."""
+
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]: ...
+
+
+def check_pairs(prompts: Sequence[Any], responses: Sequence[Any]) -> None:
+    """Refuse prompt and response lists of different lengths, naming both."""
+    if len(prompts) != len(responses):
+        raise ValueError(
+            f"prompts has {len(prompts)} items but responses has {len(responses)}; "
+            "they must be the same length"
+        )
+
+
+class RewardModel:
+    """A trained reward model directory, scoring (prompt, response) pairs in batches.
+
+    Batches are right-padded, as TRL's collator pads them: with causal attention the padding
+    comes after every real token, so a row's score does not depend on its batch-mates.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        device: str | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model_dir = Path(model_dir)
+        self.name = self.model_dir.name
+        self.batch_size = batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        with _quiet():
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, dtype=torch.float32
+            )
+        if self.model.config.num_labels != 1:
+            raise ValueError(
+                f"{model_dir}: a reward model has num_labels=1, this one has "
+                f"{self.model.config.num_labels}"
+            )
+        # As RewardTrainer does: EOS pads when there is no pad token, and the classifier must
+        # know the pad id to find each row's last real token.
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.get_text_config().pad_token_id = self.tokenizer.pad_token_id
+        self.model.to(self.device).eval()
+        limits = [self.tokenizer.model_max_length]
+        limits.append(getattr(self.model.config, "max_position_embeddings", None) or limits[0])
+        self.max_length = max_length or int(min(limits))
+
+    def encode(self, prompt: Text, response: Text) -> list[int]:
+        """Token ids as trained on, keeping the last `max_length` (the score reads the end)."""
+        return encode(self.tokenizer, prompt, response)[-self.max_length :]
+
+    def score(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[float]:
+        """One scalar reward per (prompt, response); plain strings or chat-message lists."""
+        import torch
+
+        check_pairs(prompts, responses)
+        ids = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
+        # Similar lengths together: less padding, and padding never changes a score.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        scores = [0.0] * len(ids)
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                width = max(len(ids[i]) for i in batch)
+                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[row, : len(ids[i])] = 1
+                logits = self.model(
+                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits
+                for row, i in enumerate(batch):
+                    scores[i] = float(logits[row, 0])
+        return scores
+
+
+# --- as a reward function ----------------------------------------------------------------------
+
+
+def prompt_text(prompt: Text) -> str:
+    """The text a reward model judges a prompt by: the string, or the last user message."""
+    if isinstance(prompt, str):
+        return prompt
+    for message in reversed(prompt):
+        if message.get("role") == "user":
+            return _content(message)
+    return ""
+
+
+def reward_model_reward(scorer: Scorer, name: str = "reward_model") -> RewardFunc:
+    """A TRL-signature reward function scoring each (prompt, completion) with `scorer`.
+
+    Not registered by name: a reward model is an instance (a directory or a server), so
+    callers build one and pass the callable to the RL engine or TRL's GRPOTrainer.
+    """
+    if not isinstance(scorer, Scorer):
+        raise TypeError(f"scorer must have a score(prompts, responses) method, got {scorer!r}")
+    if not name or not isinstance(name, str):
+        raise ValueError(f"reward name must be a non-empty string, got {name!r}")
+
+    def reward(
+        prompts: list[Any], completions: list[Any], completion_ids: Any = None, **columns: Any
+    ) -> list[float | None]:
+        check_pairs(prompts, completions)
+        if not completions:
+            return []
+        texts = [prompt_text(p) for p in prompts]
+        answers = [completion_text(c) for c in completions]
+        return [float(s) for s in scorer.score(texts, answers)]
+
+    reward.__name__ = reward.__qualname__ = name  # TRL logs rewards under __name__
+    return reward

@@ -1,0 +1,227 @@
+"""A reward model over HTTP: `POST /score` on a FastAPI app, and `HTTPRewardModel`, its client.
+
+`posttrain serve-rm MODEL_DIR --port 8100` (which calls `serve`) serves a directory
+written by `train_reward_model`. Errors follow `posttrain serve`: OpenAI-shaped 4xx JSON
+naming the problem, and a body-size limit, so a bad request never takes the server down.
+The client satisfies the same `Scorer` protocol as the in-process `RewardModel`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
+
+from posttrain.models.server_process import ServerProcess
+from posttrain.rewards.reward_model import RewardModel, check_pairs
+
+DEFAULT_PORT = 8100
+DEFAULT_MAX_ITEMS = 256
+"""Pairs per request; a client sends more in batches (HTTPRewardModel does)."""
+DEFAULT_MAX_BODY_BYTES = 4 << 20
+
+
+class ScoreRequest(BaseModel):
+    """`{"prompts": [...], "responses": [...]}`: strict, so a number is not taken for a string."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    prompts: list[str]
+    responses: list[str]
+
+
+def create_app(
+    model_dir: str | Path | RewardModel,
+    *,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    device: str | None = None,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    served_model_name: str | None = None,
+) -> FastAPI:
+    """An app serving one reward model (a directory, or an already loaded `RewardModel`)."""
+    # Imported here: the `posttrain.models.server` package loads torch and transformers, which
+    # a process that only needs the HTTP client should not pay for.
+    from posttrain.models.server.errors import APIError, BodySizeLimit, install_error_handlers
+
+    model = (
+        model_dir
+        if isinstance(model_dir, RewardModel)
+        else RewardModel(model_dir, batch_size=batch_size, max_length=max_length, device=device)
+    )
+    name = served_model_name or model.name
+    lock = threading.Lock()  # torch modules and fast tokenizers are not thread-safe
+    app = FastAPI(title="posttrain reward model server")
+    app.state.model = model
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return {"model": name, "max_items": max_items, "max_length": model.max_length}
+
+    # A plain `def`: FastAPI runs it in its thread pool, so /health answers meanwhile.
+    @app.post("/score")
+    def score(body: ScoreRequest) -> dict[str, Any]:
+        n_prompts, n_responses = len(body.prompts), len(body.responses)
+        if n_prompts != n_responses:
+            raise APIError(
+                f"'prompts' has {n_prompts} items but 'responses' has {n_responses}; "
+                "they must be the same length.",
+                param="responses",
+                code="length_mismatch",
+            )
+        if n_prompts == 0:
+            raise APIError(
+                "'prompts' and 'responses' are empty; send at least one pair.", param="prompts"
+            )
+        if n_prompts > max_items:
+            raise APIError(
+                f"{n_prompts} pairs is over this server's limit of {max_items} per request; "
+                "send them in batches.",
+                status=413,
+                param="prompts",
+                code="too_many_items",
+            )
+        with lock:
+            rewards = model.score(body.prompts, body.responses)
+        return {"model": name, "rewards": rewards}
+
+    return app
+
+
+def serve(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    device: str | None = None,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    served_model_name: str | None = None,
+) -> None:
+    """Load `model_dir` and serve it until interrupted (loopback only unless `host` says so)."""
+    import uvicorn
+
+    app = create_app(
+        model_dir,
+        batch_size=batch_size,
+        max_length=max_length,
+        device=device,
+        max_items=max_items,
+        max_body_bytes=max_body_bytes,
+        served_model_name=served_model_name,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def reward_model_server(model_dir: str | Path, *extra: str, **kwargs: Any) -> ServerProcess:
+    """A `posttrain serve-rm MODEL_DIR` subprocess on a free loopback port (not yet started)."""
+    args = [sys.executable, "-m", "posttrain", "serve-rm", str(model_dir), *extra]
+    return ServerProcess(args, **kwargs)
+
+
+# --- client -----------------------------------------------------------------------------------
+
+
+class RewardServerError(RuntimeError):
+    """A scoring request the server refused (4xx) or that kept failing; names the reason."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_TRANSIENT = {408, 429}  # plus every 5xx
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase
+
+
+class HTTPRewardModel:
+    """Scores through a reward-model server; a `Scorer`, like `RewardModel`.
+
+    Sends at most `batch_size` pairs per request (keep it within the server's max_items),
+    retries connection errors, timeouts, 408/429 and 5xx `retries` times with exponential
+    backoff, and raises `RewardServerError` with the server's message on any other 4xx.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 60.0,
+        batch_size: int = 64,
+        retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.base_url = base_url.rstrip("/")
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        check_pairs(prompts, responses)
+        rewards: list[float] = []
+        for start in range(0, len(prompts), self.batch_size):
+            end = start + self.batch_size
+            rewards.extend(self._post(list(prompts[start:end]), list(responses[start:end])))
+        return rewards
+
+    def _post(self, prompts: list[str], responses: list[str]) -> list[float]:
+        url = f"{self.base_url}/score"
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._client.post(
+                    "/score", json={"prompts": prompts, "responses": responses}
+                )
+            except httpx.TransportError as err:  # refused, reset, timed out, ...
+                problem = f"{type(err).__name__}: {err}"
+                continue
+            status = response.status_code
+            if status < 400:
+                rewards = response.json().get("rewards")
+                if not isinstance(rewards, list) or len(rewards) != len(prompts):
+                    raise RewardServerError(f"{url} answered without {len(prompts)} rewards")
+                return [float(r) for r in rewards]
+            problem = f"HTTP {status}: {_server_message(response)}"
+            if status < 500 and status not in _TRANSIENT:
+                raise RewardServerError(f"reward server refused the request ({problem})", status)
+        raise RewardServerError(
+            f"reward server at {url} failed {self.retries + 1} times; last: {problem}"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HTTPRewardModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
