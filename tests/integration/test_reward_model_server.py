@@ -58,6 +58,17 @@ def _pairs(n: int) -> tuple[list[str], list[str]]:
     return prompts, responses
 
 
+def test_the_client_batches_to_the_servers_cap(server: ServerProcess, local: RewardModel) -> None:
+    from posttrain.eval.set_scorers import Pointwise, load_scorer
+
+    _, responses = _pairs(3 * MAX_ITEMS + 1)  # over the cap: sent in 4 requests
+    scorer = load_scorer(server.url)  # what `posttrain rm-bench --scorer URL` builds
+    [served] = scorer.score_sets(["p"], [responses])
+    [in_process] = Pointwise(local, "local").score_sets(["p"], [responses])
+    assert served == pytest.approx(in_process, abs=1e-5)
+    assert scorer.scorer.batch_size == MAX_ITEMS
+
+
 def test_http_scores_equal_in_process_scores(server: ServerProcess, local: RewardModel) -> None:
     prompts, responses = _pairs(19)  # three requests at batch_size 8: 8 + 8 + 3
     with HTTPRewardModel(server.url, batch_size=MAX_ITEMS) as remote:

@@ -17,6 +17,7 @@ import torch
 
 from posttrain.config import ConfigError, load_config
 from posttrain.data.io import write_jsonl
+from posttrain.rewards.registry import get_reward, reward_name
 from posttrain.rewards.reward_model import (
     RewardModel,
     RewardModelConfig,
@@ -248,6 +249,12 @@ def test_reward_adapter_takes_strings_and_conversations(
     chat_completions = [[{"role": "assistant", "content": c}] for c in completions]
     assert reward(chat_prompts, chat_completions) == pytest.approx(expected, abs=1e-6)
     assert reward([], []) == []
+    # An RL config names a reward model by its directory.
+    named = get_reward(f"reward-model:{trained['final']}")
+    assert named(prompts, completions) == pytest.approx(expected, abs=1e-6)
+    assert reward_name(named) == "reward_model"
+    with pytest.raises(ValueError, match="no such directory"):
+        get_reward("reward-model:/nowhere/at/all")
 
 
 def test_reward_adapter_accepts_any_scorer() -> None:

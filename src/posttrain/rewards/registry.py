@@ -41,13 +41,21 @@ def reward_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+REWARD_MODEL_PREFIX = "reward-model:"
+"""`reward-model:DIR` or `reward-model:http://HOST:PORT` (a `posttrain serve-rm` server): a
+reward model as a reward function. A hyphen cannot start a module path, so no clash."""
+
+
 def get_reward(spec: str) -> RewardFunc:
-    """Resolve a registered name, or an import path `pkg.module:function` / `pkg.module.function`.
+    """Resolve a registered name, a reward model (`reward-model:DIR_OR_URL`), or an import path
+    `pkg.module:function` / `pkg.module.function`.
 
     The colon form also reaches attributes of module objects (`pkg.module:Class.method`).
     """
     if spec in _REGISTRY:
         return _REGISTRY[spec]
+    if spec.startswith(REWARD_MODEL_PREFIX):
+        return _reward_model(spec.removeprefix(REWARD_MODEL_PREFIX))
     if ":" in spec:
         module_name, _, attr_path = spec.partition(":")
     elif "." in spec:
@@ -70,6 +78,21 @@ def get_reward(spec: str) -> RewardFunc:
     if not callable(target):
         raise ValueError(f"reward {spec!r} resolved to a non-callable {type(target).__name__}")
     return target
+
+
+@functools.cache  # one loaded model per spec, however many configs name it
+def _reward_model(where: str) -> RewardFunc:
+    from pathlib import Path
+
+    from posttrain.rewards.reward_model import RewardModel, reward_model_reward
+
+    if where.startswith(("http://", "https://")):
+        from posttrain.rewards.reward_model_server import HTTPRewardModel
+
+        return reward_model_reward(HTTPRewardModel(where), name="reward_model")
+    if not Path(where).is_dir():
+        raise ValueError(f"reward model {where!r}: no such directory (or http(s):// URL)")
+    return reward_model_reward(RewardModel(where), name="reward_model")
 
 
 def _unwrap(fn: Any) -> Any:

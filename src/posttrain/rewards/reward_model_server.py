@@ -159,21 +159,22 @@ def _server_message(response: httpx.Response) -> str:
 class HTTPRewardModel:
     """Scores through a reward-model server; a `Scorer`, like `RewardModel`.
 
-    Sends at most `batch_size` pairs per request (keep it within the server's max_items),
-    retries connection errors, timeouts, 408/429 and 5xx `retries` times with exponential
-    backoff, and raises `RewardServerError` with the server's message on any other 4xx.
+    Sends at most `batch_size` pairs per request (by default, the server's own `max_items`
+    from GET /info, asked once), retries connection errors, timeouts, 408/429 and 5xx
+    `retries` times with exponential backoff, and raises `RewardServerError` with the
+    server's message on any other 4xx.
     """
 
     def __init__(
         self,
         base_url: str,
         timeout: float = 60.0,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         retries: int = 3,
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
@@ -185,11 +186,20 @@ class HTTPRewardModel:
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         check_pairs(prompts, responses)
+        if self.batch_size is None:
+            self.batch_size = self._server_max_items()
         rewards: list[float] = []
         for start in range(0, len(prompts), self.batch_size):
             end = start + self.batch_size
             rewards.extend(self._post(list(prompts[start:end]), list(responses[start:end])))
         return rewards
+
+    def _server_max_items(self) -> int:
+        try:
+            response = self._client.get("/info")
+            return int(response.json()["max_items"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return DEFAULT_MAX_ITEMS  # an older or other server: its default cap
 
     def _post(self, prompts: list[str], responses: list[str]) -> list[float]:
         url = f"{self.base_url}/score"
