@@ -242,17 +242,25 @@ def demo(
 
 
 def _longtrace_run(config: Path | None, overrides: list[str] | None) -> None:
+    from posttrain.recipes.longtrace import LongTraceRecipe, LongTraceRunConfig
+
+    _run_recipe(LongTraceRecipe, LongTraceRunConfig, config, overrides)
+
+
+def _run_recipe(
+    recipe_cls: type, config_cls: type, config: Path | None, overrides: list[str] | None
+) -> None:
+    """Load a recipe's config, build the recipe (a ValueError is a config error: exit 2), run
+    it and print where its run directory is."""
     import datasets
     import transformers
-
-    from posttrain.recipes.longtrace import LongTraceRecipe, LongTraceRunConfig
 
     # Many small saves and loads: their per-file bars would bury the recipe's own progress.
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    settings = _load(LongTraceRunConfig, config, overrides)
+    settings = _load(config_cls, config, overrides)
     try:
-        recipe = LongTraceRecipe(settings, _console())
+        recipe = recipe_cls(settings, _console())
     except ValueError as err:
         typer.secho(f"config error: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -374,21 +382,9 @@ def storyreward_run(
 ) -> None:
     """Build story pairs and a held-out benchmark, train a reward model, evaluate it against
     baselines, run best-of-n and report."""
-    import datasets
-    import transformers
-
     from posttrain.recipes.storyreward import StoryRewardRecipe, StoryRewardRunConfig
 
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    settings = _load(StoryRewardRunConfig, config, overrides)
-    try:
-        recipe = StoryRewardRecipe(settings, _console())
-    except ValueError as err:
-        typer.secho(f"config error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    summary = recipe()
-    typer.echo(f"run: {summary['run']} ({summary['seconds']:.0f}s)")
+    _run_recipe(StoryRewardRecipe, StoryRewardRunConfig, config, overrides)
 
 
 def main() -> None:
