@@ -5,7 +5,10 @@ drops into TRL's `GRPOTrainer(reward_funcs=[...])` unchanged, and into verl thro
 `to_verl_compute_score`. Importing this package registers the built-ins by name.
 """
 
-from posttrain.rewards import rubric  # noqa: F401  (registers the LongTraceRL rewards)
+from posttrain.rewards import (
+    rubric,  # noqa: F401  (registers the LongTraceRL rewards)
+    wild_quality,  # noqa: F401  (registers WildReward's judge)
+)
 from posttrain.rewards.builtin import (
     completion_text,
     exact_match,

@@ -43,7 +43,8 @@ def reward_names() -> list[str]:
 
 REWARD_MODEL_PREFIX = "reward-model:"
 """`reward-model:DIR` or `reward-model:http://HOST:PORT` (a `posttrain serve-rm` server): a
-reward model as a reward function. A hyphen cannot start a module path, so no clash."""
+Bradley–Terry or ordinal reward model as a reward function. A hyphen cannot start a module
+path, so no clash."""
 
 
 def get_reward(spec: str) -> RewardFunc:
@@ -92,6 +93,10 @@ def _reward_model(where: str) -> RewardFunc:
         return reward_model_reward(HTTPRewardModel(where), name="reward_model")
     if not Path(where).is_dir():
         raise ValueError(f"reward model {where!r}: no such directory (or http(s):// URL)")
+    from posttrain.rewards.ordinal import META_FILE, OrdinalRewardModel
+
+    if (Path(where) / META_FILE).is_file():  # WildReward's ordinal head: the expected label
+        return reward_model_reward(OrdinalRewardModel(where), name="reward_model")
     return reward_model_reward(RewardModel(where), name="reward_model")
 
 
