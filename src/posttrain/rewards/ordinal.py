@@ -35,12 +35,12 @@ from posttrain.rewards.reward_model import (
     SEPARATOR,
     Scorer,
     Text,
-    _as_text,
-    _content,
-    _quiet,
+    as_text,
     check_pairs,
     encode,
     is_messages,
+    message_text,
+    quiet_training,
 )
 from posttrain.runs import Run
 
@@ -187,7 +187,7 @@ def ordinal_corpus(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     texts = [SEPARATOR]
     for row in rows:
         prompt, response = row_pair(row)
-        texts.extend([_as_text(prompt), _as_text(response)])
+        texts.extend([as_text(prompt), as_text(response)])
     return texts
 
 
@@ -297,7 +297,7 @@ def _load(
     extra: dict[str, Any] = {}
     if num_labels is not None:
         extra = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
-    with _quiet(), _errors_only():
+    with quiet_training(), _errors_only():
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir, dtype=torch.float32, **extra
@@ -376,7 +376,7 @@ def train_ordinal_reward_model(
     if base is None:
         from posttrain.models.tiny import build_tiny_model
 
-        with _quiet():
+        with quiet_training():
             base = build_tiny_model(
                 out / "base",
                 ordinal_corpus(rows),
@@ -448,7 +448,7 @@ def train_ordinal_reward_model(
         },
     }
     shutil.rmtree(final, ignore_errors=True)
-    with _quiet():
+    with quiet_training():
         backbone.cpu().save_pretrained(final)
         tokenizer.save_pretrained(final)
     (final / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -585,7 +585,7 @@ def conversation_text(prompt: Text, response: Text) -> str:
     parts = []
     for value, role in ((prompt, "user"), (response, "assistant")):
         if isinstance(value, list):
-            parts.extend(f"{m.get('role', role)}: {_content(m)}" for m in value)
+            parts.extend(f"{m.get('role', role)}: {message_text(m)}" for m in value)
         else:
             parts.append(f"{role}: {value}")
     return SEPARATOR.join(parts)

@@ -109,15 +109,17 @@ def is_messages(value: Any) -> bool:
     )
 
 
-def _content(message: dict[str, Any]) -> str:
+def message_text(message: dict[str, Any]) -> str:
+    """The text of one chat message (text parts only, for structured content)."""
     content = message.get("content")
     if isinstance(content, list):  # structured parts: keep the text ones
         return "".join(p.get("text", "") for p in content if p.get("type") == "text")
     return "" if content is None else str(content)
 
 
-def _as_text(value: Text) -> str:
-    return SEPARATOR.join(_content(m) for m in value) if isinstance(value, list) else value
+def as_text(value: Text) -> str:
+    """A prompt or response as plain text: messages joined by SEPARATOR."""
+    return SEPARATOR.join(message_text(m) for m in value) if isinstance(value, list) else value
 
 
 def format_pair(
@@ -135,7 +137,7 @@ def format_pair(
             response if isinstance(response, list) else [{"role": "assistant", "content": response}]
         )
         return messages, reply
-    return _as_text(prompt) + SEPARATOR, _as_text(response)
+    return as_text(prompt) + SEPARATOR, as_text(response)
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, prompt: Text, response: Text) -> list[int]:
@@ -218,7 +220,7 @@ def _corpus(rows: list[dict[str, Any]]) -> list[str]:
     """Texts to train a fresh tiny model's tokenizer on."""
     texts = [SEPARATOR]
     for row in rows:
-        texts.extend(_as_text(row[key]) for key in ("prompt", "chosen", "rejected"))
+        texts.extend(as_text(row[key]) for key in ("prompt", "chosen", "rejected"))
     return texts
 
 
@@ -226,7 +228,7 @@ def _corpus(rows: list[dict[str, Any]]) -> list[str]:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_training() -> Iterator[None]:
     """No per-call progress bars (datasets' map/filter, transformers' load/save) and no
     known-harmless warnings, so the training bar is the only thing drawn; state restored after."""
     import datasets
@@ -344,7 +346,7 @@ def build_reward_trainer(
     eval_set = Dataset.from_list(_trl_rows(tokenizer, eval_rows)) if eval_rows else None
     total = config.steps or math.ceil(len(train_set) / config.batch_size * config.epochs)
     output_dir = output_dir or Path(config.output_dir) / "trainer"
-    with _quiet():
+    with quiet_training():
         args = _reward_config(config, total, eval_set is not None, output_dir)
         trainer = RewardTrainer(
             model=str(model_dir),  # a path: TRL puts a 1-label head on a causal-LM checkpoint
@@ -374,7 +376,7 @@ def train_reward_model(config: RewardModelConfig, run: Run | None = None) -> Pat
     eval_rows = load_preferences(config.eval_file, config.margin) if config.eval_file else None
     out = Path(config.output_dir)
     final, scratch = out / "final", out / "trainer"
-    with _quiet():
+    with quiet_training():
         base: str | Path | None = config.model
         if base is None:
             from posttrain.models.tiny import build_tiny_model
@@ -463,7 +465,7 @@ class RewardModel:
         self.name = self.model_dir.name
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with _quiet():
+        with quiet_training():
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 model_dir, dtype=torch.float32
@@ -523,7 +525,7 @@ def prompt_text(prompt: Text) -> str:
         return prompt
     for message in reversed(prompt):
         if message.get("role") == "user":
-            return _content(message)
+            return message_text(message)
     return ""
 
 
