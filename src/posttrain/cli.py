@@ -387,5 +387,40 @@ def storyreward_run(
     _run_recipe(StoryRewardRecipe, StoryRewardRunConfig, config, overrides)
 
 
+wildreward = typer.Typer(help="WildReward: reward models from in-the-wild user feedback.")
+app.add_typer(wildreward, name="wildreward")
+
+
+@wildreward.command("run")
+def wildreward_run(
+    config: Path | None = typer.Option(None, "--config", help="YAML WildRewardRunConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Conversations -> feedback labels -> ordinal reward model and baselines -> user-count
+    scaling -> online DPO, with a report."""
+    from posttrain.recipes.wildreward import WildRewardRecipe, WildRewardRunConfig
+
+    _run_recipe(WildRewardRecipe, WildRewardRunConfig, config, overrides)
+
+
+@wildreward.command("pipeline")
+def wildreward_pipeline(
+    input_path: Path = typer.Option(..., "--input", help="Conversations (WildChat layout)."),
+    out: Path = typer.Option(..., "--out", help="Writes train.jsonl, test.jsonl, summary.json."),
+    config: Path | None = typer.Option(None, "--config", help="YAML FeedbackPipelineConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Label each assistant reply by the user's next message; resumes in OUT/stages/."""
+    from posttrain.data.feedback import FeedbackPipelineConfig, run_pipeline
+
+    settings = _load(FeedbackPipelineConfig, config, overrides)
+    try:
+        summary = run_pipeline(input_path, out, settings)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({k: summary[k] for k in ("dropped", "labels", "split")}, indent=2))
+
+
 def main() -> None:
     app()

@@ -43,11 +43,12 @@ class LossConfig:
     """Divide by the group std (GRPO); False is Dr.GRPO's variant."""
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k3"] = "k3"
-    kind: Literal["ppo", "direct_is", "decoupled_ppo"] = "ppo"
+    kind: Literal["ppo", "direct_is", "decoupled_ppo", "online_dpo"] = "ppo"
     """ppo: GRPO's clipped surrogate against the trainer's own log-probs before the update;
     direct_is: GLM-5's double-sided importance sampling against the rollout log-probs (no
     pi_old); decoupled_ppo: AReaL's clip against a recomputed proximal policy, weighted by
-    pi_prox / pi_rollout."""
+    pi_prox / pi_rollout; online_dpo: DPO on each group's best- vs worst-reward sample
+    against the frozen reference, with beta = kl_coef (see posttrain.rl.online_dpo)."""
     tis_cap: float | None = None
     """Truncated importance sampling against rollout log-probs, capped at this value."""
     icepop_beta: float | None = None

@@ -22,7 +22,7 @@ from posttrain.models.chat.base import GenerationParams
 from posttrain.models.generation import LocalGenerator
 from posttrain.report import write_report
 from posttrain.rewards import RewardSet
-from posttrain.rl import losses
+from posttrain.rl import losses, online_dpo
 from posttrain.rl.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
@@ -46,6 +46,8 @@ class RLTrainer:
     """GRPO-family training of a causal LM policy on prompts with reward functions."""
 
     def __init__(self, config: RLConfig, run: Run | None = None) -> None:
+        if config.loss.kind == "online_dpo":
+            online_dpo.check_config(config)
         self.config = config
         seed_everything(config.seed)
         self.run = run or Run.create(config.run_name, config, root=config.runs_root)
@@ -113,7 +115,8 @@ class RLTrainer:
     def _reference(self) -> torch.nn.Module | None:
         if self.config.lora.enabled:
             return None  # the base model with the adapter disabled is the reference
-        reference = copy.deepcopy(self.model).eval()
+        # The starting weights, also when resuming (the policy then holds trained weights).
+        reference = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
         reference.requires_grad_(False)
         return reference
 
@@ -332,6 +335,8 @@ class RLTrainer:
     def update(self, samples: list[Sample]) -> dict[str, float]:
         """One or more optimizer steps on the batch (mini-batches x micro-batches)."""
         config = self.config
+        if config.loss.kind == "online_dpo":  # pairs, not advantages: see rl/online_dpo.py
+            return online_dpo.update(self, samples)
         self.model.train()
         batch = _tensorize(samples, self.tokenizer.pad_token_id)
         needs_old = (
