@@ -403,6 +403,58 @@ def wildreward_run(
     _run_recipe(WildRewardRecipe, WildRewardRunConfig, config, overrides)
 
 
+@wildreward.command("train")
+def wildreward_train(
+    data: Path = typer.Option(..., "--data", help="A pipeline output folder (train.jsonl)."),
+    out: Path = typer.Option(..., "--out", help="Writes OUT/final (model + ordinal.json)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML OrdinalRewardConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train an ordinal reward model (head: thresholds, coral or regression) on DATA."""
+    from dataclasses import replace
+
+    from posttrain.rewards.ordinal import OrdinalRewardConfig, train_ordinal_reward_model
+    from posttrain.runs import Run
+
+    settings = _load(OrdinalRewardConfig, config, overrides)
+    settings = replace(settings, train_file=str(data / "train.jsonl"), output_dir=str(out))
+    try:
+        with Run(out) as run:
+            final = train_ordinal_reward_model(settings, run)
+    except ValueError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {final}")
+
+
+@wildreward.command("eval")
+def wildreward_eval(
+    model: Path = typer.Option(..., "--model", help="An ordinal or Bradley–Terry model dir."),
+    data: Path = typer.Option(..., "--data", help="A pipeline output folder (test.jsonl)."),
+) -> None:
+    """RMSE, threshold accuracy, ECE, Spearman and accuracy by score margin on DATA/test.jsonl;
+    writes MODEL/results.json. A Bradley–Terry model is calibrated on DATA/train.jsonl."""
+    from posttrain.data.io import read_jsonl
+    from posttrain.eval.calibration import evaluate_reward_model
+    from posttrain.rewards.ordinal import META_FILE, OrdinalRewardModel, WholeConversationScorer
+    from posttrain.rewards.reward_model import RewardModel
+
+    try:
+        test = read_jsonl(data / "test.jsonl")
+        if (model / META_FILE).is_file():
+            result = evaluate_reward_model(OrdinalRewardModel(model), test)
+        else:
+            train = read_jsonl(data / "train.jsonl")
+            scorer = WholeConversationScorer(RewardModel(model))
+            result = evaluate_reward_model(scorer, test, calibration_rows=train)
+    except (ValueError, OSError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    (model / "results.json").write_text(json.dumps(result, indent=2))
+    shown = ("n", "rmse", "mean_threshold_accuracy", "ece", "spearman", "pairwise_accuracy")
+    typer.echo(json.dumps({k: result.get(k) for k in shown}, indent=2))
+
+
 @wildreward.command("pipeline")
 def wildreward_pipeline(
     input_path: Path = typer.Option(..., "--input", help="Conversations (WildChat layout)."),

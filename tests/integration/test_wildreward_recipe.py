@@ -92,6 +92,32 @@ def test_a_rerun_reuses_every_stage(finished):
     assert final.stat().st_mtime_ns == stamp
 
 
+def test_train_and_eval_commands_on_the_pipeline_output(finished, tmp_path):
+    _, _, run = finished
+    data = run / "data" / "feedback"
+    command = [sys.executable, "-m", "posttrain", "wildreward"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = ["--set", "model_size=nano", "--set", "steps=3", "--set", "head=coral"]
+    train = [*command, "train", "--data", str(data), "--out", str(tmp_path / "rm"), *flags]
+    done = subprocess.run(train, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = tmp_path / "rm" / "final"
+    evaluate = [*command, "eval", "--model", str(model), "--data", str(data)]
+    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = json.loads(done.stdout)
+    assert shown["n"] == len(read_jsonl(data / "test.jsonl"))
+    assert json.loads((model / "results.json").read_text())["ece"] == shown["ece"]
+    done = subprocess.run(
+        [*command, "eval", "--model", str(tmp_path), "--data", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 2
+
+
 def test_bad_settings_are_named(tmp_path):
     done = wildreward_run(tmp_path, "policy_rl.loss.kind=ppo")
     assert done.returncode == 2 and "online_dpo" in done.stderr
