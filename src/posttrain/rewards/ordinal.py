@@ -37,6 +37,7 @@ from posttrain.rewards.reward_model import (
     Text,
     as_text,
     check_pairs,
+    check_training_fields,
     encode,
     is_messages,
     message_text,
@@ -91,26 +92,11 @@ class OrdinalRewardConfig:
     """The trained model goes to `output_dir/final`."""
 
     def __post_init__(self) -> None:
-        from posttrain.models.tiny import SIZES
-
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {list(HEADS)}, got {self.head!r}")
-        if self.model is None and self.model_size not in SIZES:
-            raise ValueError(f"model_size must be one of {sorted(SIZES)}, got {self.model_size!r}")
         if isinstance(self.num_levels, bool) or self.num_levels < 2:
             raise ValueError(f"num_levels must be at least 2, got {self.num_levels!r}")
-        positive = {
-            "vocab_size": self.vocab_size,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "max_length": self.max_length,
-            "epochs": self.epochs,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be at least 1 (or null to use epochs), got {self.steps}")
+        check_training_fields(self)
 
 
 def num_outputs(head: str, num_levels: int) -> int:

@@ -76,27 +76,27 @@ class RewardModelConfig:
     """The trained model goes to `output_dir/final`."""
 
     def __post_init__(self) -> None:
-        from posttrain.models.tiny import SIZES
-
-        if self.model is None and self.model_size not in SIZES:
-            raise ValueError(f"model_size must be one of {sorted(SIZES)}, got {self.model_size!r}")
-        positive = {
-            "vocab_size": self.vocab_size,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "max_length": self.max_length,
-            "epochs": self.epochs,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be at least 1 (or null to use epochs), got {self.steps}")
+        check_training_fields(self)
         if self.center_rewards_coefficient is not None and self.center_rewards_coefficient < 0:
             raise ValueError(
                 f"center_rewards_coefficient must be >= 0 or null, got "
                 f"{self.center_rewards_coefficient}"
             )
+
+
+def check_training_fields(config: Any) -> None:
+    """The checks every reward-model training config shares (this one and the ordinal one):
+    a known tiny size when no model is given, positive sizes and rates, steps >= 1 or None."""
+    from posttrain.models.tiny import SIZES
+
+    if config.model is None and config.model_size not in SIZES:
+        raise ValueError(f"model_size must be one of {sorted(SIZES)}, got {config.model_size!r}")
+    for name in ("vocab_size", "batch_size", "learning_rate", "max_length", "epochs"):
+        value = getattr(config, name)
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+    if config.steps is not None and config.steps < 1:
+        raise ValueError(f"steps must be at least 1 (or null to use epochs), got {config.steps}")
 
 
 # --- formatting: one definition for training and scoring -------------------------------------
