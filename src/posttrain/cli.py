@@ -24,14 +24,19 @@ app = typer.Typer(
 SET_HELP = "Override a config key, e.g. --set steps=500 (repeatable)."
 
 
+def _fail(kind: str, err: Exception) -> typer.Exit:
+    """Print a bad-input error in red on stderr; the exit (status 2) for the caller to raise."""
+    typer.secho(f"{kind}: {err}", fg="red", err=True)
+    return typer.Exit(2)
+
+
 def _load(cls: type, config: Path | None, overrides: list[str] | None):  # noqa: ANN202
     from posttrain.config import load_config
 
     try:
         return load_config(cls, config, overrides or [])
     except ConfigError as err:
-        typer.secho(f"config error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("config error", err) from None
 
 
 def _console():  # noqa: ANN202
@@ -262,8 +267,7 @@ def _run_recipe(
     try:
         recipe = recipe_cls(settings, _console())
     except ValueError as err:
-        typer.secho(f"config error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("config error", err) from None
     summary = recipe()
     typer.echo(f"run: {summary['run']} ({summary['seconds']:.0f}s)")
 
@@ -310,8 +314,7 @@ def longtrace_build(
     try:
         stats = build_longtrace(settings)
     except ValueError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("error", err) from None
     typer.echo(json.dumps(stats, indent=2))
     typer.echo(f"wrote {settings.out}")
 
@@ -365,8 +368,7 @@ def rm_bench(
         instances = load_instances(data)
         chosen = load_scorer(scorer)
     except ValueError as err:  # DataError is a ValueError too
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("error", err) from None
     results = evaluate_scorer(chosen, instances, out, chunk_size=chunk_size)
     typer.echo(json.dumps(results, indent=2))
 
@@ -422,8 +424,7 @@ def wildreward_train(
         with Run(out) as run:
             final = train_ordinal_reward_model(settings, run)
     except ValueError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("error", err) from None
     typer.echo(f"wrote {final}")
 
 
@@ -448,8 +449,7 @@ def wildreward_eval(
             scorer = WholeConversationScorer(RewardModel(model))
             result = evaluate_reward_model(scorer, test, calibration_rows=train)
     except (ValueError, OSError) as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("error", err) from None
     (model / "results.json").write_text(json.dumps(result, indent=2))
     shown = ("n", "rmse", "mean_threshold_accuracy", "ece", "spearman", "pairwise_accuracy")
     typer.echo(json.dumps({k: result.get(k) for k in shown}, indent=2))
@@ -469,8 +469,7 @@ def wildreward_pipeline(
     try:
         summary = run_pipeline(input_path, out, settings)
     except ValueError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        raise _fail("error", err) from None
     typer.echo(json.dumps({k: summary[k] for k in ("dropped", "labels", "split")}, indent=2))
 
 
