@@ -300,7 +300,8 @@ def _check_resumable(config: LongTraceRunConfig) -> None:
     for name in ("seeds", "variants"):
         before.pop(name, None)
         now.pop(name)
-    changed = [key for key in _flat(now) if _flat(before).get(key) != _flat(now)[key]]
+    old, new = _flat(before), _flat(now)
+    changed = [key for key, value in new.items() if old.get(key) != value]
     if changed:
         raise ValueError(
             f"{', '.join(changed)}: differ from {path}, whose finished stages would be reused;"

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,11 @@ from posttrain.rewards.ordinal import (
 from posttrain.rewards.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from posttrain.rl.config import DataConfig, LossConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.runs import Run, read_metrics
+
+Results = dict[str, dict[str, Any]]
+"""Model name -> `evaluate_reward_model` result."""
+Curve = dict[str, list[float]]
+"""`steps`, `reward_model`, `oracle`: the policy's held-out evaluations over online DPO."""
 
 HEADS = ("thresholds", "coral", "regression")
 """Ordinal-trainer heads compared; Bradley–Terry is trained by the pairwise trainer."""
@@ -193,14 +200,14 @@ class WildRewardRecipe:
         """Every head and Bradley–Terry on the same test rows; scores cached per model."""
         train = read_jsonl(data / "train.jsonl")
         test = read_jsonl(data / "test.jsonl")
-        models: dict[str, Any] = {}
+        models: dict[str, Callable[[], Any]] = {}  # loaded only when not yet evaluated
         for head in HEADS:
             final = self.train_head(base, data / "train.jsonl", head, self.run.path / f"rm-{head}")
-            models[head] = OrdinalRewardModel(final)
+            models[head] = partial(OrdinalRewardModel, final)
         bt = self.train_bradley_terry(base, train)
-        models["bradley_terry"] = WholeConversationScorer(RewardModel(bt))
+        models["bradley_terry"] = lambda: WholeConversationScorer(RewardModel(bt))
         results = {}
-        for name, model in models.items():
+        for name, load in models.items():
             cached = self.run.path / f"rm-{name}" / "calibration.json"
             if cached.exists():
                 results[name] = json.loads(cached.read_text())
@@ -208,7 +215,7 @@ class WildRewardRecipe:
             # Models without threshold probabilities (regression, Bradley–Terry) get them
             # from an isotonic fit on the training rows, so ECE compares like with like.
             results[name] = evaluate_reward_model(
-                model, test, calibration_rows=train, seed=self.config.seed
+                load(), test, calibration_rows=train, seed=self.config.seed
             )
             cached.write_text(json.dumps(results[name], indent=2))
         return results
@@ -327,7 +334,7 @@ class WildRewardRecipe:
         self.say(f"report: {write_report(self.run.path, title='WildReward')}")
         return out
 
-    def figures(self, comparison, scaling, dpo) -> list[Path]:  # noqa: ANN001
+    def figures(self, comparison: Results, scaling: list[dict[str, Any]], dpo: Curve) -> list[Path]:
         margin = plot_margin_accuracy(comparison, self.run.path / "margin_accuracy.png")
         reliability = plot_reliability(comparison, self.run.path / "reliability.png")
         users = [float(p["users"]) for p in scaling]
@@ -372,7 +379,7 @@ def _policy_curve(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     }
 
 
-def render_tables(comparison, scaling, dpo) -> Table:  # noqa: ANN001
+def render_tables(comparison: Results, scaling: list[dict[str, Any]], dpo: Curve) -> Table:
     """Reward models side by side, then the scaling points and the policy before/after."""
     table = Table(title="WildReward: reward models on held-out feedback (expected label 1-4)")
     for column in ("model", "RMSE", "ECE", "threshold acc", "Spearman", "pairwise acc"):
