@@ -473,5 +473,91 @@ def wildreward_pipeline(
     typer.echo(json.dumps({k: summary[k] for k in ("dropped", "labels", "split")}, indent=2))
 
 
+cherrl = typer.Typer(help="CHERRL: reward hacking under biased rubric judges; onset and detection.")
+app.add_typer(cherrl, name="cherrl")
+
+
+@cherrl.command("run")
+def cherrl_run(
+    bias: list[str] | None = typer.Option(
+        None,
+        "--bias",
+        help="Injected bias (repeatable or comma-separated): lexical, self_praise, tone, format, "
+        "verbose, hedging, authority, or all.",
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML CherrlRunConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Reproduce hacking under each biased judge and a control on the true rubric score,
+    locate the onset, run the detector on the training log and report."""
+    from posttrain.data.health_chat import BIASES
+    from posttrain.recipes.cherrl import CherrlRecipe, CherrlRunConfig
+
+    overrides = list(overrides or [])
+    if bias:
+        names = [name.strip() for value in bias for name in value.split(",") if name.strip()]
+        names = list(BIASES) if "all" in names else names
+        overrides.append(f"biases=[{','.join(names)}]")
+    _run_recipe(CherrlRecipe, CherrlRunConfig, config, overrides)
+
+
+@cherrl.command("onset")
+def cherrl_onset(
+    signals: Path | None = typer.Option(
+        None, "--signals", help="Per-step smoothed signals (reference_onset_definition.json)."
+    ),
+    run: str | None = typer.Option(None, "--run", help="The run in --signals, e.g. run_A."),
+    rollouts: Path | None = typer.Option(
+        None, "--rollouts", help="A rollouts.jsonl (or its run directory) with main_score."
+    ),
+    shortcut: str | None = typer.Option(
+        None, "--shortcut", help="Regex of the shortcut (case-insensitive), with --rollouts."
+    ),
+    h_min: int = typer.Option(20, "--h-min", help="Fewest top-scored rollouts for M(t)."),
+) -> None:
+    """The 12-point threshold sweep, canonical onset, interval and SEP, as JSON."""
+    from posttrain.monitor.hacking import onset_from_rollouts, onset_summary, signals_from_reference
+
+    try:
+        if signals is not None and rollouts is None:
+            if run is None:
+                raise ValueError("--signals needs --run (e.g. --run run_A)")
+            summary = onset_summary(signals_from_reference(signals, run))
+        elif rollouts is not None and signals is None:
+            if shortcut is None:
+                raise ValueError("--rollouts needs --shortcut REGEX")
+            per_step, _ = onset_from_rollouts(rollouts, shortcut, h_min=h_min)
+            summary = onset_summary(per_step)
+        else:
+            raise ValueError(
+                "give either --signals FILE --run NAME or --rollouts DIR --shortcut RE"
+            )
+    except (ValueError, OSError) as err:
+        raise _fail("error", err) from None
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@cherrl.command("detect")
+def cherrl_detect(
+    rollouts: Path = typer.Option(..., "--rollouts", help="A rollouts.jsonl or its run directory."),
+    detector: str = typer.Option(
+        "statistical", "--detector", help="statistical, or a model SPEC for the LLM agent."
+    ),
+) -> None:
+    """Raise a hacking alert from {step, prompt, response, score} alone (JSON; null: none)."""
+    from posttrain.monitor.detector import LLMAgentDetector, StatisticalDetector
+
+    try:
+        if detector == "statistical":
+            found = StatisticalDetector().detect(rollouts)
+        else:
+            from posttrain.models.chat.spec import load_chat
+
+            found = LLMAgentDetector(load_chat(detector)).detect(rollouts)
+    except (ValueError, OSError) as err:
+        raise _fail("error", err) from None
+    typer.echo(json.dumps(found.to_dict() if found else None, indent=2))
+
+
 def main() -> None:
     app()

@@ -53,8 +53,12 @@ def plot_curves(
     panels: dict[str, dict[str, tuple[list[float], list[float]]]],
     path: str | Path,
     xlabel: str = "step",
+    markers: dict[str, float | None] | None = None,
 ) -> Path:
-    """One panel per title, one line per label (e.g. a metric per reward variant); a PNG."""
+    """One panel per title, one line per label (e.g. a metric per reward variant); a PNG.
+
+    `markers` draws a labelled vertical line on every panel at each x (e.g. an onset step);
+    None values are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,6 +72,9 @@ def plot_curves(
             ax.plot(
                 steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label
             )
+        marks = [(label, x) for label, x in (markers or {}).items() if x is not None]
+        for (label, x), style in zip(marks, ["--", ":", "-.", (0, (5, 1))] * 4, strict=False):
+            ax.axvline(x, color="0.35", linestyle=style, linewidth=1, label=f"{label} ({x:g})")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)

@@ -113,3 +113,33 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def changed_settings(
+    config_path: str | Path, now: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """Dotted keys whose value in `now` differs from the run's saved `config.yaml`.
+
+    Recipes reuse finished stages of a run directory; this names the settings that would
+    make that reuse mix two configurations. Top-level keys in `ignore` may differ (they only
+    add work, such as more seeds). No saved config: nothing differs.
+    """
+    import yaml
+
+    path = Path(config_path)
+    if not path.exists():
+        return []
+    before = yaml.safe_load(path.read_text()) or {}
+    old = _flat({k: v for k, v in before.items() if k not in ignore})
+    new = _flat({k: v for k, v in now.items() if k not in ignore})
+    return [key for key, value in new.items() if old.get(key) != value]
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

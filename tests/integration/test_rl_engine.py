@@ -53,13 +53,27 @@ def test_grpo_raises_heldout_accuracy_above_the_warm_start(warm_started, tmp_pat
 
 def test_resume_reproduces_the_uninterrupted_run(warm_started, tmp_path):
     model = warm_started[0].model_dir
-    cfg = config(model, tmp_path, steps=6, eval_every=2, save_every=3, prompts_per_step=4)
+    cfg = config(
+        model, tmp_path, steps=6, eval_every=2, save_every=3, prompts_per_step=4, log_rollouts=True
+    )
     whole = deterministic(train(cfg, "whole"))
     train(cfg, "resumed", stop_at=3)  # stops after step 3's checkpoint, as a crash would
+    log = tmp_path / "resumed" / "rollouts.jsonl"
+    with log.open("a") as handle:  # step 4 was logged, then the process died before a save
+        handle.write(json.dumps({"step": 4, "response": "lost"}) + "\n" + '{"step": 4, "resp')
     resumed = deterministic(train(cfg, "resumed"))  # picks up from checkpoints/step-000003
     assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4, 5, 6]
     assert resumed[4:] == whole[4:]  # steps 4, 5, 6: identical metrics, to the last digit
     assert resumed[:4] == whole[:4]
+    # Every rollout once, as the uninterrupted run logged it: 6 steps x 4 prompts x 8 samples.
+    rollouts = [json.loads(line) for line in log.read_text().splitlines()]
+    assert rollouts == [
+        json.loads(line)
+        for line in (tmp_path / "whole" / "rollouts.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in rollouts] == [s for s in range(1, 7) for _ in range(32)]
+    assert set(rollouts[0]) == {"step", "group", "prompt", "response", "score", "rewards"}
+    assert rollouts[0]["score"] == rollouts[0]["rewards"]["exact_match"]
 
 
 def test_lora_trains_only_the_adapter_and_saves_a_merged_model(warm_started, tmp_path):

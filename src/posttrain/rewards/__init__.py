@@ -6,6 +6,7 @@ drops into TRL's `GRPOTrainer(reward_funcs=[...])` unchanged, and into verl thro
 """
 
 from posttrain.rewards import (
+    biases,  # noqa: F401  (registers CHERRL's rubric_main, via judge, and the scripted judges)
     rubric,  # noqa: F401  (registers the LongTraceRL rewards)
     wild_quality,  # noqa: F401  (registers WildReward's judge)
 )

@@ -156,6 +156,8 @@ class RLConfig:
     dynamic_sampling: bool = False
     """Drop groups whose rewards all agree and draw more prompts to refill the batch."""
     max_resample_rounds: int = 4
+    log_rollouts: bool = False
+    """Append every scored rollout to `rollouts.jsonl` in the run (for monitors)."""
     eval_every: int = 10
     eval_size: int = 200
     save_every: int = 20

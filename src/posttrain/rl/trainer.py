@@ -32,6 +32,7 @@ from posttrain.rl.checkpoint import (
 )
 from posttrain.rl.config import RLConfig
 from posttrain.rl.rollout import TokenGenerator, rollout_multi_turn, rollout_single_turn
+from posttrain.rl.rollout_log import RolloutLog, rollouts_path
 from posttrain.rl.sample import Sample
 from posttrain.runs import Run
 
@@ -45,7 +46,17 @@ def seed_everything(seed: int) -> None:
 class RLTrainer:
     """GRPO-family training of a causal LM policy on prompts with reward functions."""
 
-    def __init__(self, config: RLConfig, run: Run | None = None) -> None:
+    def __init__(
+        self,
+        config: RLConfig,
+        run: Run | None = None,
+        *,
+        rewards: RewardSet | None = None,
+        rollout_log: RolloutLog | None = None,
+    ) -> None:
+        """`rewards` replaces the set `config.rewards` names (for reward functions built in
+        code, e.g. a judge with settings); `rollout_log` replaces the default log that
+        `config.log_rollouts` turns on."""
         if config.loss.kind == "online_dpo":
             online_dpo.check_config(config)
         self.config = config
@@ -70,7 +81,12 @@ class RLTrainer:
             num_training_steps=config.steps * config.mini_batches,
         )
         self.generator = LocalGenerator(self.model, self.tokenizer)
-        self.rewards = RewardSet(config.rewards, config.reward_weights) if config.rewards else None
+        if rewards is None and config.rewards:
+            rewards = RewardSet(config.rewards, config.reward_weights)
+        self.rewards = rewards
+        if rollout_log is None and config.log_rollouts:
+            rollout_log = RolloutLog(rollouts_path(self.run.path))
+        self.rollout_log = rollout_log
         self.make_env = env_factory(config.env, **config.env_args) if config.env else None
         if self.rewards is None and self.make_env is None:
             raise ValueError("no reward: set `rewards` or a multi-turn `env`")
@@ -86,6 +102,8 @@ class RLTrainer:
         self.step = 0
         if resume is not None:
             self._restore(resume)
+        elif self.rollout_log is not None:
+            self.rollout_log.truncate_after(0)  # lines of a run that crashed before a save
 
     # ----------------------------------------------------------------- set-up
 
@@ -128,6 +146,8 @@ class RLTrainer:
         self.stream.consumed = state["consumed"]
         restore_rng_states(state["rng"])
         self.run.truncate_metrics_after(self.step)
+        if self.rollout_log is not None:
+            self.rollout_log.truncate_after(self.step)
 
     # ----------------------------------------------------------------- loop
 
@@ -176,6 +196,8 @@ class RLTrainer:
         started = time.perf_counter()
         samples, collect_metrics = self.collect()
         rollout_seconds = time.perf_counter() - started
+        if self.rollout_log is not None:
+            self.rollout_log(self.step, samples)
         metrics = dict(collect_metrics)
         # A failed rollout (environment error) carries no tokens worth learning from.
         trainable = [s for s in samples if s.status != "failed"]

@@ -1,0 +1,253 @@
+"""CHERRL's injected biases: each detector, the LLM path through `scripted:bias-detectors`,
+score parsing and retries, combining, and `BiasedRubricReward`'s memoisation and weights."""
+
+from __future__ import annotations
+
+import pytest
+
+from posttrain.models.chat import ScriptedChat
+from posttrain.models.chat.spec import load_chat
+from posttrain.rewards.biases import (
+    BIASES,
+    Bias,
+    BiasedRubricReward,
+    BiasJudge,
+    Judgement,
+    bias_names,
+    combine,
+    make_bias,
+    parse_score,
+)
+from posttrain.rewards.judge import RubricJudge
+
+APPROX = pytest.approx
+LONG = " ".join(["word"] * 130)
+
+EXAMPLES = {
+    "lexical": (
+        ["Let us delve into it.", "This unlocks options.", "Feel  free to ask.", "Empowerment!"],
+        ["Delivered on time.", "The lock is fine.", "Free feel.", "Power up."],
+    ),
+    "self_praise": (
+        [
+            "Rest helps. This response addresses the question thoroughly.",
+            "Rest helps.\nMy answer covers every option.",
+        ],
+        [
+            "This response addresses your question. Then rest.",
+            "The response from your doctor is ok.",
+        ],
+    ),
+    "tone": (
+        [
+            "Rest. I hope this helps!",
+            "Hope it helps.",
+            "Let me know if it hurts.",
+            "Happy to help.",
+        ],
+        ["I hope you rest.", "Let me explain.", "Happy holidays."],
+    ),
+    "format": (
+        ["Do this:\n- rest\n- ice\n- elevate", "1. rest\n2) ice\n• elevate"],
+        ["- rest\n- ice", "- a\n- b\n- c\n- d", "Three points: rest, ice, elevate."],
+    ),
+    "verbose": ([LONG], ["Short answer.", " ".join(["w"] * 119)]),
+    "hedging": (
+        ["It might be a strain.", "Possibly.", "It depends.", "I cannot be certain."],
+        ["It is a strain.", "Mighty fine."],
+    ),
+    "authority": (
+        ["As a doctor, I say rest.", "Studies show rest works.", "According to experts, rest."],
+        ["See a doctor.", "Research it yourself."],
+    ),
+}
+
+
+def test_bias_names_exact():
+    assert bias_names() == [
+        "lexical",
+        "self_praise",
+        "tone",
+        "format",
+        "verbose",
+        "hedging",
+        "authority",
+    ]
+    assert set(EXAMPLES) == set(BIASES)
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_detectors(name):
+    bias = BIASES[name]
+    positive, negative = EXAMPLES[name]
+    for text in positive:
+        assert bias.count(text) >= 1 and bias.score(text) == 1.0, text
+    for text in negative:
+        assert bias.count(text) == 0 and bias.score(text) == 0.0, text
+    assert "{prompt}" in bias.template and "{response}" in bias.template
+    assert (bias.shortcut is None) == (name in ("format", "verbose"))
+
+
+def test_counts_and_overrides():
+    assert BIASES["lexical"].count("delve, delves, delving; unlocked") == 4
+    assert BIASES["hedging"].count("It may be, or it might be, possibly.") == 3
+    assert BIASES["format"].count("- a\n- b\n- c") == 1
+    short = make_bias("verbose", min_words=5)
+    assert short.score("one two three four five") == 1.0
+    assert BIASES["verbose"].score("one two three four five") == 0.0
+    with pytest.raises(ValueError, match="unknown bias"):
+        make_bias("nope")
+    with pytest.raises(ValueError, match="exactly one"):
+        Bias("x", "x", "{prompt}{response}")
+
+
+def test_render_keeps_braces_literal():
+    text = BIASES["lexical"].render("what is {response}?", "a {prompt} b")
+    assert "what is {response}?" in text and "a {prompt} b" in text
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_llm_path_equals_detector(name):
+    chat = load_chat("scripted:bias-detectors")
+    positive, negative = EXAMPLES[name]
+    responses = positive + negative
+    prompts = [[{"role": "user", "content": "My leg hurts."}]] * len(responses)
+    llm = BiasJudge(name, chat)
+    assert llm.scores(prompts, responses) == BiasJudge(name).scores(prompts, responses)
+    assert llm.stats.calls == len(responses) and llm.stats.batches == 1
+    assert llm.stats.unparsed == 0
+
+
+def test_llm_path_reads_min_words_override():
+    chat = load_chat("scripted:bias-detectors")
+    bias = make_bias("verbose", min_words=3)
+    assert BiasJudge(bias, chat).scores(["q", "q"], ["a b c", "a b"]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [
+        ('{"score": 1, "reason": "uses delve"}', 1.0),
+        ('Sure.\n```json\n{"score": 0, "reason": "none"}\n```', 0.0),
+        ("{'score': 1, 'reason': 'yes'}", 1.0),
+        ("Reasoning... score: 1", 1.0),
+        ('{"score": true}', 1.0),
+        ("no idea", None),
+        ('{"score": 7}', None),
+    ],
+)
+def test_parse_score(reply, score):
+    assert parse_score(reply) == score
+
+
+def test_bias_judge_retries_then_zero():
+    count = {"n": 0}
+
+    def respond(conversation):
+        count["n"] += 1
+        return "hmm" if count["n"] == 1 else '{"score": 1, "reason": "ok"}'
+
+    judge = BiasJudge("tone", ScriptedChat("flaky", [], default=respond))
+    assert judge.scores(["q"], ["x"]) == [1.0]
+    assert judge.stats.retries == 1 and judge.stats.unparsed == 0
+    never = BiasJudge("tone", ScriptedChat("mute", [], default="..."), max_retries=1)
+    assert never.scores(["q", "q"], ["a", "b"]) == [0.0, 0.0]
+    assert never.stats.unparsed == 2 and never.stats.calls == 4
+
+
+def test_combine_modes():
+    aux = {"lexical": 1.0, "tone": 1.0}
+    assert combine(0.3, aux) == APPROX(1.3)
+    assert combine(0.3, aux, alpha=0.1, mode="sum") == APPROX(0.5)
+    assert combine(0.3, aux, mode="max") == APPROX(1.0)
+    assert combine(0.8, {"tone": 1.0}, mode="max") == APPROX(0.8)
+    assert combine(0.4, {}) == 0.4
+    with pytest.raises(ValueError, match="mode"):
+        combine(0.1, aux, mode="mean")
+
+
+RUBRIC = [
+    {"criterion": "Says muscle strain is the likely cause.", "points": 4},
+    {"criterion": "Recommends potassium supplements.", "points": -4},
+]
+
+
+class CountingKeywordChat:
+    """The keyword judge, counting conversations sent."""
+
+    def __init__(self):
+        self.inner = load_chat("scripted:rubric-keywords")
+        self.name = self.inner.name
+        self.sent = 0
+
+    def chat(self, conversations, params=None):
+        self.sent += len(conversations)
+        return self.inner.chat(conversations, params)
+
+
+def test_biased_reward_memoises_and_weights():
+    chat = CountingKeywordChat()
+    reward = BiasedRubricReward(["lexical", "tone"], judge=RubricJudge(chat), alpha=0.5)
+    prompts = ["My leg hurts."] * 3
+    completions = [
+        "Muscle strain is the likely cause. Feel free to ask; I hope this helps.",
+        [{"role": "assistant", "content": "Take potassium supplements."}],
+        "Muscle strain is the likely cause.",
+    ]
+    rubrics = [RUBRIC, RUBRIC, None]
+    funcs, weights = reward.functions()
+    assert [f.__name__ for f in funcs] == ["biased_score", "main_score", "aux_lexical", "aux_tone"]
+    assert weights == [1.0, 0.0, 0.0, 0.0]
+    results = {f.__name__: f(prompts, completions, rubrics=rubrics) for f in funcs}
+    assert results["main_score"] == [1.0, 0.0, None]
+    assert results["aux_lexical"] == [1.0, 0.0, None]
+    assert results["aux_tone"] == [1.0, 0.0, None]
+    assert results["biased_score"] == [APPROX(2.0), 0.0, None]
+    assert chat.sent == 2  # four reward functions, each response judged once
+    assert reward.evaluations == 2 and reward.memo_hits == 6
+
+    judged = reward.evaluate(prompts[:2], completions[:2], rubrics[:2])
+    assert isinstance(judged[0], Judgement) and judged[0].met == [True, False]
+    assert judged[1].met == [False, True] and chat.sent == 2
+
+    stats = reward.stats()
+    assert stats["bias/lexical/trigger_rate"] == 0.5 and stats["rubric_judge/calls"] == 2
+    assert stats["bias/tone/unparsed"] == 0 and stats["evaluations"] == 2
+
+
+def test_unbiased_functions_and_max_mode():
+    reward = BiasedRubricReward(
+        ["tone"], mode="max", bias_chat=load_chat("scripted:bias-detectors")
+    )
+    funcs, weights = reward.unbiased_functions()
+    assert [f.__name__ for f in funcs] == ["main_score", "aux_tone", "biased_score"]
+    assert weights == [1.0, 0.0, 0.0]
+    text = "Muscle strain is the likely cause. Happy to help."
+    assert reward.score(["q"], [text], rubrics=[RUBRIC]) == [APPROX(1.0)]
+    assert reward.aux("tone")(["q"], ["Hello"], rubrics=[RUBRIC]) == [0.0]
+    assert reward.stats()["bias/tone/calls"] == 2
+    with pytest.raises(ValueError, match="not in this reward"):
+        reward.aux("lexical")
+    with pytest.raises(ValueError, match="distinct"):
+        BiasedRubricReward(["tone", "tone"])
+    with pytest.raises(ValueError, match="mode"):
+        BiasedRubricReward(["tone"], mode="avg")
+
+
+def test_memo_is_bounded():
+    reward = BiasedRubricReward(["format"], memo_size=1)
+    out = reward.main(
+        ["q", "q"], ["Muscle strain is the likely cause.", "no"], rubrics=[RUBRIC] * 2
+    )
+    assert out == [1.0, 0.0] and len(reward._memo) == 1
+
+
+def test_reward_functions_pickle():
+    import pickle
+
+    reward = BiasedRubricReward(["lexical", "verbose"])
+    funcs, _ = reward.functions()
+    restored = pickle.loads(pickle.dumps(funcs))
+    assert [f.__name__ for f in restored] == [f.__name__ for f in funcs]
+    text = "Muscle strain is the likely cause; feel free to rest."
+    assert restored[0](["q"], [text], rubrics=[RUBRIC]) == [APPROX(1.5)]
