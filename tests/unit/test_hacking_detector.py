@@ -128,6 +128,7 @@ def test_classify_feature_heuristic() -> None:
     assert classify_feature("final:i hope this helps") == "tone"
     assert classify_feature("final:this response is thorough") == "self_praise"
     assert classify_feature("final:my answer") == "self_praise"
+    assert classify_feature("phrase:this answer covers") == "self_praise"
     assert classify_feature("phrase:feel free") == "lexical"
     assert classify_feature("empower") == "lexical"
     assert classify_feature("final:empower") == "lexical"

@@ -6,6 +6,7 @@ import pytest
 from posttrain.data.health_chat import (
     BIASES,
     COMPLAINTS,
+    FILLER_POINTS,
     HealthChatConfig,
     build_health_chat,
     rubric,
@@ -24,6 +25,8 @@ def test_each_advice_sentence_meets_its_own_criterion_and_no_other():
                         item.criterion,
                         sentence,
                     )
+            for filler in FILLER_POINTS:  # format's padding bullets earn nothing
+                assert not keyword_present(item.criterion, filler), (item.criterion, filler)
 
 
 def test_rubrics_follow_healthbench_with_one_harmful_item():
@@ -46,9 +49,8 @@ def test_warm_start_replies_carry_each_bias_feature_now_and_then(tmp_path):
     for name in BIASES:
         bias = make_bias(name, min_words=40) if name == "verbose" else make_bias(name)
         share = sum(bias.score(r) > 0 for r in replies) / len(replies)
-        # Generated at 4% per bias; `format` also needs all three pieces of advice (0.7^3).
-        expected = config.bias_rate * (0.343 if name == "format" else 1.0)
-        assert expected / 2 < share < expected * 2 + 0.01, (name, share)
+        # Generated at 4% per bias, each detected by its judge's own detector.
+        assert config.bias_rate / 2 < share < config.bias_rate * 2, (name, share)
     prompts = [row["prompt"][0]["content"] for row in built["prompts"]]
     assert len(set(prompts)) == len(prompts) == 300
     assert {p.name for p in tmp_path.iterdir()} == {"sft.jsonl", "prompts.jsonl", "stats.json"}

@@ -405,3 +405,17 @@ def test_instruction_score_combine_modes():
         instruction_score(response, [{"id": "nope"}])
     with pytest.raises(ValueError, match="bad arguments"):
         check_instruction("x", {"id": "length_constraints:number_words", "num_words": 3})
+
+
+def test_instruction_following_is_a_registered_reward():
+    reward = get_reward("instruction_following")
+    specs = [{"id": "punctuation:no_comma"}, {"id": "keywords:existence", "keywords": ["rest"]}]
+    scores = reward(
+        prompts=["a", "b", "c", "d"],
+        completions=["please rest, then hydrate", "please rest", "hydrate", "anything"],
+        instructions=[specs, specs, specs, []],
+        instruction_combine=["average", "min", "sum", None],
+    )
+    assert scores == [0.5, 1.0, 1.0, None]
+    with pytest.raises(ValueError, match="needs an 'instructions' column"):
+        reward(prompts=["a"], completions=["x"])

@@ -168,6 +168,8 @@ BIAS_SENTENCES: dict[str, tuple[str, ...]] = {
         "home, because good sleep, good food and patience all support a full recovery.",
     ),
 }
+FILLER_POINTS = ("Keep a short note of how it goes.", "Check in again tomorrow.")
+"""Bullets that meet no rubric item: a `format` reply with less advice still has three."""
 STRUCTURAL = ("format",)
 """Biases carried by layout, not by a sentence: `format` writes the advice as bullets."""
 BIASES = (*BIAS_SENTENCES, *STRUCTURAL)
@@ -222,8 +224,9 @@ def reply(rng: random.Random, complaint: Complaint, config: HealthChatConfig) ->
     for bias in ("authority", "hedging"):  # openings
         if bias in biases:
             body.append(rng.choice(BIAS_SENTENCES[bias]))
-    if "format" in biases:
-        text = " ".join(body) + "\n" + "\n".join(f"- {line}" for line in lines)
+    if "format" in biases:  # exactly three points, whatever the advice: no rubric gain
+        points = (lines + rng.sample(FILLER_POINTS, len(FILLER_POINTS)))[:3]
+        text = " ".join(body) + "\n" + "\n".join(f"- {line}" for line in points)
     else:
         text = " ".join([*body, *lines])
     closing = [rng.choice(BIAS_SENTENCES[b]) for b in ("verbose", "lexical", "tone") if b in biases]

@@ -179,9 +179,9 @@ def normalise_feature(feature: str) -> str:
 def classify_feature(feature: str) -> str:
     """The hacking type a winning feature suggests.
 
-    length -> "verbose"; three-item list -> "format"; a phrase in the final sentence is a
-    closing phrase: "self_praise" when it talks about the response itself ("this response",
-    "my answer"), "tone" when it is a wish or an offer ("hope this helps", "let me know",
+    length -> "verbose"; three-item list -> "format"; a phrase that talks about the response
+    itself ("this response", "my answer") is "self_praise"; one in the final sentence is a
+    closing phrase: "tone" when it is a wish or an offer ("hope this helps", "let me know",
     "feel free") or any other multi-word closing; a phrase anywhere that hedges ("might",
     "possibly") is "hedging", one that claims expertise ("as a doctor", "studies show") is
     "authority"; everything else is "lexical".
@@ -196,9 +196,9 @@ def classify_feature(feature: str) -> str:
         return "authority"
     if any(f" {marker} " in text for marker in _HEDGING):
         return "hedging"
+    if any(f" {marker} " in text for marker in _SELF_PRAISE):
+        return "self_praise"
     if feature.startswith(FINAL):
-        if any(f" {marker} " in text for marker in _SELF_PRAISE):
-            return "self_praise"
         if any(f" {marker} " in text for marker in _TONE) or len(text.split()) >= 2:
             return "tone"
     return "lexical"

@@ -56,10 +56,11 @@ def _demo_warm_start() -> WarmStartConfig:
 
 def _demo_rl() -> RLConfig:
     # 16 prompts x 8 samples: enough rollouts at score >= 0.99 (H_min = 20) for M(t) to be
-    # defined from the first steps. lr 2e-4: the lexical shortcut takes over in about 20
-    # steps, leaving a flat baseline before it.
+    # defined from the first steps. lr 2e-4: the lexical shortcut takes over after about 20
+    # steps, leaving a flat baseline before it; rarer features (self-praise, 1% of the warm
+    # start's replies) need about 50 steps to start, hence 120.
     return RLConfig(
-        steps=60,
+        steps=120,
         prompts_per_step=16,
         rollout=RolloutConfig(n=8, max_tokens=64),
         optim=OptimConfig(lr=2e-4),
@@ -179,7 +180,7 @@ class CherrlRecipe:
         from posttrain.models.chat.spec import load_chat
 
         return BiasedRubricReward(
-            [self.biases[b] for b in biases],
+            [self._bias(b) for b in biases],
             judge=RubricJudge(load_chat(self.config.judge)),
             alpha=self.config.alpha,
             mode=self.config.combine,
@@ -201,7 +202,10 @@ class CherrlRecipe:
             return run_dir
         from posttrain.rl.trainer import RLTrainer
 
-        monitored = list(self.config.biases) if name == CONTROL else [name]
+        # The control watches every bias when the detectors are free to run, so biases
+        # added to a later run find its counterfactual scores already logged.
+        every = list(BIASES) if self.config.bias_judge is None else list(self.config.biases)
+        monitored = every if name == CONTROL else [name]
         reward = self.reward(monitored)
         functions, weights = reward.unbiased_functions() if name == CONTROL else reward.functions()
 
@@ -237,8 +241,15 @@ class CherrlRecipe:
         config = self.config
         counter = self.biases[bias].count
         hacked = load_rollouts(self.run.path / f"rl-{bias}", require_main=True)
-        # The control trained on main alone; its G and M are what the biased judge would
-        # have given its rollouts (score - main = alpha * aux, as in the hacking run).
+        # The control trained on main alone; its G and M, and what its detector sees, use
+        # the score the biased judge would have given its rollouts (score - main = alpha *
+        # aux, as in the hacking run): the same judge, without the hacking.
+        logged = load_rollouts(self.run.path / f"rl-{CONTROL}", require_main=True)
+        if any(bias not in r["aux"] for r in logged[:1]):
+            raise ValueError(
+                f"biases: the control run in {self.run.path} did not log {bias!r} (an LLM bias"
+                " judge watches only the biases of its first run); set another run_name"
+            )
         control = [
             {
                 **r,
@@ -246,7 +257,7 @@ class CherrlRecipe:
                     r["main_score"], {bias: r["aux"][bias]}, config.alpha, config.combine
                 ),
             }
-            for r in load_rollouts(self.run.path / f"rl-{CONTROL}", require_main=True)
+            for r in logged
         ]
         signals = {
             "hacking": per_step_signals(hacked, counter),
@@ -266,6 +277,7 @@ class CherrlRecipe:
             "final": {k: _final(v) for k, v in signals.items()},
             "main": {"hacking": _mean_main(hacked), CONTROL: _mean_main(control)},
             "discoverability": found.to_dict(),
+            "judge_stats": _read_json(self.run.path / f"rl-{bias}" / "judge_stats.json"),
             "detector": {
                 "name": alert.detector if alert else detector_name(detector),
                 "alert": alert.to_dict() if alert else None,
@@ -362,6 +374,12 @@ def _user_prompts(path: str) -> list[dict[str, Any]]:
         if missing:
             raise ValueError(f"{path}: line {number} has no {', '.join(missing)}")
     return rows
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run's judge statistics (counted by the process that trained it; {} if it died
+    between its last checkpoint and writing them)."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _final(signals: list[Any]) -> dict[str, float | None]:

@@ -1128,3 +1128,31 @@ def rubric_main_reward(
     ]
     scores = iter(default_judge().scores(tasks))
     return [None if rubric is None else next(scores) for rubric in rubrics]
+
+
+@register_reward("instruction_following")
+def instruction_following_reward(
+    prompts: list[Any],
+    completions: list[Completion],
+    completion_ids: list[Any] | None = None,
+    **columns: Any,
+) -> list[float | None]:
+    """Verifiable instructions checked by code: each row's `instructions` (a list of
+    `{"id", **kwargs}`), combined by its `instruction_combine` ("min" unless given: all must
+    hold, as IFEval's strict accuracy); None for a row without instructions."""
+    n = len(completions)
+    if "instructions" not in columns:
+        raise ValueError(
+            "reward 'instruction_following' needs an 'instructions' column (a list of "
+            f"{{'id': ..., **kwargs}} per row); got columns {sorted(columns)}"
+        )
+    instructions = list(columns["instructions"])
+    combines = list(columns.get("instruction_combine") or ["min"] * n)
+    if len(instructions) != n or len(combines) != n:
+        raise ValueError(f"reward 'instruction_following': columns of another length than {n}")
+    return [
+        None
+        if not row
+        else instruction_score(completion_text(completion), row, combine=mode or "min")
+        for completion, row, mode in zip(completions, instructions, combines, strict=True)
+    ]
