@@ -241,9 +241,10 @@ class CherrlRecipe:
         config = self.config
         counter = self.biases[bias].count
         hacked = load_rollouts(self.run.path / f"rl-{bias}", require_main=True)
-        # The control trained on main alone; its G and M, and what its detector sees, use
-        # the score the biased judge would have given its rollouts (score - main = alpha *
-        # aux, as in the hacking run): the same judge, without the hacking.
+        # The control trained on main alone; its G and M use the score the biased judge
+        # would have given its rollouts (score - main = alpha * aux, as in the hacking
+        # run). Its detector reads its own training log (score = main): a run that was not
+        # trained on the bias, where an alert is a false alarm.
         logged = load_rollouts(self.run.path / f"rl-{CONTROL}", require_main=True)
         if any(bias not in r["aux"] for r in logged[:1]):
             raise ValueError(
@@ -265,7 +266,7 @@ class CherrlRecipe:
         }
         onsets = {k: onset(v) for k, v in signals.items()}
         detector = self.detector()
-        alerts = {k: detector.detect(v) for k, v in (("hacking", hacked), (CONTROL, control))}
+        alerts = {k: detector.detect(v) for k, v in (("hacking", hacked), (CONTROL, logged))}
         alert = alerts["hacking"]
         errors = evaluate_detector(alert, onsets["hacking"]) if alert else None
         found = discoverability(hacked, first_steps=config.discoverability_steps, bias=bias)
