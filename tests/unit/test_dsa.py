@@ -340,3 +340,13 @@ def test_kl_loss_sparse_restriction():
     moved = scores.detach().clone()
     moved[~mask & torch.isfinite(moved)] += 5.0
     assert indexer_kl_loss(moved, attn, mask).item() == pytest.approx(loss.item(), abs=1e-6)
+
+
+def test_topk_ties_go_to_the_earlier_key_whatever_the_row_width():
+    # ReLU scores tie at exactly 0 often; a decode row (past keys only) and the same row of a
+    # wider recompute (extra -inf columns) must select the same keys.
+    row = torch.tensor([[[0.0, 2.0, 0.0, 0.0, 1.0, 0.0]]])
+    wide = torch.cat([row, torch.full((1, 1, 10), float("-inf"))], dim=-1)
+    for scores in (row, wide):
+        indices, valid = topk_indices(scores, 4)
+        assert indices.tolist() == [[[1, 4, 0, 2]]] and bool(valid.all())

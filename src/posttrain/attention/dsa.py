@@ -151,11 +151,18 @@ def topk_indices(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     Returns ``(indices, valid)``, both (B, Lq, k_eff) with k_eff = min(k, Lk). A slot is valid
     iff its score is finite, so under a causal mask query t has min(k, t + 1 + cached) valid
     slots, which come first; invalid slots of ``indices`` are filled with -1.
+
+    Ties go to the earlier key. The indexer's ReLU makes exact ties common (every index head
+    at zero scores 0), and ``torch.topk`` breaks ties differently with the width of the row,
+    so a cached decode step (scores over the past keys only) and a full recompute (extra
+    ``-inf`` columns) could pick different keys; a stable sort makes the choice depend on the
+    finite scores alone.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     k_eff = min(k, scores.shape[-1])
-    values, indices = torch.topk(scores, k_eff, dim=-1)
+    values, indices = torch.sort(scores, dim=-1, descending=True, stable=True)
+    values, indices = values[..., :k_eff], indices[..., :k_eff]
     valid = torch.isfinite(values)
     return indices.masked_fill(~valid, -1), valid
 

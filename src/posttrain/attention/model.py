@@ -72,6 +72,7 @@ from posttrain.attention.dsa import (
     rotary_embedding,
     selection_mask,
     sparse_attention,
+    topk_indices,
 )
 from posttrain.attention.indexcache import (
     FULL,
@@ -261,25 +262,6 @@ def _softmax_where(scores: Tensor, allowed: Tensor) -> Tensor:
     return torch.softmax(s, dim=-1).masked_fill(~row_ok, 0.0)
 
 
-def stable_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """``dsa.topk_indices`` with deterministic ties: equal scores go to the earlier key.
-
-    The indexer's ReLU makes exact ties common (every index head at zero gives score 0), and
-    ``torch.topk`` breaks ties differently depending on the width of the score row, so a cached
-    decode step (scores over exactly the past keys) and a full recompute (extra ``-inf``
-    columns) could pick different keys. A stable descending sort makes the choice a function
-    of the finite scores only. Same contract as ``topk_indices``: ``(indices, valid)``, both
-    (B, Lq, min(k, Lk)), invalid slots last and filled with -1.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    k_eff = min(k, scores.shape[-1])
-    values, indices = torch.sort(scores, dim=-1, descending=True, stable=True)
-    values, indices = values[..., :k_eff], indices[..., :k_eff]
-    valid = torch.isfinite(values)
-    return indices.masked_fill(~valid, -1), valid
-
-
 class DSAMLP(nn.Module):
     """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
 
@@ -342,7 +324,7 @@ class DSAAttention(nn.Module):
             scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
         if not topk:
             return _Selection(scores, None, None)
-        indices, valid = stable_topk(scores, self.config.index_topk)
+        indices, valid = topk_indices(scores, self.config.index_topk)
         return _Selection(scores, indices, valid)
 
     def forward(
@@ -844,5 +826,4 @@ __all__ = [
     "generate_tokens",
     "indexer_losses",
     "indexer_parameters",
-    "stable_topk",
 ]
