@@ -38,7 +38,7 @@ from posttrain.monitor.hacking import (
     per_step_signals,
 )
 from posttrain.report import plot_curves, write_report
-from posttrain.rewards.biases import BiasedRubricReward, combine, make_bias
+from posttrain.rewards.biases import Bias, BiasedRubricReward, combine, make_bias
 from posttrain.rewards.combine import RewardSet
 from posttrain.rewards.judge import JUDGE_LABEL, RubricJudge, load_healthbench
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
@@ -129,12 +129,9 @@ class CherrlRecipe:
     def say(self, message: str) -> None:
         self.console.print(message)
 
-    def _bias(self, name: str):
-        return (
-            make_bias(name, min_words=self.config.verbose_min_words)
-            if name == "verbose"
-            else (make_bias(name))
-        )
+    def _bias(self, name: str) -> Bias:
+        overrides = {"min_words": self.config.verbose_min_words} if name == "verbose" else {}
+        return make_bias(name, **overrides)
 
     # ------------------------------------------------------------------ stages
 
