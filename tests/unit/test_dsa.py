@@ -269,8 +269,7 @@ def test_fp8_emulation_matches_native_cast():
     x = torch.randn(6, 64)
     emulated = fp8_quant_dequant(x, emulate=True)
     assert (emulated - x).abs().max() < 0.07 * x.abs().max()
-    if not HAS_TORCH_FP8:
-        pytest.skip("torch has no float8_e4m3fn; emulation only")
+    assert HAS_TORCH_FP8  # torch 2.13 (the build the Makefile installs) has float8_e4m3fn
     native = y.clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn).float()
     assert torch.equal(emu, native)
     assert torch.equal(emulated, fp8_quant_dequant(x, emulate=False))

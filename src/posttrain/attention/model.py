@@ -551,9 +551,9 @@ class DSAForCausalLM(DSAPreTrainedModel, GenerationMixin):
         **kwargs: Any,
     ) -> DSACausalLMOutput:
         if output_hidden_states:
-            raise NotImplementedError("output_hidden_states is not supported by DSAForCausalLM")
+            raise ValueError("output_hidden_states is not supported by DSAForCausalLM")
         if kwargs.get("inputs_embeds") is not None:
-            raise NotImplementedError("inputs_embeds is not supported by DSAForCausalLM")
+            raise ValueError("inputs_embeds is not supported by DSAForCausalLM")
         if cache is None:
             cache = past_key_values
         if cache is not None and not isinstance(cache, DSACache):

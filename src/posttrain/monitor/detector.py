@@ -198,9 +198,9 @@ def classify_feature(feature: str) -> str:
         return "hedging"
     if any(f" {marker} " in text for marker in _SELF_PRAISE):
         return "self_praise"
-    if feature.startswith(FINAL):
-        if any(f" {marker} " in text for marker in _TONE) or len(text.split()) >= 2:
-            return "tone"
+    closing = any(f" {marker} " in text for marker in _TONE) or len(text.split()) >= 2
+    if feature.startswith(FINAL) and closing:
+        return "tone"
     return "lexical"
 
 

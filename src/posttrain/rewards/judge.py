@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -560,17 +561,19 @@ def _as_strings(value: Any, name: str) -> list[str]:
     return values
 
 
-class InstructionChecker:
+class InstructionChecker(ABC):
     """A verifiable instruction (IFEval-style): `description(**kwargs)` is the instruction as a
     user would give it, `check(response, **kwargs)` whether a response follows it."""
 
     id: str = ""
 
+    @abstractmethod
     def description(self, **kwargs: Any) -> str:
-        raise NotImplementedError
+        """The instruction, worded as a user would give it."""
 
+    @abstractmethod
     def check(self, response: str, **kwargs: Any) -> bool:
-        raise NotImplementedError
+        """Whether `response` follows the instruction."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
