@@ -1,0 +1,109 @@
+"""The code LM corpus: stdlib sources, long-range recall sequences, the file split, blocks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from posttrain.data.code_corpus import (
+    CodeCorpusConfig,
+    build_lm_corpus,
+    recall_sequences,
+    stdlib_root,
+    stdlib_sources,
+    token_blocks,
+)
+from posttrain.models.tokenizer import train_tokenizer
+
+
+def test_stdlib_sources_are_deterministic_and_skip_tests():
+    a = stdlib_sources(max_files=8, max_chars=1500, seed=3)
+    b = stdlib_sources(max_files=8, max_chars=1500, seed=3)
+    other = stdlib_sources(max_files=8, max_chars=1500, seed=4)
+    assert a == b
+    assert [f.name for f in a] != [f.name for f in other]
+    assert [f.name for f in a] == sorted(f.name for f in a)
+    assert 1 <= len(a) <= 8
+    for f in a:
+        parts = f.name.split("/")
+        assert f.name.endswith(".py")
+        assert not {"test", "tests", "site-packages"} & set(parts[:-1])
+        assert 0 < len(f.text) <= 1500 and f.text.strip()
+        assert (stdlib_root() / f.name).read_text(encoding="utf-8").startswith(f.text)
+
+
+def test_recall_sequences_hold_their_answers_after_their_keys():
+    items = recall_sequences(5, length_chars=600, seed=1, n_pairs=4)
+    assert items[0].text == recall_sequences(5, 600, seed=1, n_pairs=4)[0].text
+    for item in items:
+        assert 500 <= len(item.text) <= 700
+        assert len(item.answer_spans) == len(item.keys) == len(item.values) == 4
+        for key, value, (start, end), (k0, k1) in zip(
+            item.keys, item.values, item.answer_spans, item.key_spans, strict=True
+        ):
+            assert item.text[start:end] == value
+            assert item.text[start - len(key) - 2 : start] == f"{key}? "
+            assert item.text[k0:k1] == key and k1 < start
+            assert f'{key} = "{value}"\n' in item.text[:start]
+            # the answer is far back: filler lies between the assignment and the query
+            assert start - k1 > 300
+        assert len(set(item.keys)) == len(item.keys)
+
+
+def test_recall_filler_comes_from_the_given_sources():
+    source = "def alpha():\n    return 1\n" * 40
+    (item,) = recall_sequences(1, length_chars=800, seed=0, n_pairs=2, filler_sources=[source])
+    assert "return 1" in item.text
+    assert not re.search(r"\bfor \w+ in range\(", item.text)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    cfg = CodeCorpusConfig(
+        n_files=10,
+        max_chars=1500,
+        heldout_fraction=0.3,
+        recall_mix=0.3,
+        seq_tokens=48,
+        n_recall_heldout=3,
+        n_pairs=3,
+        seed=5,
+    )
+    return cfg, build_lm_corpus(cfg)
+
+
+def test_build_lm_corpus_splits_by_file_and_is_deterministic(corpus):
+    cfg, data = corpus
+    assert set(data) >= {"train", "heldout", "recall_heldout", "train_files", "heldout_files"}
+    assert not set(data["train_files"]) & set(data["heldout_files"])
+    assert len(data["heldout_files"]) == 3 and len(data["train_files"]) >= 1
+    files = {f.name: f.text for f in stdlib_sources(cfg.n_files, cfg.max_chars, cfg.seed)}
+    assert sorted(files) == sorted(data["train_files"] + data["heldout_files"])
+    assert data["heldout"] == [files[n] for n in data["heldout_files"]]
+    for name in data["heldout_files"]:
+        assert files[name] not in data["train"]
+    for name in data["train_files"]:
+        assert files[name] in data["train"]
+    recall_train = [t for t in data["train"] if t.startswith("# remember these\n")]
+    assert recall_train and len(data["recall_heldout"]) == 3
+    recall_chars = sum(map(len, recall_train))
+    assert 0.2 < recall_chars / sum(map(len, data["train"])) < 0.45
+    again = build_lm_corpus(cfg)
+    assert again["train"] == data["train"] and again["heldout"] == data["heldout"]
+    assert [r.text for r in again["recall_heldout"]] == [r.text for r in data["recall_heldout"]]
+
+
+def test_token_blocks_concatenate_with_eos(corpus):
+    _, data = corpus
+    tok = train_tokenizer(data["train"][:6], vocab_size=300)
+    texts = data["heldout"]
+    blocks = token_blocks(tok, texts, block_size=16)
+    ids = [i for t in texts for i in (*tok(t, add_special_tokens=False)["input_ids"], -1)]
+    ids = [tok.eos_token_id if i == -1 else i for i in ids]
+    assert blocks.dtype == torch.long and blocks.shape == (len(ids) // 16, 16)
+    assert blocks.reshape(-1).tolist() == ids[: blocks.numel()]
+    assert int((blocks == tok.eos_token_id).sum()) >= len(texts) - 1
+    with pytest.raises(ValueError, match="do not fill"):
+        token_blocks(tok, ["a"], block_size=64)
