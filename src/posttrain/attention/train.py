@@ -28,6 +28,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,20 @@ class DSATrainConfig:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+@contextmanager
+def _training(model: nn.Module) -> Iterator[None]:
+    """A stage: the model in train mode, and afterwards in eval mode with every parameter's
+    `requires_grad` as it was (stages freeze parts of it)."""
+    saved = [p.requires_grad for p in model.parameters()]
+    model.train()
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), saved, strict=True):
+            p.requires_grad_(flag)
+        model.eval()
 
 
 def _check_blocks(blocks: Tensor, cfg: DSATrainConfig) -> Tensor:
@@ -218,16 +233,14 @@ def pretrain_lm(
     """
     blocks = _check_blocks(blocks, cfg)
     params = _non_indexer_parameters(model)
-    saved = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(True)
-    optimizer = _optimizer(_decay_groups(params, cfg.lr, cfg.weight_decay))
-    history: list[dict[str, Any]] = []
-    batches = _batch_indices(
-        len(blocks), cfg.batch_size, cfg.pretrain_steps, _seed(cfg, "pretrain")
-    )
-    model.train()
-    try:
+    with _training(model):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        optimizer = _optimizer(_decay_groups(params, cfg.lr, cfg.weight_decay))
+        history: list[dict[str, Any]] = []
+        batches = _batch_indices(
+            len(blocks), cfg.batch_size, cfg.pretrain_steps, _seed(cfg, "pretrain")
+        )
         with _Bar("pretrain", cfg.pretrain_steps, _use_progress(cfg)) as bar:
             for step, idx in enumerate(batches, start=1):
                 lr = _set_lr(optimizer, _lr_factor(step - 1, cfg.pretrain_steps, cfg))
@@ -250,10 +263,6 @@ def pretrain_lm(
                     model.train()
                 _log(run, history, record)
                 bar.update(step, f"loss {record['pretrain/loss']:.3f}")
-    finally:
-        for p, flag in zip(model.parameters(), saved, strict=True):
-            p.requires_grad_(flag)
-        model.eval()
     return history
 
 
@@ -277,13 +286,13 @@ def indexer_warmup(
     """
     blocks = _check_blocks(blocks, cfg)
     pattern = _pattern(model, cfg.index_pattern)
-    saved = [p.requires_grad for p in model.parameters()]
-    params = freeze_non_indexer(model)
-    optimizer = _optimizer([{"params": params, "lr": cfg.indexer_lr, "weight_decay": 0.0}])
-    history: list[dict[str, Any]] = []
-    batches = _batch_indices(len(blocks), cfg.batch_size, cfg.warmup_steps, _seed(cfg, "warmup"))
-    model.train()
-    try:
+    with _training(model):
+        params = freeze_non_indexer(model)
+        optimizer = _optimizer([{"params": params, "lr": cfg.indexer_lr, "weight_decay": 0.0}])
+        history: list[dict[str, Any]] = []
+        batches = _batch_indices(
+            len(blocks), cfg.batch_size, cfg.warmup_steps, _seed(cfg, "warmup")
+        )
         with _Bar("indexer warm-up", cfg.warmup_steps, _use_progress(cfg)) as bar:
             for step, idx in enumerate(batches, start=1):
                 lr = _set_lr(optimizer, _lr_factor(step - 1, cfg.warmup_steps, cfg))
@@ -311,10 +320,6 @@ def indexer_warmup(
                     model.train()
                 _log(run, history, record)
                 bar.update(step, f"kl {record['warmup/kl']:.4f}")
-    finally:
-        for p, flag in zip(model.parameters(), saved, strict=True):
-            p.requires_grad_(flag)
-        model.eval()
     return history
 
 
@@ -338,18 +343,18 @@ def sparse_stage(
     """
     blocks = _check_blocks(blocks, cfg)
     pattern = _pattern(model, cfg.index_pattern)
-    saved = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(True)
-    main = _non_indexer_parameters(model)
-    index = indexer_parameters(model, active_only=False)
-    groups = _decay_groups(main, cfg.lr, cfg.weight_decay)
-    groups.append({"params": index, "lr": cfg.indexer_lr, "weight_decay": 0.0})
-    optimizer = _optimizer(groups)
-    history: list[dict[str, Any]] = []
-    batches = _batch_indices(len(blocks), cfg.batch_size, cfg.sparse_steps, _seed(cfg, "sparse"))
-    model.train()
-    try:
+    with _training(model):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        main = _non_indexer_parameters(model)
+        index = indexer_parameters(model, active_only=False)
+        groups = _decay_groups(main, cfg.lr, cfg.weight_decay)
+        groups.append({"params": index, "lr": cfg.indexer_lr, "weight_decay": 0.0})
+        optimizer = _optimizer(groups)
+        history: list[dict[str, Any]] = []
+        batches = _batch_indices(
+            len(blocks), cfg.batch_size, cfg.sparse_steps, _seed(cfg, "sparse")
+        )
         with _Bar("sparse stage", cfg.sparse_steps, _use_progress(cfg)) as bar:
             for step, idx in enumerate(batches, start=1):
                 lr = _set_lr(optimizer, _lr_factor(step - 1, cfg.sparse_steps, cfg))
@@ -385,10 +390,6 @@ def sparse_stage(
                     model.train()
                 _log(run, history, record)
                 bar.update(step, f"lm {record['sparse/lm_loss']:.3f} kl {kl.total.item():.4f}")
-    finally:
-        for p, flag in zip(model.parameters(), saved, strict=True):
-            p.requires_grad_(flag)
-        model.eval()
     return history
 
 
