@@ -165,6 +165,34 @@ def test_topk_k_eff_and_validity():
     assert (big_valid.sum(-1) == torch.arange(1, 7)).all()
 
 
+def test_topk_is_a_stable_descending_sort_even_with_boundary_ties():
+    # ReLU scores: many exact zeros, so the k-th score is often tied with unselected keys
+    g = torch.Generator().manual_seed(7)
+    scores = (torch.randn(2, 40, 40, generator=g) - 0.9).relu()
+    scores[0, 30, :20] = 0.5  # a tie block inside and across the top-k boundary
+    scores[0, 30, 20:] = 0.1
+    scores = scores.masked_fill(torch.ones(40, 40, dtype=torch.bool).tril().logical_not(), NEG_INF)
+    values, order = torch.sort(scores, dim=-1, descending=True, stable=True)
+    expected = order[..., :6].masked_fill(~torch.isfinite(values[..., :6]), -1)
+    indices, valid = topk_indices(scores, 6)
+    assert torch.equal(indices, expected)
+    assert torch.equal(valid, torch.isfinite(values[..., :6]))
+    assert indices[0, 30].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_indexer_query_chunks_do_not_change_scores():
+    x, q_in = torch.randn(2, 9, 8), torch.randn(2, 9, 6)
+    whole = make_indexer(seed=5).scores(x, q_in)
+    chunked = make_indexer(seed=5, query_chunk=4).scores(x, q_in)
+    close(chunked, whole)
+    # after a key cache, each chunk sees the cached keys plus its causal prefix
+    _, cache = make_indexer(seed=5)(x[:, :3], q_in[:, :3])
+    rest = make_indexer(seed=5, query_chunk=2).scores(x[:, 3:], q_in[:, 3:], key_cache=cache)
+    close(rest, whole[:, 3:])
+    with pytest.raises(ValueError, match="query_chunk"):
+        make_indexer(query_chunk=0)
+
+
 def test_decode_with_key_cache_equals_last_prefill_row():
     idx = make_indexer(seed=3)
     torch.manual_seed(4)

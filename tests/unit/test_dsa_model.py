@@ -307,3 +307,13 @@ def test_beam_search_with_the_cache_equals_without():
     with_cache = model.generate(ids, use_cache=True, **kwargs)
     without = model.generate(ids, use_cache=False, **kwargs)
     assert torch.equal(with_cache, without)
+
+
+def test_long_prompts_scored_in_query_chunks_match_one_chunk():
+    model = make_model(seed=6)
+    ids = random_ids(2, 11, seed=4)
+    whole = model(ids, sparse=True, index_pattern="FSFS").logits
+    for layer in model.model.layers:
+        layer.self_attn.indexer.query_chunk = 3
+    chunked = model(ids, sparse=True, index_pattern="FSFS").logits
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)

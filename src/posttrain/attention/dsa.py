@@ -152,17 +152,32 @@ def topk_indices(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     iff its score is finite, so under a causal mask query t has min(k, t + 1 + cached) valid
     slots, which come first; invalid slots of ``indices`` are filled with -1.
 
-    Ties go to the earlier key. The indexer's ReLU makes exact ties common (every index head
-    at zero scores 0), and ``torch.topk`` breaks ties differently with the width of the row,
-    so a cached decode step (scores over the past keys only) and a full recompute (extra
-    ``-inf`` columns) could pick different keys; a stable sort makes the choice depend on the
-    finite scores alone.
+    The result is that of a stable descending sort: ties go to the earlier key, and slots are
+    ordered by score, then by key. The indexer's ReLU makes exact ties common (every index
+    head at zero scores 0), and ``torch.topk`` breaks ties differently with the width of the
+    row, so a cached decode step (scores over the past keys only) and a full recompute (extra
+    ``-inf`` columns) could pick different keys; this rule makes the choice depend on the
+    finite scores alone. A full sort of every row costs O(Lk log Lk) per query, so only rows
+    whose k-th score is tied with an unselected key are sorted; the others keep the
+    ``torch.topk`` set, re-ordered canonically (O(k log k)).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     k_eff = min(k, scores.shape[-1])
-    values, indices = torch.sort(scores, dim=-1, descending=True, stable=True)
-    values, indices = values[..., :k_eff], indices[..., :k_eff]
+    n_keys = scores.shape[-1]
+    values, indices = torch.topk(scores, min(k_eff + 1, n_keys), dim=-1, sorted=True)
+    # the k-th score is tied with an unselected key iff the (k+1)-th equals it
+    ambiguous = values[..., k_eff] == values[..., k_eff - 1] if n_keys > k_eff else None
+    indices = indices[..., :k_eff]
+    if ambiguous is not None and bool(ambiguous.any()):
+        rows = ambiguous.nonzero(as_tuple=True)
+        indices = indices.clone()
+        indices[rows] = torch.sort(scores[rows], dim=-1, descending=True, stable=True)[1][
+            ..., :k_eff
+        ]
+    indices = indices.sort(dim=-1).values
+    values, order = torch.sort(scores.gather(-1, indices), dim=-1, descending=True, stable=True)
+    indices = indices.gather(-1, order)
     valid = torch.isfinite(values)
     return indices.masked_fill(~valid, -1), valid
 
@@ -171,9 +186,10 @@ def selection_mask(indices: Tensor, n_keys: int, valid: Tensor | None = None) ->
     """Boolean (..., n_keys) mask that is True at the valid selected key positions."""
     if valid is None:
         valid = indices >= 0
-    counts = torch.zeros(*indices.shape[:-1], n_keys, dtype=torch.int32, device=indices.device)
-    counts.scatter_add_(-1, indices.clamp(min=0).long(), valid.to(torch.int32))
-    return counts > 0
+    # invalid slots write into a spare last column, so every write is True (no races)
+    target = torch.where(valid, indices.long(), n_keys)
+    mask = torch.zeros(*indices.shape[:-1], n_keys + 1, dtype=torch.bool, device=indices.device)
+    return mask.scatter_(-1, target, True)[..., :n_keys]
 
 
 def topk_overlap(
@@ -199,6 +215,16 @@ def topk_overlap(
 # --- the lightning indexer ------------------------------------------------------------------
 
 
+def _index_scores(q: Tensor, keys: Tensor, weights: Tensor) -> Tensor:
+    """sum_h w[t, h] * ReLU(q[t, h] . k[s]) for (B, Lq, H_I, d_I) queries, (B, Lk, d_I) keys
+    and (B, Lq, H_I) weights; (B, Lq, Lk), no mask. Two batched matmuls."""
+    b, lq, heads, dim = q.shape
+    # in place: the matmul's backward needs its inputs, not its output
+    logits = torch.matmul(q.reshape(b, lq * heads, dim), keys.transpose(1, 2)).relu_()
+    logits = logits.view(b, lq, heads, keys.shape[1])
+    return torch.matmul(weights.unsqueeze(2), logits).squeeze(2)
+
+
 class LightningIndexer(nn.Module):
     """DSA lightning indexer: scores every (query, key) pair cheaply to pick top-k keys.
 
@@ -207,6 +233,7 @@ class LightningIndexer(nn.Module):
     ``q_lora`` activation; default ``hidden_size``, and ``q_input=None`` then means ``x``).
     With ``fp8=True`` index queries and keys are FP8 quantise-dequantised (blockwise, see
     ``fp8_quant_dequant``) after rotary, as the production indexer runs in FP8.
+    ``query_chunk`` bounds how many queries are scored at once (memory, not results).
     """
 
     def __init__(
@@ -220,8 +247,11 @@ class LightningIndexer(nn.Module):
         fp8: bool = False,
         fp8_block: int = 128,
         norm_eps: float = 1e-6,
+        query_chunk: int = 1024,
     ) -> None:
         super().__init__()
+        if query_chunk < 1:
+            raise ValueError(f"query_chunk must be >= 1, got {query_chunk}")
         if rope_dim < 0 or rope_dim > index_head_dim or rope_dim % 2:
             raise ValueError(f"rope_dim must be even and in [0, {index_head_dim}], got {rope_dim}")
         self.hidden_size = hidden_size
@@ -237,6 +267,7 @@ class LightningIndexer(nn.Module):
         self.k_norm = nn.LayerNorm(index_head_dim, eps=norm_eps)
         self.weights_proj = nn.Linear(hidden_size, n_index_heads, bias=False)
         self.head_scale = n_index_heads**-0.5 * index_head_dim**-0.5
+        self.query_chunk = query_chunk
 
     def _positions(self, x: Tensor, positions: Tensor | None, start: int) -> Tensor:
         if positions is not None:
@@ -287,10 +318,24 @@ class LightningIndexer(nn.Module):
         q = self.queries(q_input, pos)
         new_keys = self.keys(x, pos)
         k_all = new_keys if key_cache is None else torch.cat((key_cache, new_keys), dim=1)
-        logits = torch.einsum("bqhd,bsd->bqhs", q, k_all).relu()
-        scores = torch.einsum("bqh,bqhs->bqs", self.head_weights(x), logits)
-        allowed = causal_mask(x.shape[1], k_all.shape[1], device=x.device)
-        return scores.masked_fill(~allowed, float("-inf")), new_keys
+        weights = self.head_weights(x)
+        if q.shape[1] <= self.query_chunk:
+            scores = _index_scores(q, k_all, weights)
+            allowed = causal_mask(x.shape[1], k_all.shape[1], device=x.device)
+            return scores.masked_fill(~allowed, float("-inf")), new_keys
+        # A long prompt is scored in chunks of queries, each against only the keys it can
+        # see: the (B, Lq, H_I, Lk) ReLU logits of the whole prompt would not fit in memory
+        # (8k tokens, 4 heads: 1 GiB), and half of them are causally masked anyway.
+        b, lq = q.shape[:2]
+        scores = q.new_full((b, lq, k_all.shape[1]), float("-inf"))
+        for start in range(0, lq, self.query_chunk):
+            end = min(lq, start + self.query_chunk)
+            seen = cached + end
+            part = _index_scores(q[:, start:end], k_all[:, :seen], weights[:, start:end])
+            allowed = causal_mask(end - start, seen - start, device=x.device)
+            allowed = F.pad(allowed, (start, 0), value=True)
+            scores[:, start:end, :seen] = part.masked_fill_(~allowed, float("-inf"))
+        return scores, new_keys
 
     def scores(
         self,
@@ -365,12 +410,41 @@ def sparse_attention_masked(
 ) -> Tensor:
     """Sparse attention by masking dense scores (the prefill path); returns (B, H, Lq, d_v).
 
-    Builds the (B, Lq, Lk) selection mask from ``indices`` and applies it to the full score
-    matrix before the softmax. O(L^2) memory, but simple and exact; the reference for kernels.
+    Builds the (B, Lq, Lk) selection mask from ``indices`` and hands it to PyTorch's fused
+    ``scaled_dot_product_attention``, so no (B, H, Lq, Lk) probability tensor is materialised.
+    It still does O(L^2) work: on a CPU a fused masked kernel is faster than gathering k keys
+    per query at the lengths we run, and the result is the same. Queries with no selected key
+    (padding) get zeros.
     """
-    probs = masked_attention_probs(q, k, indices, valid, scale)
-    v = _repeat_kv(v, q.shape[1])
-    return torch.matmul(probs.to(v.dtype), v)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if valid is None:
+        valid = indices >= 0
+    # An additive float mask built directly: SDPA would otherwise convert a boolean one
+    # with a pass over all Lq x Lk entries, and the per-row check needs only ``valid``.
+    n_keys = k.shape[2]
+    target = torch.where(valid, indices.long(), n_keys)  # invalid slots hit a spare column
+    bias = q.new_full((*indices.shape[:-1], n_keys + 1), float("-inf"))
+    bias = bias.scatter_(-1, target, 0.0)[..., :n_keys].unsqueeze(1)  # (B, 1, Lq, Lk)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=bias, scale=scale, enable_gqa=k.shape[1] != q.shape[1]
+    )
+    row_ok = valid.any(dim=-1)[:, None, :, None]
+    return out if bool(row_ok.all()) else out.masked_fill(~row_ok, 0.0)
+
+
+def masked_sdpa(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float) -> Tensor:
+    """Fused attention of ``q`` over the ``allowed`` (broadcastable to (B, 1, Lq, Lk)) keys.
+
+    Key/value heads may be fewer than query heads (grouped-query attention); rows with no
+    allowed key return zeros instead of the NaN a fully masked softmax gives.
+    """
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=allowed, scale=scale, enable_gqa=k.shape[1] != q.shape[1]
+    )
+    row_ok = allowed.any(dim=-1, keepdim=True)
+    if bool(row_ok.all()):
+        return out
+    return out.masked_fill(~row_ok, 0.0)
 
 
 def sparse_attention_gathered(

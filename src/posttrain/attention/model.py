@@ -69,6 +69,7 @@ from posttrain.attention.dsa import (
     LightningIndexer,
     indexer_kl_loss,
     masked_attention_probs,
+    masked_sdpa,
     rotary_embedding,
     selection_mask,
     sparse_attention,
@@ -351,7 +352,20 @@ class DSAAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         probs: Tensor | None = None
-        if selection is None:
+        if selection is None and not need_probs:
+            if key_mask is None and length == k.shape[2]:
+                out = F.scaled_dot_product_attention(
+                    q,
+                    k,
+                    v,
+                    is_causal=True,
+                    scale=self.scale,
+                    enable_gqa=self.n_kv_heads != self.n_heads,
+                )
+            else:
+                allowed = _attention_allowed(length, key_mask, k.shape[2], h.device)
+                out = masked_sdpa(q, k, v, allowed, self.scale)
+        elif selection is None:
             k_rep = k.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
             v_rep = v.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
             scores = torch.matmul(q, k_rep.transpose(-1, -2)) * self.scale
