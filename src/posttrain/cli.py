@@ -473,6 +473,22 @@ def wildreward_pipeline(
     typer.echo(json.dumps({k: summary[k] for k in ("dropped", "labels", "split")}, indent=2))
 
 
+indexcache = typer.Typer(help="IndexCache: cross-layer index sharing on DeepSeek Sparse Attention.")
+app.add_typer(indexcache, name="indexcache")
+
+
+@indexcache.command("run")
+def indexcache_run(
+    config: Path | None = typer.Option(None, "--config", help="YAML IndexCacheRunConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train a tiny DSA model, measure cross-layer index overlap, search and distil IndexCache
+    patterns, benchmark prefill and decode against dense attention and DSA, and report."""
+    from posttrain.recipes.indexcache import IndexCacheRecipe, IndexCacheRunConfig
+
+    _run_recipe(IndexCacheRecipe, IndexCacheRunConfig, config, overrides)
+
+
 cherrl = typer.Typer(help="CHERRL: reward hacking under biased rubric judges; onset and detection.")
 app.add_typer(cherrl, name="cherrl")
 

@@ -1,0 +1,510 @@
+"""IndexCache end to end: train a tiny DSA model, share its indexers, measure what it costs.
+
+IndexCache (THUDM, 2026) keeps the lightning indexer of DeepSeek Sparse Attention in a few
+Full (F) layers and lets the Shared (S) layers reuse the top-k indices of the nearest F layer
+above them. `posttrain indexcache run` wires the stages:
+
+1. a DSA causal LM (`posttrain.attention.model`) trained from scratch on Python standard-
+   library sources mixed with long-range recall sequences (`posttrain.data.code_corpus`):
+   dense LM pre-training, the dense indexer warm-up, the sparse stage
+   (`posttrain.attention.train`);
+2. the cross-layer top-k overlap (Jaccard) of its indexers, as a matrix and heat map;
+3. the training-free greedy search of the F layers by calibration LM loss;
+4. training-aware multi-layer distillation: for each IndexCache pattern, the kept indexers
+   (and only they; the model is frozen) continue the dense warm-up against the averaged
+   attention of the layers they serve;
+5. held-out LM loss of every variant, and prefill latency, decode throughput, indexer calls
+   and FLOPs at each context length (`posttrain.attention.speed`);
+6. a report with the heat map, the loss-versus-kept-indexers curves and the speed table.
+
+Each stage writes its result into the run directory and is skipped when that result is
+there, so an interrupted run resumes; speed rows are appended one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from posttrain.attention.indexcache import (
+    FULL,
+    greedy_layer_search,
+    index_overlap_matrix,
+    pattern_from_frequency,
+    plot_overlap,
+)
+from posttrain.attention.model import DSAForCausalLM, build_dsa_model
+from posttrain.attention.speed import Variant, measure_variant
+from posttrain.attention.train import (
+    DSATrainConfig,
+    calibration_loss_fn,
+    heldout_loss,
+    indexer_warmup,
+    recall_accuracy,
+    train_dsa,
+)
+from posttrain.config import to_dict
+from posttrain.data.code_corpus import CodeCorpusConfig, build_lm_corpus, token_blocks
+from posttrain.data.io import append_jsonl, read_jsonl
+from posttrain.report import plot_curves, write_report
+from posttrain.runs import Run, changed_settings
+
+DENSE = "dense"
+DSA = "dsa"
+
+
+def _demo_training() -> DSATrainConfig:
+    # About 8 minutes on 2 CPU cores for the `small` model (8 layers, hidden 128).
+    return DSATrainConfig(
+        pretrain_steps=600,
+        warmup_steps=60,
+        sparse_steps=60,
+        block_size=512,
+        batch_size=8,
+        eval_every=100,
+        eval_batch_size=8,
+    )
+
+
+@dataclass
+class IndexCacheRunConfig:
+    model: str | None = None
+    """A trained `DSAForCausalLM` directory to start from (no training); None: train one."""
+    model_size: str = "small"
+    vocab_size: int = 1024
+    max_positions: int = 8192
+    corpus: CodeCorpusConfig = field(default_factory=lambda: CodeCorpusConfig(seq_tokens=512))
+    train: DSATrainConfig = field(default_factory=_demo_training)
+    heldout_blocks: int = 32
+    """Held-out blocks (of `train.block_size` tokens) for every variant's LM loss."""
+    calibration_blocks: int = 8
+    """Training blocks the greedy search scores patterns on (fixed, cached)."""
+    keep: list[float] = field(default_factory=lambda: [0.5, 0.25])
+    """Fractions of the indexers to keep; each gives a uniform and a greedy pattern."""
+    distill_steps: int = 40
+    """Indexer-only multi-layer distillation steps per pattern (0: skip distillation)."""
+    lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096, 8192])
+    repeats: int = 2
+    decode_tokens: int = 16
+    threads: int = 2
+    """torch threads for the timings (0: leave PyTorch's default)."""
+    run_name: str = "indexcache"
+    runs_root: str = "runs"
+
+
+class IndexCacheRecipe:
+    def __init__(self, config: IndexCacheRunConfig, console: Console | None = None) -> None:
+        if not config.keep or not all(0.0 < f < 1.0 for f in config.keep):
+            raise ValueError(f"keep: fractions in (0, 1) expected, got {config.keep}")
+        if not config.lengths or min(config.lengths) < 2:
+            raise ValueError(f"lengths: context lengths >= 2 expected, got {config.lengths}")
+        if max(config.lengths) > config.max_positions:
+            raise ValueError(
+                f"lengths: {max(config.lengths)} exceeds max_positions {config.max_positions}"
+            )
+        if config.repeats < 1 or config.decode_tokens < 1:
+            raise ValueError("repeats and decode_tokens must be >= 1")
+        path = Path(config.runs_root) / config.run_name / "config.yaml"
+        changed = changed_settings(path, to_dict(config), ignore=("threads",))
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)}: differ from {path}, whose results would be reused;"
+                " set another run_name (or remove that directory) to start afresh"
+            )
+        self.config = config
+        self.console = console or Console()
+        self.run = Run.create(config.run_name, config, root=config.runs_root)
+
+    def say(self, message: str) -> None:
+        self.console.print(message)
+
+    # ------------------------------------------------------------------ stages
+
+    def data(self, tokenizer: Any) -> dict[str, Any]:
+        cfg = self.config
+        corpus = build_lm_corpus(cfg.corpus)
+        block = cfg.train.block_size
+        heldout = token_blocks(tokenizer, corpus["heldout"], block)[: cfg.heldout_blocks]
+        train = token_blocks(tokenizer, corpus["train"], block)
+        longest = max(cfg.lengths)
+        prompt = token_blocks(tokenizer, corpus["heldout"] + corpus["train"], longest)[:1]
+        return {
+            "train": train,
+            "heldout": heldout,
+            "calibration": train[: cfg.calibration_blocks],
+            "prompt": prompt,
+            "recall": corpus["recall_heldout"],
+            "texts": corpus["train"],
+        }
+
+    def model(self) -> tuple[Path, dict[str, Any]]:
+        """The trained DSA model directory (given, cached, or trained now)."""
+        cfg = self.config
+        if cfg.model:
+            return Path(cfg.model), {}
+        out = self.run.path / "dsa-model"
+        record = self.run.path / "training.json"
+        if (out / "config.json").exists():
+            return out, json.loads(record.read_text()) if record.exists() else {}
+        corpus = build_lm_corpus(cfg.corpus)
+        base = build_dsa_model(
+            self.run.path / "base-model",
+            corpus["train"],
+            size=cfg.model_size,
+            vocab_size=cfg.vocab_size,
+            seed=cfg.train.seed,
+            max_positions=cfg.max_positions,
+        )
+        model, tokenizer = load(base)
+        data = self.data(tokenizer)
+        started = time.perf_counter()
+        with Run(self.run.path / "training") as log:
+            log.truncate_metrics_after(-1)  # a restarted training starts over
+            history = train_dsa(model, data["train"], cfg.train, log, data["heldout"])
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        trained = {"train_seconds": round(time.perf_counter() - started, 1)}
+        for stage, records in history.items():
+            held = [r[k] for r in records for k in r if k.endswith("heldout_loss")]
+            if held:
+                trained[f"{stage}_final_heldout_loss"] = held[-1]
+        self.run.write_json("training.json", trained)
+        return out, trained
+
+    def overlap(self, model: DSAForCausalLM, data: dict[str, Any]) -> dict[str, Any]:
+        path = self.run.path / "overlap.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        n = model.config.num_hidden_layers
+        ids = data["heldout"][: self.config.train.eval_batch_size]
+        with torch.no_grad():
+            out = model(ids, sparse=True, index_pattern=FULL * n, return_indexer_scores=True)
+        indices = [sel[0] for sel in out.selections]
+        valids = [sel[1] for sel in out.selections]
+        matrix = index_overlap_matrix(indices, valids)
+        plot_overlap(
+            matrix,
+            self.run.path / "overlap.png",
+            title=f"Top-{model.config.index_topk} index overlap between layers (held-out)",
+        )
+        adjacent = [float(matrix[i, i + 1]) for i in range(n - 1)]
+        far = [float(matrix[i, j]) for i in range(n) for j in range(i + 2, n)]
+        result = {
+            "matrix": matrix.round(4).tolist(),
+            "adjacent_mean": sum(adjacent) / max(1, len(adjacent)),
+            "non_adjacent_mean": sum(far) / len(far) if far else None,
+        }
+        path.write_text(json.dumps(result, indent=2))
+        return result
+
+    def search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
+        path = self.run.path / "greedy.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        n = model.config.num_hidden_layers
+        loss_fn = calibration_loss_fn(model, data["calibration"], self.config.train.batch_size)
+        history = greedy_layer_search(n, loss_fn, target_full=1)
+        rows = [
+            {
+                "kept": kept,
+                "pattern": pattern,
+                "calibration_loss": loss,
+                "heldout_loss": heldout_loss(model, data["heldout"], True, pattern),
+            }
+            for kept, pattern, loss in history
+        ]
+        path.write_text(json.dumps(rows, indent=2))
+        return rows
+
+    def patterns(self, n_layers: int, greedy: list[dict[str, Any]]) -> dict[str, str]:
+        """Named IndexCache patterns: uniform (every m-th layer, from 0) and greedy ones."""
+        by_kept = {row["kept"]: row["pattern"] for row in greedy}
+        named: dict[str, str] = {}
+        for fraction in self.config.keep:
+            label = _fraction_label(fraction)
+            kept = max(1, round(fraction * n_layers))
+            named[f"uniform-{label}"] = pattern_from_frequency(
+                n_layers, max(1, round(n_layers / kept)), offset=1
+            )
+            named[f"greedy-{label}"] = by_kept[kept]
+        return named
+
+    def distil(self, model_dir: Path, name: str, pattern: str, data: dict[str, Any]) -> Path:
+        """The DSA model with its kept indexers distilled for ``pattern`` (model frozen)."""
+        out = self.run.path / "distilled" / name
+        if (out / "config.json").exists():
+            return out
+        model, tokenizer = load(model_dir)
+        settings = replace(
+            self.config.train,
+            warmup_steps=self.config.distill_steps,
+            index_pattern=pattern,
+            distill=True,
+        )
+        with Run(self.run.path / "distilled" / f"{name}-log") as log:
+            log.truncate_metrics_after(-1)
+            indexer_warmup(model, data["train"], settings, log, data["heldout"])
+        model.config.index_pattern = pattern
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        return out
+
+    def quality(
+        self,
+        model_dir: Path,
+        patterns: dict[str, str],
+        distilled: dict[str, Path],
+        data: dict[str, Any],
+    ) -> dict[str, dict[str, Any]]:
+        path = self.run.path / "quality.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        model, tokenizer = load(model_dir)
+        n = model.config.num_hidden_layers
+        held = data["heldout"]
+
+        def measure(m: DSAForCausalLM, sparse: bool, pattern: str) -> dict[str, float]:
+            recall = recall_accuracy(m, tokenizer, data["recall"], sparse, pattern)
+            return {"heldout_loss": heldout_loss(m, held, sparse, pattern), **recall}
+
+        rows: dict[str, dict[str, Any]] = {
+            DENSE: {"pattern": FULL * n, "training_free": measure(model, False, FULL * n)},
+            DSA: {"pattern": FULL * n, "training_free": measure(model, True, FULL * n)},
+        }
+        for name, pattern in patterns.items():
+            rows[name] = {"pattern": pattern, "training_free": measure(model, True, pattern)}
+            if name in distilled:
+                tuned, _ = load(distilled[name])
+                rows[name]["distilled"] = measure(tuned, True, pattern)
+        reference = rows[DSA]["training_free"]["heldout_loss"]
+        for row in rows.values():
+            for kind in ("training_free", "distilled"):
+                if kind in row:
+                    loss = row[kind]["heldout_loss"]
+                    row[kind]["loss_vs_dsa_percent"] = 100.0 * (loss - reference) / reference
+        path.write_text(json.dumps(rows, indent=2))
+        return rows
+
+    def speed(self, model_dir: Path, variants: list[Variant], data: dict[str, Any]) -> list[dict]:
+        """One row per (variant, length), appended as measured; measured rows are kept."""
+        cfg = self.config
+        path = self.run.path / "speed.jsonl"
+        rows = read_jsonl(path) if path.exists() else []
+        done = {(r["name"], r["length"]) for r in rows}
+        model, _ = load(model_dir)
+        threads = torch.get_num_threads()
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        try:
+            for length in cfg.lengths:
+                ids = data["prompt"][:, :length]
+                for variant in variants:
+                    if (variant.name, length) in done:
+                        continue
+                    self.say(f"    {variant.name} at {length} tokens")
+                    row = measure_variant(model, ids, variant, cfg.repeats, cfg.decode_tokens)
+                    row["threads"] = torch.get_num_threads()
+                    append_jsonl(path, row)
+                    rows.append(row)
+        finally:
+            torch.set_num_threads(threads)
+        return rows
+
+    # ------------------------------------------------------------------ whole run
+
+    def __call__(self) -> dict[str, Any]:
+        cfg = self.config
+        started = time.perf_counter()
+        self.say("[bold]1/6 DSA model[/]: dense pre-training, indexer warm-up, sparse stage")
+        model_dir, trained = self.model()
+        model, tokenizer = load(model_dir)
+        n = model.config.num_hidden_layers
+        data = self.data(tokenizer)
+        self.say(f"    {model_dir} ({n} layers, top-{model.config.index_topk})")
+        self.say("[bold]2/6 cross-layer top-k overlap[/]")
+        overlap = self.overlap(model, data)
+        self.say(
+            f"    adjacent layers {overlap['adjacent_mean']:.3f},"
+            f" non-adjacent {overlap['non_adjacent_mean'] or float('nan'):.3f}"
+        )
+        self.say("[bold]3/6 greedy layer search[/] (calibration LM loss)")
+        greedy = self.search(model, data)
+        patterns = self.patterns(n, greedy)
+        for name, pattern in patterns.items():
+            self.say(f"    {name}: {pattern}")
+        self.say(f"[bold]4/6 multi-layer distillation[/] ({cfg.distill_steps} steps per pattern)")
+        distilled = {}
+        if cfg.distill_steps > 0:
+            for name, pattern in patterns.items():
+                distilled[name] = self.distil(model_dir, name, pattern, data)
+        self.say("[bold]5/6 held-out loss and speed[/]")
+        quality = self.quality(model_dir, patterns, distilled, data)
+        variants = [Variant(DENSE, False, FULL * n), Variant(DSA, True, FULL * n)]
+        variants += [Variant(name, True, pattern) for name, pattern in patterns.items()]
+        speed = self.speed(model_dir, variants, data)
+        self.say("[bold]6/6 report[/]")
+        results = summarise(quality, speed, cfg.lengths, cfg.keep)
+        self.figures(greedy, quality, speed, n)
+        self.run.write_json("results.json", results)
+        self.console.print(render_table(results))
+        summary = {
+            "run": str(self.run.path),
+            "model": str(model_dir),
+            **trained,
+            "overlap": {k: overlap[k] for k in ("adjacent_mean", "non_adjacent_mean")},
+            "patterns": patterns,
+            "goal": results["goal"],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        self.run.write_json("summary.json", summary)
+        report = write_report(self.run.path, title="IndexCache on DeepSeek Sparse Attention")
+        self.say(f"report: {report}")
+        return summary
+
+    def figures(self, greedy: list[dict], quality: dict, speed: list[dict], n: int) -> None:
+        loss_panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {
+            "greedy search: calibration LM loss": {
+                "greedy": ([r["kept"] for r in greedy], [r["calibration_loss"] for r in greedy])
+            },
+            "held-out LM loss": {
+                "greedy (training-free)": (
+                    [r["kept"] for r in greedy],
+                    [r["heldout_loss"] for r in greedy],
+                )
+            },
+        }
+        held = loss_panels["held-out LM loss"]
+        for family in ("uniform", "greedy"):
+            for kind in ("training_free", "distilled"):
+                points = [
+                    (row["pattern"].count(FULL), row[kind]["heldout_loss"])
+                    for name, row in quality.items()
+                    if name.startswith(family) and kind in row
+                ]
+                if points and not (family == "greedy" and kind == "training_free"):
+                    label = f"{family} ({kind.replace('_', '-')})"
+                    held[label] = ([p[0] for p in sorted(points)], [p[1] for p in sorted(points)])
+        held[f"dense ({n} layers)"] = ([n], [quality[DENSE]["training_free"]["heldout_loss"]])
+        plot_curves(loss_panels, self.run.path / "loss_vs_kept_indexers.png", "kept indexers")
+        speed_panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {
+            "prefill seconds": {},
+            "decode tokens/s": {},
+        }
+        for row in speed:
+            for panel, key in (
+                ("prefill seconds", "prefill_seconds"),
+                ("decode tokens/s", "decode_tokens_per_second"),
+            ):
+                xs, ys = speed_panels[panel].setdefault(row["name"], ([], []))
+                xs.append(row["length"])
+                ys.append(row[key])
+        plot_curves(speed_panels, self.run.path / "speed.png", "context length (tokens)")
+
+
+def load(model_dir: str | Path) -> tuple[DSAForCausalLM, Any]:
+    """A DSA model (eval mode) and its tokenizer from a directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"no model config.json in {path}")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    if not isinstance(model, DSAForCausalLM):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a DSA model")
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+def summarise(
+    quality: dict[str, dict[str, Any]],
+    speed: list[dict[str, Any]],
+    lengths: list[int],
+    keep: list[float],
+) -> dict[str, Any]:
+    """The speed table (speed-ups against DSA at each length) joined with the losses, and
+    the issue's goal: 1/4 of the indexers, >= 1.5x prefill over DSA at the longest length,
+    held-out loss within 1% of DSA."""
+    by_key = {(r["name"], r["length"]): r for r in speed}
+    table = []
+    for name, row in quality.items():
+        entry: dict[str, Any] = {"variant": name, "pattern": row["pattern"]}
+        entry["indexers"] = 0 if name == DENSE else row["pattern"].count(FULL)
+        for kind in ("training_free", "distilled"):
+            if kind in row:
+                entry[f"loss_{kind}"] = round(row[kind]["heldout_loss"], 4)
+                entry[f"loss_vs_dsa_%_{kind}"] = round(row[kind]["loss_vs_dsa_percent"], 2)
+                entry[f"recall_token_acc_{kind}"] = round(row[kind]["recall_token_accuracy"], 4)
+        for length in lengths:
+            mine, base = by_key.get((name, length)), by_key.get((DSA, length))
+            if mine is None or base is None:
+                continue
+            entry[f"prefill_s@{length}"] = round(mine["prefill_seconds"], 4)
+            speedup = base["prefill_seconds"] / mine["prefill_seconds"]
+            entry[f"prefill_x@{length}"] = round(speedup, 3)
+            entry[f"decode_tok_s@{length}"] = round(mine["decode_tokens_per_second"], 2)
+            entry[f"decode_x@{length}"] = round(
+                mine["decode_tokens_per_second"] / base["decode_tokens_per_second"], 3
+            )
+            entry[f"indexer_gflops@{length}"] = round(mine["indexer_flops_prefill"] / 1e9, 3)
+            entry[f"indexer_calls@{length}"] = mine["indexer_calls_per_prefill"]
+        table.append(entry)
+    longest = max(lengths)
+    goal = {}
+    quarter = _fraction_label(0.25) if 0.25 in keep else None
+    for name in (f"uniform-{quarter}", f"greedy-{quarter}") if quarter else ():
+        entry = next((e for e in table if e["variant"] == name), None)
+        if entry is None or f"prefill_x@{longest}" not in entry:
+            continue
+        losses = {
+            k: entry[f"loss_vs_dsa_%_{k}"]
+            for k in ("training_free", "distilled")
+            if f"loss_vs_dsa_%_{k}" in entry
+        }
+        best = min(losses.values())
+        goal[name] = {
+            "length": longest,
+            "prefill_speedup": entry[f"prefill_x@{longest}"],
+            "loss_vs_dsa_percent": losses,
+            "met": entry[f"prefill_x@{longest}"] >= 1.5 and best <= 1.0,
+        }
+    return {"table": table, "goal": goal}
+
+
+def _fraction_label(fraction: float) -> str:
+    denominator = 1.0 / fraction
+    if math.isclose(denominator, round(denominator)):
+        return f"1/{round(denominator)}"
+    return f"{fraction:g}"
+
+
+def render_table(results: dict[str, Any]) -> Table:
+    table = Table(title="IndexCache: held-out loss and speed against DSA (all indexers)")
+    rows = results["table"]
+    lengths = sorted(
+        {int(k.split("@")[1]) for row in rows for k in row if k.startswith("prefill_x@")}
+    )
+    columns = ["variant", "pattern", "loss (free / distilled)", "Δ vs DSA %"]
+    columns += [f"prefill x @{n}" for n in lengths] + [f"decode x @{n}" for n in lengths[-1:]]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("variant", "pattern") else "right")
+    for row in rows:
+        free, tuned = row.get("loss_training_free"), row.get("loss_distilled")
+        delta_free = row.get("loss_vs_dsa_%_training_free")
+        delta_tuned = row.get("loss_vs_dsa_%_distilled")
+        cells = [
+            row["variant"],
+            row["pattern"],
+            f"{free:.4f}" + (f" / {tuned:.4f}" if tuned is not None else ""),
+            f"{delta_free:+.2f}" + (f" / {delta_tuned:+.2f}" if delta_tuned is not None else ""),
+        ]
+        cells += [f"{row.get(f'prefill_x@{n}', float('nan')):.2f}" for n in lengths]
+        cells += [f"{row.get(f'decode_x@{n}', float('nan')):.2f}" for n in lengths[-1:]]
+        table.add_row(*cells)
+    return table
