@@ -1,0 +1,217 @@
+"""The evaluation core: per-item results appended as produced, resumed where a run stopped.
+
+Why: an evaluation over thousands of items, each costing model or judge calls, must not lose
+work when it crashes, and a rerun must not pay again for what it already has. `ItemLog` is a
+JSONL file of one record per finished item, keyed by a string; `map_items` runs a function
+over the items a log does not hold yet, in batches (one `ChatModel.chat` call per batch),
+with a progress bar, appending each result as soon as its batch is done. Model calls go
+through `ChatModel`; an `openai:` model gets a `ResponseCache` from `chat_with_cache`, so
+even the calls of a batch that died half-way are not paid twice.
+
+A *task* is data plus a scoring function (``Task``): benchmarks such as RPC-Bench
+(`posttrain.eval.rpc`) and SustainScore (`posttrain.eval.sustain`) build their items, ask a
+model through `answer_items`, and score the answers with their own function.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from posttrain.data.io import DataError
+from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
+
+Record = dict[str, Any]
+
+
+class ItemLog:
+    """Append-only JSONL of finished items, each with a unique string ``key`` field.
+
+    Reading tolerates a torn last line (a crash mid-write) and drops it; a malformed line
+    elsewhere is an error naming the file and line. A key written twice keeps the last record.
+    """
+
+    def __init__(self, path: str | Path, key: str = "key") -> None:
+        self.path = Path(path)
+        self.key = key
+        self.records: dict[str, Record] = self._read()
+
+    def _read(self) -> dict[str, Record]:
+        if not self.path.exists():
+            return {}
+        records: dict[str, Record] = {}
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                if number == len(lines):  # torn by a crash: the item is simply redone
+                    self._rewrite_without_last_line(lines)
+                    break
+                raise DataError(f"{self.path}:{number}: not valid JSON: {err.msg}") from None
+            if not isinstance(record, dict) or self.key not in record:
+                raise DataError(f"{self.path}:{number}: expected an object with {self.key!r}")
+            records[str(record[self.key])] = record
+        return records
+
+    def _rewrite_without_last_line(self, lines: list[str]) -> None:
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
+        tmp.replace(self.path)
+
+    def __contains__(self, key: object) -> bool:
+        return str(key) in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def append(self, record: Record) -> None:
+        """Write one record and flush it to the OS before returning."""
+        if self.key not in record:
+            raise KeyError(f"record has no {self.key!r} field")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.records[str(record[self.key])] = record
+
+    def in_order(self, keys: Iterable[str]) -> list[Record]:
+        """The records of ``keys`` in that order (missing keys are skipped)."""
+        return [self.records[k] for k in keys if k in self.records]
+
+
+def progress_enabled() -> bool:
+    """Bars on a terminal, not in CI logs or captured output."""
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
+
+
+def _batches(items: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def map_items(
+    items: Sequence[Record],
+    fn: Callable[[Sequence[Record]], Sequence[Record]],
+    log: ItemLog,
+    description: str = "items",
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> list[Record]:
+    """Run ``fn`` over the items ``log`` does not hold yet, ``batch_size`` at a time.
+
+    ``fn`` gets a batch of items and returns one record per item, in order; each record
+    gets the item's key (``log.key``) if it lacks it and is appended to ``log`` as soon as
+    its batch returns. Returns the records of all ``items`` (old and new), in item order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    keys = [str(item[log.key]) for item in items]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate item key {duplicate!r}")
+    todo = [item for item in items if str(item[log.key]) not in log]
+    show = progress_enabled() if progress is None else progress
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=not show, transient=False) as bar:
+        task = bar.add_task(description, total=len(items), completed=len(items) - len(todo))
+        for batch in _batches(todo, batch_size):
+            results = list(fn(batch))
+            if len(results) != len(batch):
+                raise RuntimeError(f"{description}: got {len(results)} results for {len(batch)}")
+            for item, record in zip(batch, results, strict=True):
+                log.append({log.key: item[log.key], **record})
+            bar.advance(task, len(batch))
+    return log.in_order(keys)
+
+
+@dataclass
+class Task:
+    """A benchmark: its items (each with a ``key``), and how one answer is scored."""
+
+    name: str
+    items: list[Record]
+    score: Callable[[Record, str], Record]
+
+
+def answer_items(
+    model: ChatModel,
+    items: Sequence[Record],
+    conversation: Callable[[Record], Conversation],
+    log: ItemLog,
+    params: GenerationParams | None = None,
+    batch_size: int = 16,
+    postprocess: Callable[[Record, str], str] | None = None,
+    description: str = "answering",
+) -> list[Record]:
+    """Ask ``model`` every item's conversation once; records ``{key, answer, model}``.
+
+    ``postprocess(item, text)`` may normalise an answer (a length cap, a True/False form);
+    the raw text is kept as ``raw_answer`` when it changes it.
+    """
+
+    def run(batch: Sequence[Record]) -> list[Record]:
+        results = model.chat([conversation(item) for item in batch], params)
+        out = []
+        for item, result in zip(batch, results, strict=True):
+            raw = result.text
+            answer = postprocess(item, raw) if postprocess else raw
+            record: Record = {"answer": answer, "model": result.model}
+            if answer != raw:
+                record["raw_answer"] = raw
+            out.append(record)
+        return out
+
+    return map_items(items, run, log, description, batch_size)
+
+
+def score_task(task: Task, answers: Sequence[Record], key: str = "key") -> list[Record]:
+    """``task.score`` on each item's answer (items without an answer are skipped)."""
+    by_key = {str(a[key]): a for a in answers}
+    scored = []
+    for item in task.items:
+        answer = by_key.get(str(item[key]))
+        if answer is None:
+            continue
+        scored.append({key: item[key], **task.score(item, answer["answer"])})
+    return scored
+
+
+def chat_with_cache(spec: str, cache_path: str | Path | None = None, **kwargs: Any) -> ChatModel:
+    """``load_chat(spec)``, with a SQLite response cache for ``openai:`` models.
+
+    Local and scripted models are deterministic at temperature 0 and cheap to rerun, so only
+    remote calls (which cost money and time) are cached.
+    """
+    from posttrain.models.chat.spec import load_chat
+
+    if spec.startswith("openai:") and cache_path is not None:
+        kwargs.setdefault("cache", Path(cache_path))
+    return load_chat(spec, **kwargs)
+
+
+__all__ = [
+    "ItemLog",
+    "Record",
+    "Task",
+    "answer_items",
+    "chat_with_cache",
+    "map_items",
+    "progress_enabled",
+    "score_task",
+]
