@@ -81,8 +81,9 @@ def test_every_stage_writes_its_result_and_the_report(finished: Path):
         assert "loss_distilled" in row and row["indexers"] == 1  # 2 layers: F then S
     assert set(results["goal"]) == {"uniform-1/4", "greedy-1/4"}
     assert all(goal["length"] == 96 for goal in results["goal"].values())
-    overlap = json.loads((finished / "overlap.json").read_text())["matrix"]
-    assert overlap[0][0] == overlap[1][1] == 1.0 and overlap[0][1] == overlap[1][0]
+    overlap = json.loads((finished / "overlap.json").read_text())
+    assert overlap["matrix"][0][0] == 1.0 and overlap["matrix"][0][1] == overlap["matrix"][1][0]
+    assert 0.0 < overlap["random_selection_mean"] < 1.0 and overlap["queries_from"] == 8
     greedy = json.loads((finished / "greedy.json").read_text())
     assert [(r["kept"], r["pattern"]) for r in greedy] == [(2, "FF"), (1, "FS")]
     summary = json.loads((finished / "summary.json").read_text())

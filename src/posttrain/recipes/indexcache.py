@@ -34,6 +34,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from posttrain.attention.dsa import topk_indices
 from posttrain.attention.indexcache import (
     FULL,
     greedy_layer_search,
@@ -187,9 +188,13 @@ class IndexCacheRecipe:
         ids = data["heldout"][: self.config.train.eval_batch_size]
         with torch.no_grad():
             out = model(ids, sparse=True, index_pattern=FULL * n, return_indexer_scores=True)
-        indices = [sel[0] for sel in out.selections]
-        valids = [sel[1] for sel in out.selections]
+        # Queries with at most k causal keys select all of them in every layer: leave them
+        # out, they would count as perfect overlap.
+        k = model.config.index_topk
+        indices = [sel[0][:, k:] for sel in out.selections]
+        valids = [sel[1][:, k:] for sel in out.selections]
         matrix = index_overlap_matrix(indices, valids)
+        chance = _random_overlap(ids.shape, k, seed=self.config.train.seed)
         plot_overlap(
             matrix,
             self.run.path / "overlap.png",
@@ -201,6 +206,8 @@ class IndexCacheRecipe:
             "matrix": matrix.round(4).tolist(),
             "adjacent_mean": sum(adjacent) / max(1, len(adjacent)),
             "non_adjacent_mean": sum(far) / len(far) if far else None,
+            "random_selection_mean": chance,
+            "queries_from": k,
         }
         path.write_text(json.dumps(result, indent=2))
         return result
@@ -333,7 +340,8 @@ class IndexCacheRecipe:
         overlap = self.overlap(model, data)
         self.say(
             f"    adjacent layers {overlap['adjacent_mean']:.3f},"
-            f" non-adjacent {overlap['non_adjacent_mean'] or float('nan'):.3f}"
+            f" non-adjacent {overlap['non_adjacent_mean'] or float('nan'):.3f},"
+            f" random selections {overlap['random_selection_mean']:.3f}"
         )
         self.say("[bold]3/6 greedy layer search[/] (calibration LM loss)")
         greedy = self.search(model, data)
@@ -359,7 +367,10 @@ class IndexCacheRecipe:
             "run": str(self.run.path),
             "model": str(model_dir),
             **trained,
-            "overlap": {k: overlap[k] for k in ("adjacent_mean", "non_adjacent_mean")},
+            "overlap": {
+                k: overlap[k]
+                for k in ("adjacent_mean", "non_adjacent_mean", "random_selection_mean")
+            },
             "patterns": patterns,
             "goal": results["goal"],
             "seconds": round(time.perf_counter() - started, 1),
@@ -392,7 +403,7 @@ class IndexCacheRecipe:
                 if points and not (family == "greedy" and kind == "training_free"):
                     label = f"{family} ({kind.replace('_', '-')})"
                     held[label] = ([p[0] for p in sorted(points)], [p[1] for p in sorted(points)])
-        held[f"dense ({n} layers)"] = ([n], [quality[DENSE]["training_free"]["heldout_loss"]])
+        held["dense attention"] = ([n], [quality[DENSE]["training_free"]["heldout_loss"]])
         plot_curves(loss_panels, self.run.path / "loss_vs_kept_indexers.png", "kept indexers")
         speed_panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {
             "prefill seconds": {},
@@ -407,6 +418,21 @@ class IndexCacheRecipe:
                 xs.append(row["length"])
                 ys.append(row[key])
         plot_curves(speed_panels, self.run.path / "speed.png", "context length (tokens)")
+
+
+def _random_overlap(shape: tuple[int, ...], k: int, seed: int) -> float:
+    """Mean Jaccard of two independent uniformly random top-k selections over the same causal
+    keys (queries from k on): what the overlap heat map would show by chance."""
+    g = torch.Generator().manual_seed(seed)
+    b, length = shape
+    mask = torch.ones(length, length, dtype=torch.bool).tril().logical_not()
+    picks = []
+    for _ in range(2):
+        scores = torch.rand(b, length, length, generator=g).masked_fill(mask, float("-inf"))
+        indices, valid = topk_indices(scores, k)
+        picks.append((indices[:, k:], valid[:, k:]))
+    matrix = index_overlap_matrix([p[0] for p in picks], [p[1] for p in picks])
+    return float(matrix[0, 1])
 
 
 def load(model_dir: str | Path) -> tuple[DSAForCausalLM, Any]:
