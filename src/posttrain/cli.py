@@ -641,7 +641,9 @@ def rpc_score(answers: Path = typer.Argument(..., help="An answers folder (judge
         table.add_column(column, justify="left" if column == "category" else "right")
 
     def cell(row: dict, key: str) -> str:
-        return f"{row[key]:.2f}" if key in row else ""
+        if key not in row:
+            return ""
+        return "n/a" if row[key] is None else f"{row[key]:.2f}"
 
     keys = ("correctness", "completeness", "f1", "conciseness_adjusted")
     overall = {**scores, "accuracy": scores["claim_accuracy"]}

@@ -75,3 +75,17 @@ def test_claim_accuracy_leaves_invalid_replies_out_as_rpc_bench_does():
     scores = score_run(claims, {})
     assert scores["categories"]["Claim_Verification"]["accuracy"] == pytest.approx(200 / 3)
     assert "f1" not in scores  # nothing judged
+
+
+def test_claim_accuracy_over_no_valid_verdict_is_undefined_not_zero():
+    rows = [
+        {
+            "category": "Claim_Verification",
+            "answer": "",
+            "claim_invalid": True,
+            "reference_answer": "True",
+        },
+    ]
+    out = claim_scores(rows)
+    assert out["claim_accuracy"] is None and out["claim_accuracy_strict"] == 0.0
+    assert claim_scores([])["claim_accuracy"] is None

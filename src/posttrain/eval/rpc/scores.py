@@ -72,8 +72,9 @@ def claim_scores(answers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "claim_items": len(claims),
         "claim_invalid": len(claims) - len(valid),
-        "claim_accuracy": 100 * right / len(valid) if valid else 0.0,
-        "claim_accuracy_strict": 100 * right / len(claims) if claims else 0.0,
+        # None, not 0: an accuracy over no valid verdict is undefined
+        "claim_accuracy": 100 * right / len(valid) if valid else None,
+        "claim_accuracy_strict": 100 * right / len(claims) if claims else None,
     }
 
 
