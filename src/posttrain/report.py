@@ -166,13 +166,19 @@ def write_report(run_dir: str | Path, title: str | None = None) -> Path:
     return out
 
 
-def _table(data: Any) -> str:
+def _table(data: Any, depth: int = 0) -> str:
+    """A summary as an HTML table; nested dicts (per category, per judge...) become nested
+    tables two levels deep, anything else is shown as JSON, cut at 300 characters."""
     if not isinstance(data, dict):
         return f"<pre>{html.escape(json.dumps(data, indent=2))}</pre>"
     rows = []
     for key, value in data.items():
-        shown = value if isinstance(value, str | int | float) else json.dumps(value)
-        if isinstance(shown, str) and len(shown) > 300:
-            shown = shown[:300] + "…"
-        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(shown))}</td></tr>")
+        if isinstance(value, dict) and value and depth < 2:
+            cell = _table(value, depth + 1)
+        else:
+            shown = value if isinstance(value, str | int | float) else json.dumps(value)
+            if isinstance(shown, str) and len(shown) > 300:
+                shown = shown[:300] + "…"
+            cell = html.escape(str(shown))
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{cell}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"

@@ -73,6 +73,7 @@ def test_answer_judge_score_with_resume(tmp_path):
     assert sum(row["items"] for row in categories.values()) == 25
     assert "accuracy" in categories["Claim_Verification"]
     assert (out / "scores_by_category.png").stat().st_size > 1000
+    assert "Claim_Verification" in (out / "report.html").read_text()
 
 
 def test_consistency_reproduces_the_demo(tmp_path):

@@ -9,7 +9,7 @@ Layout of an answers folder ``DIR``:
 - ``judgments/<judge>.jsonl``: per judge, one record per judged (non-claim) item, with the
   raw replies as ``score``: a line is a valid RPC-Bench score-file line, so the file can be
   put in a judge folder as ``<model>_score.json`` for `consistency`;
-- ``scores.json`` and ``scores_by_category.png`` from `score`.
+- ``scores.json``, ``scores_by_category.png`` and ``report.html`` from `score`.
 """
 
 from __future__ import annotations
@@ -135,8 +135,9 @@ def judge(
 
 
 def score(answers_dir: Path) -> dict[str, Any]:
-    """Write ``scores.json`` and the per-category bar plot; returns the scores."""
-    from posttrain.report import plot_bars
+    """Write ``scores.json``, the per-category bar plot and ``report.html``; returns the
+    scores."""
+    from posttrain.report import plot_bars, write_report
 
     run = _read_run(answers_dir)
     answers = list(ItemLog(answers_dir / ANSWERS).records.values())
@@ -163,6 +164,7 @@ def score(answers_dir: Path) -> dict[str, Any]:
             scores["judge_labels"].values()
         )
         plot_bars(groups, answers_dir / "scores_by_category.png", title)
+    write_report(answers_dir, title=f"RPC-Bench: {scores['model']}")
     return scores
 
 
