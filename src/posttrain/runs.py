@@ -135,6 +135,19 @@ def changed_settings(
     return [key for key, value in new.items() if old.get(key) != value]
 
 
+def require_unchanged(
+    config_path: str | Path, now: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> None:
+    """Raise a ValueError naming the settings that differ from a run's saved config (see
+    `changed_settings`), so a recipe never reuses stages trained under other settings."""
+    changed = changed_settings(config_path, now, ignore)
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)}: differ from {config_path}, whose finished stages would be"
+            " reused; set another run_name (or remove that directory) to start afresh"
+        )
+
+
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():

@@ -43,7 +43,7 @@ from posttrain.rewards.combine import RewardSet
 from posttrain.rewards.judge import JUDGE_LABEL, RubricJudge, load_healthbench
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.rl.rollout_log import RolloutLog, rollouts_path
-from posttrain.runs import Run, changed_settings
+from posttrain.runs import Run, require_unchanged
 
 CONTROL = "control"
 
@@ -114,12 +114,7 @@ class CherrlRecipe:
         if not config.alpha > 0:
             raise ValueError(f"alpha: must be positive, got {config.alpha}")
         path = Path(config.runs_root) / config.run_name / "config.yaml"
-        changed = changed_settings(path, to_dict(config), ignore=("biases", "detector"))
-        if changed:
-            raise ValueError(
-                f"{', '.join(changed)}: differ from {path}, whose finished runs would be reused;"
-                " set another run_name (or remove that directory) to start afresh"
-            )
+        require_unchanged(path, to_dict(config), ignore=("biases", "detector"))
         self.config = config
         self.console = console or Console()
         self.run = Run.create(config.run_name, config, root=config.runs_root)

@@ -56,7 +56,7 @@ from posttrain.config import to_dict
 from posttrain.data.code_corpus import CodeCorpusConfig, build_lm_corpus, token_blocks
 from posttrain.data.io import append_jsonl, read_jsonl
 from posttrain.report import plot_curves, write_report
-from posttrain.runs import Run, changed_settings
+from posttrain.runs import Run, require_unchanged
 
 DENSE = "dense"
 DSA = "dsa"
@@ -114,12 +114,7 @@ class IndexCacheRecipe:
         if config.repeats < 1 or config.decode_tokens < 1:
             raise ValueError("repeats and decode_tokens must be >= 1")
         path = Path(config.runs_root) / config.run_name / "config.yaml"
-        changed = changed_settings(path, to_dict(config), ignore=("threads",))
-        if changed:
-            raise ValueError(
-                f"{', '.join(changed)}: differ from {path}, whose results would be reused;"
-                " set another run_name (or remove that directory) to start afresh"
-            )
+        require_unchanged(path, to_dict(config), ignore=("threads",))
         self.config = config
         self.console = console or Console()
         self.run = Run.create(config.run_name, config, root=config.runs_root)

@@ -38,7 +38,7 @@ from posttrain.models.warm_start import WarmStartConfig, warm_start
 from posttrain.report import plot_curves, write_report
 from posttrain.rewards.registry import get_reward
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
-from posttrain.runs import Run, changed_settings, read_metrics
+from posttrain.runs import Run, read_metrics, require_unchanged
 
 MONITORED = ["longtrace_outcome", "longtrace_rubric_recall"]
 """Scored on every rollout and evaluation with weight 0, so that all variants' curves show
@@ -297,12 +297,7 @@ def _check_resumable(config: LongTraceRunConfig) -> None:
                 f"variants.{variant}: {path} trained it on {reward!r}, not"
                 f" {now['variants'][variant]!r}; name the variant anew or set another run_name"
             )
-    changed = changed_settings(path, now, ignore=("seeds", "variants"))
-    if changed:
-        raise ValueError(
-            f"{', '.join(changed)}: differ from {path}, whose finished stages would be reused;"
-            " set another run_name (or remove that directory) to start afresh"
-        )
+    require_unchanged(path, now, ignore=("seeds", "variants"))
 
 
 def _reader(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
