@@ -131,3 +131,39 @@ def test_a_local_model_directory_answers_too(tmp_path):
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert all(a["model"] == summary["model"] != "" for a in answers)
     assert all(len(a["answer"]) <= 3000 for a in answers)
+
+
+def test_remote_answerer_and_judge_calls_are_paid_once(tmp_path):
+    """Through a real OpenAI-compatible server: a rerun after the result files are lost asks
+    the server nothing, because every call is in the response cache."""
+    import httpx
+
+    from posttrain.models.server_process import ServerProcess
+
+    server = ServerProcess(
+        [sys.executable, str(Path(__file__).with_name("flaky_server.py"))], ready_path="/health"
+    ).start()
+    try:
+
+        def requests() -> int:
+            return httpx.get(server.url + "/stats", timeout=5).json()["chat_requests"]
+
+        spec = f"openai:echo@{server.base_url}"
+        out = tmp_path / "remote"
+        answered = rpc("answer", "--data", str(SLICE), "--model", spec, "--out", str(out))
+        assert answered.returncode == 0, answered.stderr
+        judged = rpc("judge", "--answers", str(out), "--judge", spec, "--max-retries", "1")
+        assert judged.returncode == 0, judged.stderr
+        paid = requests()
+        # the echo server repeats the prompt: no rating can be read, so each of the 18
+        # non-claim items costs 3 dimensions x (1 call + 1 retry) on top of 25 answers
+        assert paid == 25 + 18 * 3 * 2
+        for result in [out / "answers.jsonl", *(out / "judgments").glob("*.jsonl")]:
+            result.unlink()
+        again = rpc("answer", "--data", str(SLICE), "--model", spec, "--out", str(out))
+        assert again.returncode == 0 and json.loads(again.stdout)["new"] == 25
+        rejudged = rpc("judge", "--answers", str(out), "--judge", spec, "--max-retries", "1")
+        assert rejudged.returncode == 0, rejudged.stderr
+        assert requests() == paid
+    finally:
+        server.stop()
