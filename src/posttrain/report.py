@@ -101,7 +101,7 @@ def plot_bars(
 
     labels = list(dict.fromkeys(label for bars in groups.values() for label in bars))
     width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(groups), 3.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * len(groups), 3.4), dpi=100)
     for k, label in enumerate(labels):
         xs = [g + (k - (len(labels) - 1) / 2) * width for g in range(len(groups))]
         ax.bar(xs, [bars.get(label, 0.0) for bars in groups.values()], width, label=label)
@@ -110,7 +110,8 @@ def plot_bars(
     ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7, ncols=2)
+    # outside the axes, on the right: inside it would hide the tallest bars
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
