@@ -516,11 +516,11 @@ def parse_verdicts(reply: str, n: int) -> dict[int, bool]:
 # --- verifiers and instruction checkers ---------------------------------------------------------
 
 
-def _words(text: str) -> list[str]:
+def split_words(text: str) -> list[str]:
     return re.findall(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*", text)
 
 
-def _sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
     pieces = re.split(r"(?<=[.!?])\s+|\n\s*\n", text.strip())
     return [p for p in pieces if re.search(r"\w", p)]
 
@@ -579,7 +579,7 @@ class InstructionChecker(ABC):
         return f"{type(self).__name__}({self.id!r})"
 
 
-def _paragraphs(text: str) -> list[str]:
+def split_paragraphs(text: str) -> list[str]:
     pieces = re.split(r"\n\s*\n|^\s*\*\*\*\s*$", text.strip(), flags=re.MULTILINE)
     return [p for p in pieces if p and p.strip()]
 
@@ -607,7 +607,7 @@ class NumberWords(InstructionChecker):
         return f"Answer with {relation} {num_words} words."
 
     def check(self, response: str, relation: str, num_words: int) -> bool:
-        return _compare(len(_words(response)), relation, int(num_words))
+        return _compare(len(split_words(response)), relation, int(num_words))
 
 
 class NumberSentences(InstructionChecker):
@@ -617,7 +617,7 @@ class NumberSentences(InstructionChecker):
         return f"Answer with {relation} {num_sentences} sentences."
 
     def check(self, response: str, relation: str, num_sentences: int) -> bool:
-        return _compare(len(_sentences(response)), relation, int(num_sentences))
+        return _compare(len(split_sentences(response)), relation, int(num_sentences))
 
 
 class NumberParagraphs(InstructionChecker):
@@ -627,7 +627,7 @@ class NumberParagraphs(InstructionChecker):
         return f"Write exactly {num_paragraphs} paragraphs, separated by blank lines."
 
     def check(self, response: str, num_paragraphs: int) -> bool:
-        return len(_paragraphs(response)) == int(num_paragraphs)
+        return len(split_paragraphs(response)) == int(num_paragraphs)
 
 
 class NumberBullets(InstructionChecker):

@@ -22,9 +22,9 @@ from typing import Any
 from posttrain.rewards.judge import (
     INSTRUCTIONS,
     InstructionChecker,
-    _paragraphs,
-    _sentences,
-    _words,
+    split_paragraphs,
+    split_sentences,
+    split_words,
 )
 
 Spec = dict[str, Any]  # {"id": CHECKER_ID, **kwargs}, the form `judge.check_instruction` takes
@@ -149,7 +149,7 @@ def _leaks(text: str, item: Mapping[str, Any]) -> bool:
 
 
 def _word_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    n = len(_words(output))
+    n = len(split_words(output))
     if n == 0:
         return None
     return {
@@ -162,7 +162,7 @@ def _word_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
 def _sentence_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
     if item["domain"] == "code":
         return None
-    n = len(_sentences(output))
+    n = len(split_sentences(output))
     return (
         {"id": "length_constraints:number_sentences", "relation": "at most", "num_sentences": n}
         if n
@@ -173,7 +173,7 @@ def _sentence_count(output: str, item: Mapping, rng: random.Random) -> Spec | No
 def _paragraph_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
     if item["domain"] == "code":
         return None
-    n = len(_paragraphs(output))
+    n = len(split_paragraphs(output))
     return {"id": "length_constraints:number_paragraphs", "num_paragraphs": n} if n else None
 
 
@@ -184,7 +184,7 @@ def _line_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
 
 
 def _keyword(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    words = sorted({w.lower() for w in _words(output) if w.isalpha() and len(w) >= 5})
+    words = sorted({w.lower() for w in split_words(output) if w.isalpha() and len(w) >= 5})
     words = [w for w in words if not _leaks(w, item) and w not in str(item.get("gold", "")).lower()]
     if not words:
         return None
@@ -192,8 +192,8 @@ def _keyword(output: str, item: Mapping, rng: random.Random) -> Spec | None:
 
 
 def _forbidden_word(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    used = {w.lower() for w in _words(output)}
-    prompt_words = {w.lower() for w in _words(item["prompt"]) if w.isalpha() and len(w) >= 5}
+    used = {w.lower() for w in split_words(output)}
+    prompt_words = {w.lower() for w in split_words(item["prompt"]) if w.isalpha() and len(w) >= 5}
     absent = sorted(prompt_words - used)
     return (
         {"id": "keywords:forbidden_words", "forbidden_words": [rng.choice(absent)]}
