@@ -73,6 +73,9 @@ __all__ = [
     "rubric_keywords_script",
     "rubric_main_reward",
     "rubrics_column",
+    "split_paragraphs",
+    "split_sentences",
+    "split_words",
     "verify",
 ]
 
