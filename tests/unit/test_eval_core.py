@@ -1,12 +1,11 @@
-"""The evaluation core: per-item logs that survive crashes, resume, batching, tasks."""
+"""The evaluation core: per-item logs that survive crashes, resume, batching, cached models."""
 
 from __future__ import annotations
 
 import pytest
 
 from posttrain.data.io import DataError
-from posttrain.eval.core import ItemLog, Task, answer_items, chat_with_cache, map_items, score_task
-from posttrain.models.chat.scripted import ScriptedChat
+from posttrain.eval.core import ItemLog, chat_with_cache, map_items
 
 ITEMS = [{"key": f"q{i}", "question": f"{i} + {i}"} for i in range(5)]
 
@@ -62,36 +61,6 @@ def test_duplicate_keys_and_wrong_result_counts_are_errors(tmp_path):
         map_items([ITEMS[0], ITEMS[0]], double_ok, ItemLog(tmp_path / "a.jsonl"), progress=False)
     with pytest.raises(RuntimeError, match="got 0 results for 5"):
         map_items(ITEMS, lambda batch: [], ItemLog(tmp_path / "b.jsonl"), progress=False)
-
-
-def test_answer_items_asks_the_model_once_per_item_and_scores_with_the_task(tmp_path):
-    model = ScriptedChat("adder", [(r"(\d+) \+ (\d+)", lambda m, c: str(2 * int(m[1])))])
-    batches: list[int] = []
-    original = model.chat
-
-    def counting_chat(conversations, params=None):
-        batches.append(len(conversations))
-        return original(conversations, params)
-
-    model.chat = counting_chat  # type: ignore[method-assign]
-    log = ItemLog(tmp_path / "answers.jsonl")
-
-    def conversation(item):
-        return [{"role": "user", "content": item["question"]}]
-
-    def shout(item, text):
-        return text + "!" if item["key"] == "q1" else text
-
-    answers = answer_items(model, ITEMS, conversation, log, batch_size=3, postprocess=shout)
-    assert batches == [3, 2]
-    assert answers[1] == {"key": "q1", "answer": "2!", "model": "scripted:adder", "raw_answer": "2"}
-    task = Task(
-        "sums", ITEMS, lambda item, answer: {"correct": answer == str(2 * int(item["key"][1:]))}
-    )
-    scored = score_task(task, answers)
-    assert [s["correct"] for s in scored] == [True, False, True, True, True]
-    assert answer_items(model, ITEMS, conversation, ItemLog(log.path)) == answers
-    assert batches == [3, 2]  # the rerun asked nothing
 
 
 def test_chat_with_cache_gives_remote_models_a_response_cache(tmp_path):

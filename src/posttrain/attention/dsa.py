@@ -186,10 +186,15 @@ def selection_mask(indices: Tensor, n_keys: int, valid: Tensor | None = None) ->
     """Boolean (..., n_keys) mask that is True at the valid selected key positions."""
     if valid is None:
         valid = indices >= 0
-    # invalid slots write into a spare last column, so every write is True (no races)
-    target = torch.where(valid, indices.long(), n_keys)
     mask = torch.zeros(*indices.shape[:-1], n_keys + 1, dtype=torch.bool, device=indices.device)
-    return mask.scatter_(-1, target, True)[..., :n_keys]
+    return mask.scatter_(-1, _scatter_targets(indices, valid, n_keys), True)[..., :n_keys]
+
+
+def _scatter_targets(indices: Tensor, valid: Tensor, n_keys: int) -> Tensor:
+    """Key positions to scatter the selected slots to, over ``n_keys + 1`` columns: invalid
+    slots go to the spare last column, so every write at a real key is a selected one and
+    duplicate writes all carry the same value (no races), and the spare column is cut off."""
+    return torch.where(valid, indices.long(), n_keys)
 
 
 def topk_overlap(
@@ -422,29 +427,28 @@ def sparse_attention_masked(
     # An additive float mask built directly: SDPA would otherwise convert a boolean one
     # with a pass over all Lq x Lk entries, and the per-row check needs only ``valid``.
     n_keys = k.shape[2]
-    target = torch.where(valid, indices.long(), n_keys)  # invalid slots hit a spare column
     bias = q.new_full((*indices.shape[:-1], n_keys + 1), float("-inf"))
-    bias = bias.scatter_(-1, target, 0.0)[..., :n_keys].unsqueeze(1)  # (B, 1, Lq, Lk)
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=bias, scale=scale, enable_gqa=k.shape[1] != q.shape[1]
-    )
+    bias = bias.scatter_(-1, _scatter_targets(indices, valid, n_keys), 0.0)[..., :n_keys]
     row_ok = valid.any(dim=-1)[:, None, :, None]
-    return out if bool(row_ok.all()) else out.masked_fill(~row_ok, 0.0)
+    return masked_sdpa(q, k, v, bias.unsqueeze(1), scale, row_ok)  # bias: (B, 1, Lq, Lk)
 
 
-def masked_sdpa(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, scale: float) -> Tensor:
-    """Fused attention of ``q`` over the ``allowed`` (broadcastable to (B, 1, Lq, Lk)) keys.
+def masked_sdpa(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float, row_ok: Tensor | None = None
+) -> Tensor:
+    """Fused attention of ``q`` over the keys ``mask`` allows (boolean, or additive with
+    ``-inf``; broadcastable to (B, 1, Lq, Lk)).
 
-    Key/value heads may be fewer than query heads (grouped-query attention); rows with no
-    allowed key return zeros instead of the NaN a fully masked softmax gives.
+    Key/value heads may be fewer than query heads (grouped-query attention). Rows with no
+    allowed key (``row_ok`` False; derived from a boolean mask when not given) return zeros
+    instead of the NaN a fully masked softmax gives.
     """
     out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=allowed, scale=scale, enable_gqa=k.shape[1] != q.shape[1]
+        q, k, v, attn_mask=mask, scale=scale, enable_gqa=k.shape[1] != q.shape[1]
     )
-    row_ok = allowed.any(dim=-1, keepdim=True)
-    if bool(row_ok.all()):
-        return out
-    return out.masked_fill(~row_ok, 0.0)
+    if row_ok is None:
+        row_ok = mask.any(dim=-1, keepdim=True)
+    return out if bool(row_ok.all()) else out.masked_fill(~row_ok, 0.0)
 
 
 def sparse_attention_gathered(

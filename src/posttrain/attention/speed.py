@@ -55,8 +55,9 @@ def indexer_flops(config: DSAConfig, length: int, pattern: str, past: int = 0) -
     return pattern.count(FULL) * (projections + scoring)
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, thread pool, lazy initialisation
+def _median_seconds(fn, repeats: int, warm_up: bool = True) -> float:
+    if warm_up:  # allocator, thread pool, lazy initialisation
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -67,15 +68,16 @@ def _median_seconds(fn, repeats: int) -> float:
 
 @torch.no_grad()
 def prefill_seconds(
-    model: DSAForCausalLM, ids: Tensor, variant: Variant, repeats: int = 3
+    model: DSAForCausalLM, ids: Tensor, variant: Variant, repeats: int = 3, warm_up: bool = True
 ) -> float:
-    """Median wall-clock seconds of one full forward over ``ids`` (no cache)."""
+    """Median wall-clock seconds of one full forward over ``ids`` (no cache); ``warm_up=False``
+    when the caller has just run the same forward."""
     model.eval()
 
     def forward() -> None:
         model(ids, sparse=variant.sparse, index_pattern=variant.pattern, use_cache=False)
 
-    return _median_seconds(forward, repeats)
+    return _median_seconds(forward, repeats, warm_up)
 
 
 @torch.no_grad()
@@ -130,7 +132,10 @@ def measure_variant(
     repeats: int = 3,
     decode_tokens: int = 16,
 ) -> dict[str, float | int | str]:
-    """Prefill seconds, decode tokens/s, indexer calls (one prefill) and FLOPs for a variant."""
+    """Prefill seconds, decode tokens/s, indexer calls (one prefill) and FLOPs for a variant.
+
+    The forward that counts the indexer calls is also the prefill timing's warm-up."""
+    model.eval()
     model.reset_indexer_calls()
     model(ids, sparse=variant.sparse, index_pattern=variant.pattern, use_cache=False)
     calls = sum(model.indexer_calls)
@@ -146,7 +151,7 @@ def measure_variant(
         "indexer_calls_per_prefill": calls,
         "indexer_flops_prefill": flops * ids.shape[0],
         "indexer_flops_per_decode_token": decode_flops,
-        "prefill_seconds": prefill_seconds(model, ids, variant, repeats),
+        "prefill_seconds": prefill_seconds(model, ids, variant, repeats, warm_up=False),
         "decode_tokens_per_second": decode_tokens_per_second(
             model, ids, variant, decode_tokens, repeats
         ),

@@ -8,9 +8,9 @@ with a progress bar, appending each result as soon as its batch is done. Model c
 through `ChatModel`; an `openai:` model gets a `ResponseCache` from `chat_with_cache`, so
 even the calls of a batch that died half-way are not paid twice.
 
-A *task* is data plus a scoring function (``Task``): benchmarks such as RPC-Bench
-(`posttrain.eval.rpc`) and SustainScore (`posttrain.eval.sustain`) build their items, ask a
-model through `answer_items`, and score the answers with their own function.
+A benchmark is its items plus its own scoring: RPC-Bench (`posttrain.eval.rpc`) and
+SustainScore (`posttrain.eval.sustain`) each build their items, ask the model and grade the
+answers inside the function they give `map_items`, so every stage resumes the same way.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from posttrain.data.io import DataError
-from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
+from posttrain.models.chat.base import ChatModel
 
 Record = dict[str, Any]
 
@@ -140,58 +139,6 @@ def map_items(
     return log.in_order(keys)
 
 
-@dataclass
-class Task:
-    """A benchmark: its items (each with a ``key``), and how one answer is scored."""
-
-    name: str
-    items: list[Record]
-    score: Callable[[Record, str], Record]
-
-
-def answer_items(
-    model: ChatModel,
-    items: Sequence[Record],
-    conversation: Callable[[Record], Conversation],
-    log: ItemLog,
-    params: GenerationParams | None = None,
-    batch_size: int = 16,
-    postprocess: Callable[[Record, str], str] | None = None,
-    description: str = "answering",
-) -> list[Record]:
-    """Ask ``model`` every item's conversation once; records ``{key, answer, model}``.
-
-    ``postprocess(item, text)`` may normalise an answer (a length cap, a True/False form);
-    the raw text is kept as ``raw_answer`` when it changes it.
-    """
-
-    def run(batch: Sequence[Record]) -> list[Record]:
-        results = model.chat([conversation(item) for item in batch], params)
-        out = []
-        for item, result in zip(batch, results, strict=True):
-            raw = result.text
-            answer = postprocess(item, raw) if postprocess else raw
-            record: Record = {"answer": answer, "model": result.model}
-            if answer != raw:
-                record["raw_answer"] = raw
-            out.append(record)
-        return out
-
-    return map_items(items, run, log, description, batch_size)
-
-
-def score_task(task: Task, answers: Sequence[Record], key: str = "key") -> list[Record]:
-    """``task.score`` on each item's answer (items without an answer are skipped)."""
-    by_key = {str(a[key]): a for a in answers}
-    scored = []
-    for item in task.items:
-        answer = by_key.get(str(item[key]))
-        if answer is None:
-            continue
-        scored.append({key: item[key], **task.score(item, answer["answer"])})
-    return scored
-
-
 def chat_with_cache(spec: str, cache_path: str | Path | None = None, **kwargs: Any) -> ChatModel:
     """``load_chat(spec)``, with a SQLite response cache for ``openai:`` models.
 
@@ -208,10 +155,7 @@ def chat_with_cache(spec: str, cache_path: str | Path | None = None, **kwargs: A
 __all__ = [
     "ItemLog",
     "Record",
-    "Task",
-    "answer_items",
     "chat_with_cache",
     "map_items",
     "progress_enabled",
-    "score_task",
 ]

@@ -23,6 +23,7 @@ there, so an interrupted run resumes; speed rows are appended one at a time.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -54,7 +55,7 @@ from posttrain.attention.train import (
 )
 from posttrain.config import to_dict
 from posttrain.data.code_corpus import CodeCorpusConfig, build_lm_corpus, token_blocks
-from posttrain.data.io import append_jsonl, read_jsonl
+from posttrain.eval.core import ItemLog
 from posttrain.report import plot_curves, write_report
 from posttrain.runs import Run, require_unchanged
 
@@ -124,9 +125,14 @@ class IndexCacheRecipe:
 
     # ------------------------------------------------------------------ stages
 
+    @functools.cached_property
+    def corpus(self) -> dict[str, Any]:
+        """The training and held-out texts (built once: tokenizer, blocks and prompt use it)."""
+        return build_lm_corpus(self.config.corpus)
+
     def data(self, tokenizer: Any) -> dict[str, Any]:
         cfg = self.config
-        corpus = build_lm_corpus(cfg.corpus)
+        corpus = self.corpus
         block = cfg.train.block_size
         heldout = token_blocks(tokenizer, corpus["heldout"], block)[: cfg.heldout_blocks]
         train = token_blocks(tokenizer, corpus["train"], block)
@@ -138,7 +144,6 @@ class IndexCacheRecipe:
             "calibration": train[: cfg.calibration_blocks],
             "prompt": prompt,
             "recall": corpus["recall_heldout"],
-            "texts": corpus["train"],
         }
 
     def model(self) -> tuple[Path, dict[str, Any]]:
@@ -150,10 +155,9 @@ class IndexCacheRecipe:
         record = self.run.path / "training.json"
         if (out / "config.json").exists():
             return out, json.loads(record.read_text()) if record.exists() else {}
-        corpus = build_lm_corpus(cfg.corpus)
         base = build_dsa_model(
             self.run.path / "base-model",
-            corpus["train"],
+            self.corpus["train"],
             size=cfg.model_size,
             vocab_size=cfg.vocab_size,
             seed=cfg.train.seed,
@@ -261,7 +265,8 @@ class IndexCacheRecipe:
 
     def quality(
         self,
-        model_dir: Path,
+        model: DSAForCausalLM,
+        tokenizer: Any,
         patterns: dict[str, str],
         distilled: dict[str, Path],
         data: dict[str, Any],
@@ -269,7 +274,6 @@ class IndexCacheRecipe:
         path = self.run.path / "quality.json"
         if path.exists():
             return json.loads(path.read_text())
-        model, tokenizer = load(model_dir)
         n = model.config.num_hidden_layers
         held = data["heldout"]
 
@@ -295,13 +299,13 @@ class IndexCacheRecipe:
         path.write_text(json.dumps(rows, indent=2))
         return rows
 
-    def speed(self, model_dir: Path, variants: list[Variant], data: dict[str, Any]) -> list[dict]:
-        """One row per (variant, length), appended as measured; measured rows are kept."""
+    def speed(
+        self, model: DSAForCausalLM, variants: list[Variant], data: dict[str, Any]
+    ) -> list[dict]:
+        """One row per (variant, length), appended as measured; measured rows are kept (a row
+        torn by a crash is measured again)."""
         cfg = self.config
-        path = self.run.path / "speed.jsonl"
-        rows = read_jsonl(path) if path.exists() else []
-        done = {(r["name"], r["length"]) for r in rows}
-        model, _ = load(model_dir)
+        log = ItemLog(self.run.path / "speed.jsonl")
         threads = torch.get_num_threads()
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
@@ -309,16 +313,15 @@ class IndexCacheRecipe:
             for length in cfg.lengths:
                 ids = data["prompt"][:, :length]
                 for variant in variants:
-                    if (variant.name, length) in done:
+                    key = f"{variant.name}@{length}"
+                    if key in log:
                         continue
                     self.say(f"    {variant.name} at {length} tokens")
                     row = measure_variant(model, ids, variant, cfg.repeats, cfg.decode_tokens)
-                    row["threads"] = torch.get_num_threads()
-                    append_jsonl(path, row)
-                    rows.append(row)
+                    log.append({"key": key, **row, "threads": torch.get_num_threads()})
         finally:
             torch.set_num_threads(threads)
-        return rows
+        return list(log.records.values())
 
     # ------------------------------------------------------------------ whole run
 
@@ -349,10 +352,10 @@ class IndexCacheRecipe:
             for name, pattern in patterns.items():
                 distilled[name] = self.distil(model_dir, name, pattern, data)
         self.say("[bold]5/6 held-out loss and speed[/]")
-        quality = self.quality(model_dir, patterns, distilled, data)
+        quality = self.quality(model, tokenizer, patterns, distilled, data)
         variants = [Variant(DENSE, False, FULL * n), Variant(DSA, True, FULL * n)]
         variants += [Variant(name, True, pattern) for name, pattern in patterns.items()]
-        speed = self.speed(model_dir, variants, data)
+        speed = self.speed(model, variants, data)
         self.say("[bold]6/6 report[/]")
         results = summarise(quality, speed, cfg.lengths, cfg.keep)
         self.figures(greedy, quality, speed, n)

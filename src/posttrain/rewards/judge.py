@@ -384,10 +384,11 @@ def _item_number(key: Any) -> int | None:
 
 
 def _loads(text: str) -> Any:
-    """JSON, else a Python literal (single quotes, True/False), else JSON after swapping quotes
-    and dropping trailing commas; None when nothing reads."""
+    """JSON (raw newlines inside strings allowed: judges write multi-line rationales), else a
+    Python literal (single quotes, True/False), else JSON after swapping quotes and dropping
+    trailing commas; None when nothing reads."""
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)
     except (json.JSONDecodeError, RecursionError):
         pass
     try:
@@ -396,7 +397,7 @@ def _loads(text: str) -> Any:
         pass
     fixed = re.sub(r",\s*([}\]])", r"\1", text.replace("'", '"'))
     try:
-        return json.loads(fixed)
+        return json.loads(fixed, strict=False)
     except (json.JSONDecodeError, RecursionError):
         return None
 

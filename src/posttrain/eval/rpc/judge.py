@@ -3,8 +3,9 @@
 Why three calls: RPC-Bench asks for correctness, completeness and conciseness in separate
 conversations so that one rating cannot anchor another. Replies are JSON, but real judges
 wrap it in code fences, write LaTeX with bare backslashes (invalid JSON escapes) or break the
-JSON altogether, so `parse_rating` tries, in order: the fenced block parsed as JSON after
-escaping stray backslashes, a regex for ``"Key": {... "rating": "x"}``, and a plain
+JSON altogether, so `parse_rating` escapes stray backslashes, then tries, in order: the
+JSON values the rubric judge's parser finds (`json_candidates`: fenced blocks, then JSON
+inside prose), a regex for ``"Key": {... "rating": "x"}``, and a plain
 ``Key: x`` pattern. A reply still unreadable is asked again (with some temperature) up to
 ``max_retries`` times; a dimension never read counts 0.00, as RPC-Bench's scorer counts a
 missing rating, and is listed in the record's ``failed``.
@@ -25,8 +26,13 @@ from typing import Any
 
 from posttrain.eval.rpc.text import words
 from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
-from posttrain.models.chat.scripted import PREFIX, ScriptedChat, register_script
-from posttrain.rewards.judge import JudgeStats, ask_until_parsed
+from posttrain.models.chat.scripted import (
+    PREFIX,
+    ScriptedChat,
+    last_user_message,
+    register_script,
+)
+from posttrain.rewards.judge import JudgeStats, ask_until_parsed, json_candidates
 
 DIMENSIONS = ("Correctness", "Completeness", "Conciseness")
 LEXICAL = "scripted:rpc-lexical-judge"
@@ -96,15 +102,9 @@ def judge_label(name: str) -> str:
 
 # --- parsing ---------------------------------------------------------------------------
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL | re.IGNORECASE)
+
 # A backslash that does not start a valid JSON escape (LaTeX such as \alpha, \mathcal, \%).
 _BAD_ESCAPE = re.compile(r'\\(\\|["/bfnrt]|u[0-9a-fA-F]{4})|\\')
-
-
-def strip_fence(text: str) -> str:
-    """The content of the first ```json (or bare ```) block, else the text itself."""
-    match = _FENCE.search(text)
-    return match.group(1) if match else text
 
 
 def escape_backslashes(text: str) -> str:
@@ -120,14 +120,11 @@ def _in_range(value: Any) -> float | None:
     return rating if 0.0 <= rating <= 5.0 else None
 
 
-def _from_json(text: str, key: str) -> float | None:
-    try:
-        data = json.loads(text, strict=False)  # strict=False: raw newlines inside strings
-    except json.JSONDecodeError:
+def _rating_in(value: Any, key: str) -> float | None:
+    """``value[key]["rating"]`` (keys in any case) of a parsed reply, in range, or None."""
+    if not isinstance(value, dict):
         return None
-    if not isinstance(data, dict):
-        return None
-    block = next((v for k, v in data.items() if str(k).lower() == key.lower()), None)
+    block = next((v for k, v in value.items() if str(k).lower() == key.lower()), None)
     if isinstance(block, dict):
         block = next((v for k, v in block.items() if str(k).lower() == "rating"), None)
     return _in_range(block)
@@ -140,10 +137,11 @@ def parse_rating(text: Any, key: str) -> float | None:
     """
     if not isinstance(text, str) or not text.strip():
         return None
-    body = escape_backslashes(strip_fence(text))
-    rating = _from_json(body, key)
-    if rating is not None:
-        return rating
+    body = escape_backslashes(text)
+    for value in json_candidates(body):  # fenced blocks first, then JSON inside prose
+        rating = _rating_in(value, key)
+        if rating is not None:
+            return rating
     name = re.escape(key)
     structured = rf'"{name}"\s*:\s*\{{[^}}]*?"rating"\s*:\s*"?([-+]?\d+(?:\.\d+)?)'
     plain = rf"\b{name}\b\W{{0,6}}(?:rating\W{{0,6}})?([-+]?\d+(?:\.\d+)?)"
@@ -255,7 +253,7 @@ _MEASURE = {"Correctness": "token precision", "Completeness": "token recall"}
 
 def _lexical_reply(conversation: Conversation) -> str:
     system = next((m["content"] for m in conversation if m.get("role") == "system"), "")
-    user = next((m["content"] for m in reversed(conversation) if m.get("role") == "user"), "")
+    user = last_user_message(conversation)
     dimension = next((d for d in DIMENSIONS if f'{{"{d}"' in system), None)
     if dimension is None:
         return "I can only rate RPC-Bench judge prompts."

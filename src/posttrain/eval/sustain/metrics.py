@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-Record = dict[str, Any]
+from posttrain.eval.core import Record
 
 
 def rate(values: Sequence[bool]) -> float | None:
@@ -39,15 +39,10 @@ def _variant_stats(variants: Sequence[Record]) -> dict[str, Any]:
 
 
 def _by_k(variants: Sequence[Record], max_k: int) -> dict[str, Any]:
-    out = {}
-    for k in range(1, max_k + 1):
-        chosen = [v for v in variants if v["k"] == k]
-        out[str(k)] = {
-            "n_variants": len(chosen),
-            "sustain_score": rate([v["correct"] for v in chosen]),
-            "satisfaction": rate([ok for v in chosen for ok in v["satisfied"]]),
-        }
-    return out
+    """The same statistics for the variants with k inserted constraints, k = 1 .. max_k."""
+    return {
+        str(k): _variant_stats([v for v in variants if v["k"] == k]) for k in range(1, max_k + 1)
+    }
 
 
 def summarise(
