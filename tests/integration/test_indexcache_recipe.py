@@ -122,6 +122,17 @@ def test_a_second_run_reuses_every_stage(finished: Path):
     assert summary["patterns"]["greedy-1/4"] == "FS"
 
 
+def test_other_timing_settings_remeasure_only_the_speed_rows(finished: Path):
+    quality = (finished / "quality.json").read_text()
+    overrides = [*SMALL, f"runs_root={finished.parent}", "repeats=2"]
+    IndexCacheRecipe(load_config(IndexCacheRunConfig, None, overrides))()
+    rows = read_jsonl(finished / "speed.jsonl")
+    assert len(rows) == 2 * len(VARIANTS) * 2  # the first rows, then each measured again
+    latest = {r["key"]: r for r in rows}
+    assert len(latest) == len(VARIANTS) * 2 and all(r["repeats"] == 2 for r in latest.values())
+    assert (finished / "quality.json").read_text() == quality
+
+
 def test_changed_settings_and_bad_values_are_config_errors(finished: Path):
     root = f"runs_root={finished.parent}"
     with pytest.raises(ValueError, match="distill_steps"):

@@ -94,7 +94,7 @@ class IndexCacheRunConfig:
     distill_steps: int = 40
     """Indexer-only multi-layer distillation steps per pattern (0: skip distillation)."""
     lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096, 8192])
-    repeats: int = 2
+    repeats: int = 3
     decode_tokens: int = 16
     threads: int = 2
     """torch threads for the timings (0: leave PyTorch's default)."""
@@ -115,7 +115,8 @@ class IndexCacheRecipe:
         if config.repeats < 1 or config.decode_tokens < 1:
             raise ValueError("repeats and decode_tokens must be >= 1")
         path = Path(config.runs_root) / config.run_name / "config.yaml"
-        require_unchanged(path, to_dict(config), ignore=("threads",))
+        # timing settings only decide which speed rows are measured again (see `speed`)
+        require_unchanged(path, to_dict(config), ignore=("threads", "repeats", "decode_tokens"))
         self.config = config
         self.console = console or Console()
         self.run = Run.create(config.run_name, config, root=config.runs_root)
@@ -302,8 +303,9 @@ class IndexCacheRecipe:
     def speed(
         self, model: DSAForCausalLM, variants: list[Variant], data: dict[str, Any]
     ) -> list[dict]:
-        """One row per (variant, length), appended as measured; measured rows are kept (a row
-        torn by a crash is measured again)."""
+        """One row per (variant, length), appended as measured. A row already there is kept
+        unless it was timed with other ``repeats`` or ``decode_tokens`` (or torn by a
+        crash); then it is measured again and the new row wins."""
         cfg = self.config
         log = ItemLog(self.run.path / "speed.jsonl")
         threads = torch.get_num_threads()
@@ -314,11 +316,13 @@ class IndexCacheRecipe:
                 ids = data["prompt"][:, :length]
                 for variant in variants:
                     key = f"{variant.name}@{length}"
-                    if key in log:
+                    timing = {"repeats": cfg.repeats, "decode_tokens": cfg.decode_tokens}
+                    old = log.records.get(key, {})
+                    if all(old.get(k) == v for k, v in timing.items()):
                         continue
                     self.say(f"    {variant.name} at {length} tokens")
                     row = measure_variant(model, ids, variant, cfg.repeats, cfg.decode_tokens)
-                    log.append({"key": key, **row, "threads": torch.get_num_threads()})
+                    log.append({"key": key, **row, **timing, "threads": torch.get_num_threads()})
         finally:
             torch.set_num_threads(threads)
         return list(log.records.values())
