@@ -40,9 +40,9 @@ from posttrain.data.prompts import load_prompt_rows  # noqa: E402
 from posttrain.eval.exact_match import exact_match_accuracy  # noqa: E402
 from posttrain.models.chat.base import GenerationParams  # noqa: E402
 from posttrain.models.chat.hf import HFChat  # noqa: E402
-from posttrain.models.warm_start import WarmStartConfig, warm_start  # noqa: E402
 from posttrain.rewards import get_reward  # noqa: E402
 from posttrain.runs import read_metrics  # noqa: E402
+from posttrain.sft.warm_start import WarmStartConfig, warm_start  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "rl_throughput.json"
 STEPS = 30
@@ -190,6 +190,14 @@ def run_posttrain(model_dir: Path, steps: int, seed: int, root: Path) -> dict[st
     excluded = sum(watch.seconds.values())
     cpu = meter.process_cpu_s - sum(watch.cpu_seconds.values())
     records = [r for r in read_metrics(trainer.run.path) if r.get("step", 0) > 0]
+    breakdown = time_breakdown(
+        generation=sum(r["time/generation_s"] for r in records),
+        rewards=sum(r["time/rollout_s"] - r["time/generation_s"] for r in records),
+        logprob_passes=sum(r["time/old_logprobs_s"] for r in records),
+        forward_backward=sum(r["time/forward_backward_s"] for r in records),
+        optimizer=sum(r["time/optimizer_s"] for r in records),
+        steps=sum(r["time/step_s"] for r in records),
+    )
     completions = round(sum(r["groups/kept"] for r in records)) * GROUP
     rollout = sum(r["time/rollout_s"] for r in records)
     rewards = [r["reward"] for r in records]
@@ -207,8 +215,17 @@ def run_posttrain(model_dir: Path, steps: int, seed: int, root: Path) -> dict[st
             completions, loop, [r["time/step_s"] for r in records], rollout, rewards, length, cpu
         ),
         "machine": meter.stats,
+        "time_breakdown_s": breakdown,
         "final_model": final_dir,
     }
+
+
+def time_breakdown(steps: float, **parts: float) -> dict[str, float]:
+    """Seconds per part of the summed step time, and what no part covers ("other": metrics,
+    tensor packing, Python between the parts)."""
+    out = {name: round(value, 3) for name, value in parts.items()}
+    out["other"] = round(steps - sum(parts.values()), 3)
+    return out
 
 
 def loop_record(
@@ -281,6 +298,23 @@ def trl_config(steps: int, seed: int, output_dir: Path) -> Any:
     )
 
 
+def OptimizerTimer(watch: Stopwatch) -> Any:  # noqa: N802 - builds a callback instance
+    """A TRL callback that times each optimizer step (clipping excluded) into `watch`."""
+    from transformers import TrainerCallback
+
+    class Timer(TrainerCallback):
+        started = 0.0
+
+        def on_pre_optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            elapsed = time.perf_counter() - self.started
+            watch.seconds["optimizer"] = watch.seconds.get("optimizer", 0.0) + elapsed
+
+    return Timer()
+
+
 def run_trl(model_dir: Path, steps: int, seed: int, root: Path) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -324,6 +358,18 @@ def run_trl(model_dir: Path, steps: int, seed: int, root: Path) -> dict[str, Any
     trainer._generate_and_score_completions = watch.wrap(
         "rollout", trainer._generate_and_score_completions
     )
+    trainer._generate = watch.wrap("generation", trainer._generate)
+    trainer._calculate_rewards = watch.wrap("rewards", trainer._calculate_rewards)
+    trainer.training_step = watch.wrap("forward_backward", trainer.training_step)
+    logps = trainer._get_per_token_logps_and_entropies
+
+    def per_token_logps(*args: Any, **kwargs: Any) -> Any:
+        # The no-grad passes (old / reference log-probs) apart from the training forward.
+        name = "forward_in_training_step" if torch.is_grad_enabled() else "logprob_passes"
+        return watch.wrap(name, logps)(*args, **kwargs)
+
+    trainer._get_per_token_logps_and_entropies = per_token_logps
+    trainer.add_callback(OptimizerTimer(watch))
     with MachineMeter() as meter:
         started = time.perf_counter()
         output = trainer.train()
@@ -337,6 +383,16 @@ def run_trl(model_dir: Path, steps: int, seed: int, root: Path) -> dict[str, Any
     length = sum(entry["completions/mean_length"] for entry in logs) / len(logs)
     completions = counted["completions"]
     rollout = watch.seconds.get("rollout", 0.0)
+    seconds = watch.seconds
+    breakdown = time_breakdown(
+        generation=seconds.get("generation", 0.0),
+        rewards=seconds.get("rewards", 0.0),
+        logprob_passes=seconds.get("logprob_passes", 0.0),
+        # TRL generates inside training_step (through _prepare_inputs): take that out.
+        forward_backward=seconds.get("forward_backward", 0.0) - rollout,
+        optimizer=seconds.get("optimizer", 0.0),
+        steps=sum(step_times.times),
+    )
     result = {
         "loop_s": round(loop, 3),
         "train_runtime_s": round(output.metrics["train_runtime"], 3),
@@ -344,6 +400,7 @@ def run_trl(model_dir: Path, steps: int, seed: int, root: Path) -> dict[str, Any
         "generation_calls": watch.calls.get("rollout", 0),
         **loop_record(completions, loop, step_times.times, rollout, rewards, length, cpu),
         "machine": meter.stats,
+        "time_breakdown_s": breakdown,
         "final_model": final_dir,
     }
     del trainer, model
@@ -378,6 +435,14 @@ NOTES = [
     "timed region: less sensitive than wall time to other work on a shared machine. Each "
     "run's machine entry gives the CPU seconds other processes used meanwhile and the "
     "hypervisor steal fraction.",
+    "time_breakdown_s: seconds summed over the steps of all runs. posttrain: its own "
+    "time/* metrics (generation = rollout through the generator; rewards = the rest of "
+    "collect: scoring, advantages, metrics; logprob_passes = the no-grad pi_old / reference "
+    "passes; forward_backward = the training micro-batches; optimizer = clipping + step). "
+    "TRL: _generate, _calculate_rewards, no-grad _get_per_token_logps_and_entropies calls, "
+    "training_step minus _generate_and_score_completions, which TRL calls inside it "
+    "(forward + backward), and the optimizer step between the "
+    "on_pre_optimizer_step / on_optimizer_step callbacks. other = step time not in a part.",
     "A throwaway generate + forward/backward runs first so that one-time process start-up "
     "costs are charged to neither trainer.",
     "TRL batch shape: per_device_train_batch_size=64, gradient_accumulation_steps=2, "
@@ -421,6 +486,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             sum(r["rollout_s"] for r in runs) / sum(r["step_sum_s"] for r in runs), 3
         ),
         "mean_completion_tokens": mean("mean_completion_tokens"),
+        "time_breakdown_s": {
+            part: round(sum(r["time_breakdown_s"][part] for r in runs), 3)
+            for part in runs[0]["time_breakdown_s"]
+        },
         "runs": runs,
     }
 

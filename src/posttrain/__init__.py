@@ -1,9 +1,7 @@
-"""posttrain: post-training systems end to end, from a 2-core CPU to a cluster."""
+"""posttrain: post-training systems end to end, from a 2-core CPU to a cluster.
 
-import os
-
-# Offline always: nothing in posttrain downloads weights or data at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+Importing posttrain changes no environment variable: the `posttrain` command (cli.main) and
+the test suite turn on HF_HUB_OFFLINE and HF_HUB_DISABLE_TELEMETRY; library users decide.
+"""
 
 __version__ = "0.1.0"

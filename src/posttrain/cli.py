@@ -7,6 +7,7 @@ answers at once.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,20 @@ def _load(cls: type, config: Path | None, overrides: list[str] | None):  # noqa:
         return load_config(cls, config, overrides or [])
     except ConfigError as err:
         raise _fail("config error", err) from None
+
+
+CONFIG_HELP = "YAML config (default: embedded default)."
+ALIAS_HELP = "Same as --config (the older positional form)."
+
+
+def _config_file(option: Path | None, positional: Path | None) -> Path | None:
+    """`--config FILE`, or the positional CONFIG kept for older scripts; both must agree."""
+    if option is not None and positional is not None and option.resolve() != positional.resolve():
+        raise _fail(
+            "config error",
+            ValueError(f"two configs given: --config {option} and {positional}; give one"),
+        )
+    return option if option is not None else positional
 
 
 def _console():  # noqa: ANN202
@@ -107,16 +122,17 @@ def tiny_model(
 
 @app.command("warm-start")
 def warm_start_cmd(
-    config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     run_name: str = typer.Option("warm-start", help="Run directory name under runs/."),
 ) -> None:
     """Supervised warm start of a tiny policy with TRL's SFTTrainer, cached by content hash."""
-    from posttrain.models.warm_start import WarmStartConfig, warm_start
     from posttrain.report import write_report
     from posttrain.runs import Run
+    from posttrain.sft.warm_start import WarmStartConfig, warm_start
 
-    cfg = _load(WarmStartConfig, config, overrides)
+    cfg = _load(WarmStartConfig, _config_file(config, positional), overrides)
     with Run.create(run_name, cfg) as run:
         result = warm_start(cfg, run)
         run.write_json(
@@ -136,6 +152,28 @@ def warm_start_cmd(
 
 
 @app.command()
+def sft(
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML SFTStageConfig, e.g. configs/sft/tiny.yaml."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Supervised fine-tuning with TRL's SFTTrainer: a model directory and TRL SFT rows in,
+    a run directory (metrics, report, checkpoints/final) out. Works under accelerate launch."""
+    from posttrain.report import write_report
+    from posttrain.sft.trainer import SFTStageConfig, is_main_process, train_sft
+
+    settings = _load(SFTStageConfig, config, overrides)
+    try:
+        final = train_sft(settings)
+    except ValueError as err:  # DataError is a ValueError too
+        raise _fail("error", err) from None
+    if is_main_process():
+        write_report(settings.output_dir, title="sft")
+        typer.echo(f"model: {final}\nrun: {settings.output_dir}")
+
+
+@app.command()
 def serve(
     model_dir: Path = typer.Argument(..., help="A model directory loadable with from_pretrained."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
@@ -144,6 +182,9 @@ def serve(
     max_n: int = typer.Option(16, help="Largest `n` a request may ask for."),
     max_body_bytes: int = typer.Option(1 << 20, help="Largest request body; larger gets 413."),
     device: str = typer.Option("auto", help="torch device; auto picks cuda when available."),
+    max_batch: int = typer.Option(
+        32, help="Concurrent requests generated together; 1 answers one at a time."
+    ),
 ) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API."""
     from posttrain.models.server import serve as run_server
@@ -156,6 +197,7 @@ def serve(
         max_n=max_n,
         max_body_bytes=max_body_bytes,
         device=device,
+        max_batch=max_batch,
     )
 
 
@@ -174,12 +216,26 @@ def serve_rm(
     max_items: int = typer.Option(256, help="Largest number of pairs per request."),
     max_body_bytes: int = typer.Option(4 << 20, help="Largest request body; larger gets 413."),
     device: str | None = typer.Option(None, help="torch device (default: cuda when available)."),
+    torch_dtype: str = typer.Option(
+        "auto",
+        help="Weights dtype: auto (the checkpoint's on a GPU, float32 on CPU), float32, "
+        "bfloat16 or float16.",
+    ),
 ) -> None:
-    """Serve a reward model: POST /score {"prompts": [...], "responses": [...]} -> rewards."""
+    """Serve a reward model: POST /score {"prompts": [...], "responses": [...]} -> rewards.
+
+    Prompts and responses are strings or chat-message lists; each pair is scored as one
+    conversation through the model's chat template (plain text when it has none)."""
     from posttrain.rewards.reward_model_server import serve as run_server
 
     if not model_dir.is_dir():
         raise typer.BadParameter(f"no such directory: {model_dir}", param_hint="MODEL_DIR")
+    from posttrain.rewards.reward_model import DTYPES
+
+    if torch_dtype not in DTYPES:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(DTYPES)}, got {torch_dtype!r}", param_hint="--torch-dtype"
+        )
     run_server(
         model_dir,
         host=host,
@@ -189,20 +245,33 @@ def serve_rm(
         max_items=max_items,
         max_body_bytes=max_body_bytes,
         device=device,
+        torch_dtype=torch_dtype,
         served_model_name=served_model_name,
     )
 
 
 @app.command()
 def rl(
-    config: Path | None = typer.Argument(None, help="YAML config, e.g. configs/rl/tiny.yaml."),
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="YAML config, e.g. configs/rl/tiny.yaml; TRL GRPOConfig names are accepted too "
+        "(docs/trl.md).",
+    ),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Train a policy with GRPO-family RL; resumes from the run's latest checkpoint."""
     from posttrain.rl.config import RLConfig
     from posttrain.rl.trainer import RLTrainer
 
-    settings = _load(RLConfig, config, overrides)
+    settings = _load(RLConfig, _config_file(config, positional), overrides)
+    if settings.model is None:  # `model: null`: the warm-start policy, trained once and cached
+        from posttrain.rl.distributed import main_process_first
+        from posttrain.sft.warm_start import warm_start
+
+        with main_process_first():  # several processes: one trains, the others read the cache
+            settings.model = str(warm_start(settings.warm_start).model_dir)
     if settings.async_.eta is not None:  # `--set async.eta=N`: rollout on workers
         from posttrain.rl.asynchronous.trainer import AsyncRLTrainer
 
@@ -210,9 +279,10 @@ def rl(
     else:
         trainer = RLTrainer(settings)
     metrics = trainer.train()
-    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval/", "reward/"))}
-    typer.echo(json.dumps(shown, indent=2))
-    typer.echo(f"run: {trainer.run.path}")
+    if trainer.is_main:
+        shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval_", "reward"))}
+        typer.echo(json.dumps(shown, indent=2))
+        typer.echo(f"run: {trainer.run.path}")
 
 
 @app.command()
@@ -227,23 +297,26 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory under runs/
 
 @app.command()
 def quickstart(
-    config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Warm-start a tiny model, serve it on loopback, and question it through the openai client."""
     from posttrain.recipes.quickstart import QuickstartConfig, run_quickstart
 
-    summary = run_quickstart(_load(QuickstartConfig, config, overrides))
+    settings = _load(QuickstartConfig, _config_file(config, positional), overrides)
+    summary = run_quickstart(settings, _console())
     typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
 def demo(
-    config: Path | None = typer.Argument(None, help="YAML config (default: embedded default)."),
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """The flagship recipe at demo size: LongTraceRL end to end (`posttrain longtrace run`)."""
-    _longtrace_run(config, overrides)
+    _longtrace_run(_config_file(config, positional), overrides)
 
 
 def _longtrace_run(config: Path | None, overrides: list[str] | None) -> None:
@@ -353,8 +426,9 @@ def rm_bench(
     scorer: str = typer.Option(
         ...,
         "--scorer",
-        help="A reward-model dir, http(s)://HOST:PORT (posttrain serve-rm), "
-        "judge:MODEL_SPEC, judge-listwise:MODEL_SPEC, length, vocabulary or random[:SEED].",
+        help="A reward-model dir (DIR?torch_dtype=bfloat16&device=cuda sets how it loads), "
+        "http(s)://HOST:PORT (posttrain serve-rm), judge:MODEL_SPEC, "
+        "judge-listwise:MODEL_SPEC, length, vocabulary or random[:SEED].",
     ),
     out: Path = typer.Option(..., "--out", help="Writes OUT/results.json and OUT/scores.jsonl."),
     chunk_size: int = typer.Option(32, "--chunk-size", help="Instances scored per batch."),
@@ -738,4 +812,9 @@ def sustain_run(
 
 
 def main() -> None:
+    """The `posttrain` command. Offline and without telemetry unless the caller's environment
+    says otherwise; set here, before any Hugging Face library loads, not on `import
+    posttrain`, so that library users keep their own settings."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     app()

@@ -24,7 +24,10 @@ class ConfigError(ValueError):
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
-    """Build `cls` from a YAML file (optional) and `key=value` overrides applied on top."""
+    """Build `cls` from a YAML file (optional) and `key=value` overrides applied on top.
+
+    A class with a static `translate_keys(mapping) -> mapping` gets the merged mapping first,
+    so it can accept another tool's spellings (RLConfig: TRL's GRPOConfig names)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -42,7 +45,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         _set_dotted(data, key, value)
     where = f"{path}: " if path is not None else ""
     try:
-        return from_dict(cls, data)
+        translate = getattr(cls, "translate_keys", None)
+        return from_dict(cls, translate(data) if translate is not None else data)
     except ConfigError as err:
         raise ConfigError(f"{where}{err}") from None
 

@@ -1,7 +1,8 @@
 """Run directories: `config.yaml`, `metrics.jsonl`, `checkpoints/` and `report.html`.
 
 Metrics are appended one JSON object per line and flushed as written, so a crash loses at
-most the line in flight; reading tolerates that torn last line.
+most the line in flight; reading tolerates that torn last line. `report_to` also sends each
+line's numbers to experiment trackers (`posttrain.tracking`); metrics.jsonl stays the record.
 """
 
 from __future__ import annotations
@@ -10,29 +11,45 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from posttrain.config import dump_config
+from posttrain.tracking import check_report_to, numeric, open_trackers
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_WATCH_ONLY = ("report_to",)
+"""Settings that only watch a run (trackers): they never make reused stages differ."""
 
 
 class Run:
     """One training or evaluation run, writing under `root/name`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, report_to: Sequence[str] = ()) -> None:
+        """`report_to`: trackers (tensorboard, trackio, wandb) that also get every `log`."""
+        names = check_report_to(report_to)
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._trackers = open_trackers(names, self.path, _saved_config(self.path)) if names else []
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
 
     @classmethod
-    def create(cls, name: str, config: Any = None, root: str | Path = "runs") -> Run:
-        """Open (or reopen, to resume) `root/name` and write the resolved config."""
-        run = cls(Path(root) / _SAFE_NAME.sub("-", name))
+    def create(
+        cls,
+        name: str,
+        config: Any = None,
+        root: str | Path = "runs",
+        report_to: Sequence[str] = (),
+    ) -> Run:
+        """Open (or reopen, to resume) `root/name` and write the resolved config (before the
+        trackers start, so they record it too)."""
+        check_report_to(report_to)  # a bad name leaves no directory behind
+        path = Path(root) / _SAFE_NAME.sub("-", name)
         if config is not None:
-            dump_config(config, run.path / "config.yaml")
-        return run
+            path.mkdir(parents=True, exist_ok=True)
+            dump_config(config, path / "config.yaml")
+        return cls(path, report_to=report_to)
 
     @property
     def metrics_path(self) -> Path:
@@ -55,11 +72,16 @@ class Run:
         return link
 
     def log(self, step: int, **metrics: Any) -> None:
-        """Append one step's metrics (JSON-safe scalars) and flush to the OS at once."""
+        """Append one step's metrics (JSON-safe scalars) and flush to the OS at once; the
+        numeric ones go to the trackers too."""
         record = {"step": step, "time": round(time.time(), 3), **metrics}
         self._metrics.write(json.dumps(record, default=_json_default) + "\n")
         self._metrics.flush()
         os.fsync(self._metrics.fileno())
+        values = numeric(metrics) if self._trackers else {}
+        if values:
+            for tracker in self._trackers:
+                tracker.log(step, values)
 
     def truncate_metrics_after(self, step: int) -> None:
         """Drop records past `step`: a resumed run redoes those steps and logs them anew."""
@@ -79,7 +101,11 @@ class Run:
         return target
 
     def close(self) -> None:
+        """Close metrics.jsonl and finish the trackers (again is a no-op)."""
         self._metrics.close()
+        trackers, self._trackers = self._trackers, []
+        for tracker in trackers:
+            tracker.close()
 
     def __enter__(self) -> Run:
         return self
@@ -107,6 +133,14 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def _saved_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's config.yaml as data, for the trackers' config panels."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy and torch scalars
         return value.item()
@@ -132,7 +166,11 @@ def changed_settings(
     before = yaml.safe_load(path.read_text()) or {}
     old = _flat({k: v for k, v in before.items() if k not in ignore})
     new = _flat({k: v for k, v in now.items() if k not in ignore})
-    return [key for key, value in new.items() if old.get(key) != value]
+    return [
+        key
+        for key, value in new.items()
+        if old.get(key) != value and key.rpartition(".")[2] not in _WATCH_ONLY
+    ]
 
 
 def require_unchanged(

@@ -117,7 +117,7 @@ def test_rl_command_trains_and_resumes(warm_started, warm_start_config, tmp_path
     ]
     posttrain(*args, "--set", "steps=2")
     out = posttrain(*args, "--set", "steps=4").stdout  # continues from checkpoints/step-000002
-    assert '"eval/exact_match"' in out
+    assert '"eval_rewards/exact_match/mean"' in out
     steps = [json.loads(line)["step"] for line in (tmp_path / "rl-tiny" / "metrics.jsonl").open()]
     assert steps == [0, 1, 2, 3, 4]
     assert (tmp_path / "rl-tiny" / "checkpoints" / "final" / "config.json").exists()

@@ -78,8 +78,8 @@ def test_both_variants_train_the_same_steps_on_their_own_reward(finished):
         assert [m["step"] for m in steps] == [1, 2]
         assert all(f"rewards/{reward}/mean" in m for m in steps)
         # Accuracy and recall are monitored in every variant (weight 0), for the curves.
-        assert "eval/longtrace_outcome" in metrics[-1]
-        assert "eval/longtrace_rubric_recall" in metrics[-1]
+        assert "eval_rewards/longtrace_outcome/mean" in metrics[-1]
+        assert "eval_rewards/longtrace_rubric_recall/mean" in metrics[-1]
         assert (run / f"rl-{variant}-seed0" / "checkpoints" / "final" / "config.json").exists()
     assert (run / "curves.png").stat().st_size > 1000
     report = (run / "report.html").read_text()

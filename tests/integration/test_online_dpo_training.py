@@ -63,7 +63,7 @@ def train(cfg: RLConfig, name: str, stop_at=None) -> list[dict]:
 def test_online_dpo_raises_the_heldout_reward(tiny_model_dir, tmp_path):
     records = train(config(tiny_model_dir, tmp_path, steps=20), "learn")
     steps = records[1:]
-    evals = {r["step"]: r["eval/reward"] for r in records if "eval/reward" in r}
+    evals = {r["step"]: r["eval_reward"] for r in records if "eval_reward" in r}
     # The policy starts as the reference, so the first loss is -log sigmoid(0) = log 2.
     assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert steps[0]["rewards/margins"] == pytest.approx(0.0, abs=1e-4)

@@ -1,4 +1,8 @@
-"""The reward-model server as a real subprocess, driven by HTTPRewardModel and raw httpx."""
+"""The reward-model server as a real subprocess, driven by HTTPRewardModel and raw httpx.
+
+The served model carries a Llama-3-style chat template (`llama_template_rm`), as a real
+checkpoint would, so whole conversations must reach it and go through that template.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 
 from posttrain.models.server_process import ServerProcess, free_port
-from posttrain.models.tiny import build_tiny_model
 from posttrain.rewards.reward_model import RewardModel, reward_model_reward
 from posttrain.rewards.reward_model_server import (
     HTTPRewardModel,
@@ -27,10 +31,9 @@ RESPONSES = ["the fox ran", "a dragon sat on the hill", "", "big red moon " * 5,
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_dir(llama_template_rm: Path) -> Path:
     """An untrained nano reward model: its scores are arbitrary but differ between inputs."""
-    out = tmp_path_factory.mktemp("rm")
-    return build_tiny_model(out, PROMPTS + RESPONSES, size="nano", kind="seq-cls", seed=0)
+    return llama_template_rm
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,31 @@ def test_http_scores_equal_in_process_scores(server: ServerProcess, local: Rewar
         assert reward(chat, answers) == pytest.approx(served[:3], abs=1e-5)
 
 
+def test_whole_conversations_go_through_the_chat_template(
+    server: ServerProcess, local: RewardModel
+) -> None:
+    history = [
+        {"role": "system", "content": "You tell short stories."},
+        {"role": "user", "content": PROMPTS[0]},
+        {"role": "assistant", "content": RESPONSES[0]},
+        {"role": "user", "content": PROMPTS[1]},
+    ]
+    prompts: list[Any] = [history, PROMPTS[1]]
+    responses: list[Any] = [RESPONSES[1], [{"role": "assistant", "content": RESPONSES[1]}]]
+    with HTTPRewardModel(server.url) as remote:
+        served = remote.score(prompts, responses)
+    reply = {"role": "assistant", "content": RESPONSES[1]}
+    expected = []
+    for conversation in ([*history, reply], [{"role": "user", "content": PROMPTS[1]}, reply]):
+        ids = local.tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)
+        assert "<|start_header_id|>" in local.tokenizer.convert_ids_to_tokens(ids["input_ids"])
+        with torch.inference_mode():
+            logits = local.model(input_ids=torch.tensor([ids["input_ids"]])).logits
+        expected.append(float(logits[0, 0]))
+    assert served == pytest.approx(expected, abs=1e-5)
+    assert served[0] != pytest.approx(served[1], abs=1e-6)  # the history changed the score
+
+
 def test_info_and_model_name(server: ServerProcess, model_dir: Path) -> None:
     info = httpx.get(server.url + "/info").json()
     assert info == {"model": model_dir.name, "max_items": MAX_ITEMS, "max_length": 512}
@@ -97,6 +125,12 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("missing-field", {"json": {"prompts": ["a"]}}, 400, "Missing required field 'responses'"),
     ("wrong-type", {"json": {"prompts": "a", "responses": ["b"]}}, 400, "'prompts'"),
     ("wrong-item", {"json": {"prompts": ["a"], "responses": [3]}}, 400, "'responses[0]'"),
+    (
+        "not-messages",
+        {"json": {"prompts": [[{"text": "a"}]], "responses": ["b"]}},
+        400,
+        "'prompts[0]' must be a string or a non-empty list of chat messages",
+    ),
     (
         "lengths-differ",
         {"json": {"prompts": ["a", "b"], "responses": ["c"]}},
@@ -178,3 +212,30 @@ def test_client_gives_up_on_an_unreachable_server() -> None:
         pytest.raises(RewardServerError, match="failed 3 times; last: ConnectError"),
     ):
         remote.score(["p"], ["r"])
+
+
+def test_dtype_and_device_reach_the_served_model(model_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from posttrain.rewards.reward_model_server import create_app
+
+    app = create_app(model_dir, torch_dtype="bfloat16", device="cpu")
+    assert app.state.model.model.dtype == torch.bfloat16
+    body = {"prompts": [[{"role": "user", "content": PROMPTS[0]}]], "responses": [RESPONSES[0]]}
+    with TestClient(app) as client:
+        rewards = client.post("/score", json=body).json()["rewards"]
+    assert len(rewards) == 1 and rewards[0] == rewards[0]  # a number, not NaN
+
+
+def test_serve_rm_refuses_an_unknown_dtype(model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "posttrain", "serve-rm", str(model_dir), "--torch-dtype", "fp8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "--torch-dtype" in result.stderr and "bfloat16" in result.stderr, result.stderr

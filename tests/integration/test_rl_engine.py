@@ -42,13 +42,15 @@ def deterministic(records):
 
 def test_grpo_raises_heldout_accuracy_above_the_warm_start(warm_started, tmp_path):
     result, _ = warm_started
-    records = train(config(result.model_dir, tmp_path, steps=80, eval_size=200), "learn")
-    evals = {r["step"]: r["eval/exact_match"] for r in records if "eval/exact_match" in r}
+    cfg = config(result.model_dir, tmp_path, steps=40, eval_size=200, eval_every=20)
+    records = train(cfg, "learn")
+    key = "eval_rewards/exact_match/mean"
+    evals = {r["step"]: r[key] for r in records if key in r}
     assert evals[0] == pytest.approx(result.accuracy)  # same 200 held-out questions
-    # Measured on the 2-core CPU (embedded defaults, lr 3e-4): 0.52 -> 0.75 after 80 steps
-    # with seed 0, rising smoothly (0.605 at 20, 0.705 at 40, 0.715 at 60). A 10-point
-    # margin leaves room for seed and platform noise.
-    assert evals[80] >= result.accuracy + 0.10, evals
+    # Measured on the 2-core CPU (embedded defaults, lr 3e-4, seed 0): 0.55 -> 0.73 at step 20
+    # and 0.765 at 40 (0.52 -> 0.705 at 40 from an earlier warm-start build; 80 steps reach
+    # 0.62-0.75 over three seeds). A 10-point margin leaves room for seed and platform noise.
+    assert evals[40] >= result.accuracy + 0.10, evals
 
 
 def test_resume_reproduces_the_uninterrupted_run(warm_started, tmp_path):
@@ -106,7 +108,7 @@ def test_kl_corrections_and_minibatches_train_and_log(warm_started, tmp_path):
         loss__scale_advantages=False,
     )
     last = train(cfg, "options")[-1]
-    for key in ("kl", "loss", "grad_norm", "clip_frac_high", "logp_abs_diff"):
+    for key in ("kl", "loss", "grad_norm", "clip_ratio/high_mean", "logp_abs_diff"):
         assert key in last and last[key] == last[key]  # present and not NaN
     assert last["kl"] >= 0
     # The second mini-batch is off-policy (the first already moved the weights): its
@@ -150,7 +152,11 @@ def test_trains_on_a_jsonl_dataset_with_string_prompts(warm_started, tmp_path):
     )
     cfg.data.train, cfg.data.test = str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl")
     last = train(cfg, "jsonl")[-1]
-    assert {"eval/exact_match", "eval/numeric_match", "rewards/numeric_match/mean"} <= set(last)
+    assert {
+        "eval_rewards/exact_match/mean",
+        "eval_rewards/numeric_match/mean",
+        "rewards/numeric_match/mean",
+    } <= set(last)
     config_yaml = (tmp_path / "jsonl" / "config.yaml").read_text()
     assert "train.jsonl" in config_yaml and json.dumps(last)
 
@@ -177,7 +183,7 @@ def test_multi_turn_environment_trains_on_policy_tokens_only(warm_started, tmp_p
         assert "Not quite. Try again." in trainer.tokenizer.decode(gap)
     assert all(s.reward in (0.0, 1.0) for s in samples)
     last = trainer.train()
-    assert "rewards/env/mean" in last and "eval/env" in last
+    assert "rewards/env/mean" in last and "eval_rewards/env/mean" in last
 
 
 def test_a_training_file_without_a_test_file_is_never_evaluated_on(warm_started, tmp_path):
@@ -187,4 +193,4 @@ def test_a_training_file_without_a_test_file_is_never_evaluated_on(warm_started,
     cfg.data.train = str(tmp_path / "train.jsonl")
     records = train(cfg, "no-test")
     assert [r["step"] for r in records] == [1]
-    assert not any(key.startswith("eval/") for key in records[0])
+    assert not any(key.startswith("eval_") for key in records[0])

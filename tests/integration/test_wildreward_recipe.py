@@ -77,9 +77,9 @@ def test_scaling_points_train_on_equal_row_counts(finished):
 def test_online_dpo_logs_the_reward_model_and_the_oracle(finished):
     _, _, run = finished
     records = read_jsonl(run / "online-dpo" / "metrics.jsonl")
-    evals = [r for r in records if "eval/reward_model" in r]
+    evals = [r for r in records if "eval_rewards/reward_model/mean" in r]
     assert [r["step"] for r in evals] == [0, 1, 2]
-    assert all(1.0 <= r["eval/wild_reply_quality"] <= 5.0 for r in evals)
+    assert all(1.0 <= r["eval_rewards/wild_reply_quality/mean"] <= 5.0 for r in evals)
     assert (run / "online-dpo" / "checkpoints" / "final" / "config.json").exists()
 
 

@@ -1,4 +1,5 @@
-"""The asynchronous engine's rules: capacity, drop, group validity, partial rollouts."""
+"""The asynchronous engine's rules: drop, group validity, stale-prefix masking (capacity:
+test_async_capacity.py; partial rollouts: test_partial_rollout.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import time
 
 import pytest
 
-from posttrain.models.chat.base import Choice, GenerationParams
 from posttrain.rl.asynchronous.groups import validate_group
-from posttrain.rl.asynchronous.partial import SegmentedGenerator
 from posttrain.rl.asynchronous.producer import mask_stale_prefix
 from posttrain.rl.asynchronous.staleness import StalenessGate, is_stale
 from posttrain.rl.sample import Sample
@@ -31,18 +30,17 @@ def _sample(status: str = "completed", reward: float = 0.0, versions=None) -> Sa
 
 
 @pytest.mark.parametrize(("eta", "tau"), [(0, 0), (1, 1), (3, 2)])
-def test_staleness_bounds_hold_under_random_worker_speeds(eta, tau):
-    """Eight workers of random, heavy-tailed speed against a trainer of random speed: at every
-    moment at most (eta + v + 1) * B groups are admitted (AReaL), and no group is trained more
-    than tau versions after the one it was generated at (GLM-5's drop rule). With eta = 0
-    every group is trained at the version it was generated at."""
+def test_drop_rule_bounds_staleness_under_random_worker_speeds(eta, tau):
+    """Eight workers of random, heavy-tailed speed against a trainer of random speed: no group
+    is trained more than tau versions after the one it was generated at (GLM-5's drop rule).
+    With eta = 0 every group is trained at the version it was generated at. (The capacity
+    rule is checked from outside the gate in test_async_capacity.py.)"""
     batch, steps = 4, 12
     gate = StalenessGate(eta, batch)
     finished: list[int] = []  # the version each finished group was generated at
     cond = threading.Condition()
     rng = random.Random(eta)
     stop = threading.Event()
-    violations = []
 
     def worker(seed: int) -> None:
         local = random.Random(seed)
@@ -50,8 +48,6 @@ def test_staleness_bounds_hold_under_random_worker_speeds(eta, tau):
             if not gate.admit(timeout=0.05):
                 continue
             version = gate.version
-            if gate.admitted > gate.capacity:
-                violations.append((gate.admitted, gate.capacity))
             time.sleep(local.uniform(0, 0.004) * local.choice([1, 1, 1, 20]))  # heavy tail
             with cond:
                 finished.append(version)
@@ -79,7 +75,6 @@ def test_staleness_bounds_hold_under_random_worker_speeds(eta, tau):
     gate.close()
     for thread in threads:
         thread.join()
-    assert not violations and gate.peak_excess == 0
     assert max(lags) <= tau
     if eta == 0:
         assert set(lags) == {0} and dropped == 0
@@ -124,51 +119,3 @@ def test_mask_stale_prefix_keeps_only_the_newest_weights_tokens():
     fresh = _sample(versions=[4, 4, 4])
     mask_stale_prefix(fresh)
     assert fresh.loss_mask == [1, 1, 1]
-
-
-class _CountingEngine:
-    """Emits tokens 10, 11, 12, ... and bumps its weight version after every call."""
-
-    def __init__(self) -> None:
-        self.version = 0
-        self.calls: list[tuple[int, int]] = []
-
-    def generate(self, prompts, params):
-        out = []
-        for prompt in prompts:
-            self.calls.append((len(prompt), params.max_tokens))
-            choices = []
-            for _ in range(params.n):
-                start = len(prompt)
-                tokens = list(range(10 + start, 10 + start + params.max_tokens))
-                choices.append(
-                    Choice(
-                        text="",
-                        finish_reason="length",
-                        token_ids=tokens,
-                        logprobs=[-0.5] * len(tokens),
-                        weight_version=self.version,
-                    )
-                )
-            out.append(choices)
-        self.version += 1
-        return out
-
-
-class _Tokenizer:
-    eos_token_id = 0
-
-    def decode(self, ids, skip_special_tokens=True):
-        return " ".join(map(str, ids))
-
-
-def test_resumed_partial_rollout_records_the_version_of_every_token():
-    engine = _CountingEngine()
-    generator = SegmentedGenerator(engine, _Tokenizer(), segment_tokens=3)
-    [[a, b]] = generator.generate([[1, 2]], GenerationParams(n=2, max_tokens=7, logprobs=True))
-    # Segments of 3, 3 and 1 tokens, each continuing from the prefix written so far.
-    assert a.token_ids == list(range(12, 19))
-    assert a.token_versions == [0, 0, 0, 1, 1, 1, 2]
-    assert b.token_versions == a.token_versions  # both resumed in the same batches
-    assert a.weight_version == 0 and len(a.logprobs) == 7
-    assert engine.calls[0] == (2, 3) and engine.calls[-1] == (8, 1)

@@ -8,7 +8,7 @@ import torch
 from posttrain.rl.losses import (
     entropy_from_logits,
     group_advantages,
-    icepop_mask,
+    icepop_weights,
     kl_penalty,
     masked_mean,
     mismatch_metrics,
@@ -141,8 +141,8 @@ def test_policy_loss_aggregations(aggregation, max_tokens, expected):
         logp, old, adv, mask, aggregation=aggregation, max_tokens=max_tokens
     )
     close(loss, expected)
-    assert metrics["clip_frac_low"] == pytest.approx(1 / 5)
-    assert metrics["clip_frac_high"] == pytest.approx(1 / 5)
+    assert metrics["clip_ratio/low_mean"] == pytest.approx(1 / 5)
+    assert metrics["clip_ratio/high_mean"] == pytest.approx(1 / 5)
     assert metrics["ratio_mean"] == pytest.approx((1.1 + 1.5 + 0.5 + 0.9 + 1.3) / 5)
     kl = sum(r - 1 - math.log(r) for r in (1.1, 1.5, 0.5, 0.9, 1.3)) / 5
     assert metrics["approx_kl"] == pytest.approx(kl, rel=1e-5)
@@ -165,8 +165,8 @@ def test_policy_loss_clip_higher():
     logp, old, adv, mask = make_inputs()
     loss, metrics = policy_loss(logp, old, adv, mask, eps_high=0.6)
     close(loss, 0.4 / 5)
-    assert metrics["clip_frac_high"] == 0.0
-    assert metrics["clip_frac_low"] == pytest.approx(1 / 5)
+    assert metrics["clip_ratio/high_mean"] == 0.0
+    assert metrics["clip_ratio/low_mean"] == pytest.approx(1 / 5)
 
 
 def test_policy_loss_weights_multiply_per_token_loss():
@@ -187,8 +187,8 @@ def test_policy_loss_on_policy_is_plain_policy_gradient():
     loss, metrics = policy_loss(logp, logp.detach().clone(), adv, torch.tensor(MASK))
     close(loss, -1.2)
     assert metrics == {
-        "clip_frac_low": 0.0,
-        "clip_frac_high": 0.0,
+        "clip_ratio/low_mean": 0.0,
+        "clip_ratio/high_mean": 0.0,
         "ratio_mean": 1.0,
         "approx_kl": 0.0,
     }
@@ -297,7 +297,7 @@ def test_token_logprobs_shape_mismatch():
         token_logprobs(torch.zeros(2, 5, 11), torch.zeros(2, 4, dtype=torch.long))
 
 
-# --- tis_weights / icepop_mask ------------------------------------------------------------
+# --- tis_weights / icepop_weights---------------------------------------------------------
 
 
 def test_tis_weights_cap_and_detach():
@@ -312,20 +312,31 @@ def test_tis_weights_cap_and_detach():
         tis_weights(old, rollout, cap=0.0)
 
 
-def test_icepop_boundaries_inclusive():
+def test_icepop_weights_are_the_ratio_inside_the_band_and_zero_outside():
+    # Ratios exp(old - rollout): [2, 1/2, 2.002, 0.4995, 1, 1.5, 0.8] against [1/2, 2].
     ln2 = math.log(2)
-    old = torch.tensor([ln2, -ln2, ln2 + 1e-3, -ln2 - 1e-3, 0.0], requires_grad=True)
-    m = icepop_mask(old, torch.zeros(5))
-    assert m.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
-    assert not m.requires_grad and m.dtype == old.dtype
+    old = torch.tensor(
+        [ln2, -ln2, ln2 + 1e-3, -ln2 - 1e-3, 0.0, math.log(1.5), math.log(0.8)],
+        requires_grad=True,
+    )
+    w = icepop_weights(old, torch.zeros(7))
+    close(w, [2.0, 0.5, 0.0, 0.0, 1.0, 1.5, 0.8])
+    assert not w.requires_grad and w.dtype == old.dtype
+
+
+def test_icepop_weights_against_nonzero_rollout_logprobs():
+    # pi_train = 0.3, pi_infer = [0.2, 0.1, 0.3, 0.7] -> ratios [1.5, 3, 1, 0.4286]; beta = 2.
+    old = torch.full((4,), math.log(0.3))
+    rollout = torch.log(torch.tensor([0.2, 0.1, 0.3, 0.7]))
+    close(icepop_weights(old, rollout, beta=2.0), [1.5, 0.0, 1.0, 0.0])
 
 
 def test_icepop_alpha_and_errors():
     # Ratios [0.4, 0.5, 4.9, 5.1] against [alpha, beta] = [0.5, 5].
     old = torch.tensor([math.log(r) for r in (0.4, 0.5, 4.9, 5.1)])
-    assert icepop_mask(old, torch.zeros(4), 5.0, alpha=0.5).tolist() == [0.0, 1.0, 1.0, 0.0]
+    close(icepop_weights(old, torch.zeros(4), 5.0, alpha=0.5), [0.0, 0.5, 4.9, 0.0])
     with pytest.raises(ValueError, match="alpha"):
-        icepop_mask(old, torch.zeros(4), beta=0.5)
+        icepop_weights(old, torch.zeros(4), beta=0.5)
 
 
 # --- mismatch_metrics ---------------------------------------------------------------------

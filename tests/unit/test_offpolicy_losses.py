@@ -8,7 +8,7 @@ import torch
 from posttrain.rl.losses import (
     decoupled_ppo_loss,
     direct_is_loss,
-    icepop_mask,
+    icepop_weights,
     policy_loss,
     tis_weights,
 )
@@ -62,7 +62,7 @@ def test_without_drift_every_correction_is_plain_grpo():
     grpo = value_and_grad(lambda: policy_loss(logp, same, adv, mask))
     variants = [
         lambda: policy_loss(logp, same, adv, mask, weights=tis_weights(same, same)),
-        lambda: policy_loss(logp, same, adv, mask, weights=icepop_mask(same, same)),
+        lambda: policy_loss(logp, same, adv, mask, weights=icepop_weights(same, same)),
         lambda: direct_is_loss(logp, same, adv, mask),
         lambda: decoupled_ppo_loss(logp, same, same, adv, mask),
     ]

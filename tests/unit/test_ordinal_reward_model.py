@@ -154,7 +154,7 @@ def test_thresholds_head_learns_the_ordinal_task(
     final: Path = thresholds["final"]
     meta = json.loads((final / "ordinal.json").read_text())
     assert (meta["head"], meta["num_levels"], len(meta["biases"])) == ("thresholds", 4, 3)
-    assert meta["conversational"] and meta["train"]["steps"] == 300
+    assert meta["train"]["steps"] == 300
     assert (thresholds["run"] / "checkpoints" / "final").resolve() == final.resolve()
     assert not (final.parent / "base").exists()  # the fresh tiny base is removed
 

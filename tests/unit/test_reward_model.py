@@ -222,7 +222,10 @@ def test_scoring_is_batch_invariant(trained: dict[str, Any], data: dict[str, Any
 def test_long_inputs_keep_their_end(trained: dict[str, Any]) -> None:
     model = RewardModel(trained["final"], max_length=16)
     ids = model.encode("a prompt", "the fox ran " * 20 + KEYWORD)
-    assert len(ids) == 16 and ids[-1] == model.tokenizer.eos_token_id
+    full = encode(model.tokenizer, "a prompt", "the fox ran " * 20 + KEYWORD)
+    assert len(ids) == 16 and ids == full[-16:]
+    # The chat template (ChatML) closes the reply with <|im_end|> and a newline.
+    assert model.tokenizer.convert_ids_to_tokens(ids[-2:]) == ["<|im_end|>", "Ċ"]
     assert all(math.isfinite(s) for s in model.score(["a prompt"], ["the fox ran " * 200]))
 
 
@@ -239,15 +242,15 @@ def test_reward_adapter_takes_strings_and_conversations(
     assert reward(prompts, completions, completion_ids=None, extra=[0] * 6) == pytest.approx(
         expected, abs=1e-6
     )
-    chat_prompts = [
-        [
-            {"role": "system", "content": "You tell stories."},
-            {"role": "user", "content": p},
-        ]
-        for p in prompts
-    ]
+    # A string is one user (or assistant) message, so the chat forms score the same ...
+    chat_prompts = [[{"role": "user", "content": p}] for p in prompts]
     chat_completions = [[{"role": "assistant", "content": c}] for c in completions]
     assert reward(chat_prompts, chat_completions) == pytest.approx(expected, abs=1e-6)
+    # ... and a system message is part of the conversation the model scores.
+    system = [[{"role": "system", "content": "You tell stories."}, *p] for p in chat_prompts]
+    with_system = reward(system, completions)
+    assert with_system == pytest.approx(model.score(system, completions), abs=1e-6)
+    assert with_system != pytest.approx(expected, abs=1e-6)
     assert reward([], []) == []
     # An RL config names a reward model by its directory.
     named = get_reward(f"reward-model:{trained['final']}")
@@ -258,13 +261,20 @@ def test_reward_adapter_takes_strings_and_conversations(
 
 
 def test_reward_adapter_accepts_any_scorer() -> None:
-    class Length:
-        def score(self, prompts: list[str], responses: list[str]) -> list[float]:
-            return [float(len(p) + len(r)) for p, r in zip(prompts, responses, strict=True)]
+    class Recorder:
+        def __init__(self) -> None:
+            self.seen: list[tuple[Any, Any]] = []
 
-    reward = reward_model_reward(Length())
+        def score(self, prompts: list[Any], responses: list[Any]) -> list[float]:
+            self.seen.extend(zip(prompts, responses, strict=True))
+            return [float(len(r)) for r in responses]
+
+    recorder = Recorder()
+    reward = reward_model_reward(recorder)
     assert reward.__name__ == "reward_model"
-    assert reward([[{"role": "user", "content": "ab"}]], ["xyz"]) == [5.0]
+    history = [{"role": "user", "content": "ab"}, {"role": "assistant", "content": "c"}]
+    assert reward([history], ["xyz"]) == [3.0]
+    assert recorder.seen == [(history, "xyz")]  # the whole conversation reaches the scorer
     with pytest.raises(TypeError, match="score"):
         reward_model_reward(object())  # type: ignore[arg-type]
 
@@ -286,9 +296,15 @@ def test_conversational_rows_tokenise_as_trl_does(trained: dict[str, Any]) -> No
     assert tokenizer.convert_tokens_to_ids("<|im_start|>") in ids  # the chat template was used
     # A plain-string response to a conversational prompt becomes the assistant message.
     assert encode(tokenizer, rows[0]["prompt"], "the owl met a dragon") == ids
+    # With a chat template, plain-text rows train as one-turn conversations, so a file may
+    # mix both and every row is tokenised the way scoring tokenises it.
     mixed = [*rows, {"prompt": "p", "chosen": "c", "rejected": "r"}]
-    with pytest.raises(ValueError, match="row 2 is plain text but row 1 is conversational"):
-        build_reward_trainer(trained["config"], trained["final"], mixed)
+    trainer = build_reward_trainer(
+        trained["config"], trained["final"], mixed, output_dir=trained["final"].parent / "t"
+    )
+    plain = encode(tokenizer, "p", "c")
+    assert trainer.train_dataset[1]["chosen_ids"] == plain
+    assert tokenizer.convert_tokens_to_ids("<|im_start|>") in plain
 
 
 def test_config_errors_name_the_problem(tmp_path: Path) -> None:

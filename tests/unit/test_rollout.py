@@ -106,7 +106,7 @@ def test_turn_limit_truncates(tiny_model_dir):
 def test_observation_ids_match_the_chat_template(tiny_model_dir):
     tok = HFChat(tiny_model_dir).tokenizer
     messages = [{"role": "user", "content": "hi"}]
-    gap = observation_ids(tok, messages, "hello", "tool says 42")
+    gap = observation_ids(tok, messages, "tool says 42")
     full = tok.apply_chat_template(
         messages
         + [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "tool says 42"}],
@@ -115,6 +115,90 @@ def test_observation_ids_match_the_chat_template(tiny_model_dir):
     )
     head = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert head + "hello" + tok.eos_token + tok.decode(gap) == full
+
+
+# Qwen3's layout, written here: a reply's <think> block is shown only while that reply
+# belongs to the current query (after the last user message); adding a message re-renders
+# earlier replies without it, so renderings before and after a turn do not extend each other.
+QWEN3_STYLE = (
+    "{%- set ns = namespace(last_query=-1) -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}{%- set ns.last_query = loop.index0 -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- set content = message['content'] -%}"
+    "{%- set reasoning = '' -%}"
+    "{%- if '</think>' in content -%}"
+    "{%- set reasoning = content.split('</think>')[0].split('<think>')[-1].strip() -%}"
+    "{%- set content = content.split('</think>')[-1].lstrip() -%}"
+    "{%- endif -%}"
+    "{{ '<|im_start|>assistant\\n' }}"
+    "{%- if loop.index0 > ns.last_query and (loop.last or reasoning) -%}"
+    "{{ '<think>\\n' + reasoning + '\\n</think>\\n\\n' }}"
+    "{%- endif -%}"
+    "{{ content + '<|im_end|>\\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+class ThinkingReplies:
+    """Thinks, then answers "ok", and ends its turn (token ids as a policy would emit them)."""
+
+    text = "<think>\nadd them\n</think>\n\nok"
+
+    def __init__(self, tokenizer):
+        self.ids = tokenizer.encode(self.text, add_special_tokens=False)
+        self.ids.append(tokenizer.eos_token_id)
+
+    def generate(self, prompts, params):
+        choice = Choice(text=self.text, token_ids=self.ids, logprobs=[-0.5] * len(self.ids))
+        return [[choice] * params.n for _ in prompts]
+
+
+def test_multi_turn_with_a_template_that_rerenders_earlier_turns(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = QWEN3_STYLE
+    policy = ThinkingReplies(tok)
+    first = [{"role": "user", "content": "Start: What is 1 + 2?"}]
+    reply = {"role": "assistant", "content": policy.text}
+    before = tok.apply_chat_template([*first, reply], tokenize=False)
+    after = tok.apply_chat_template(
+        [*first, reply, {"role": "user", "content": "observation 1"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert "<think>" in before and "<think>" not in after  # the template re-renders turn 1
+
+    [sample] = rollout_multi_turn(
+        policy, tok, ROWS[:1], lambda: CountdownEnv(3), GenerationParams(max_tokens=32)
+    )
+    assert sample.status == "completed" and sample.metadata["turns"] == 3
+    gaps = [
+        tok.encode(f"\n<|im_start|>user\nobservation {k}<|im_end|>\n<|im_start|>assistant\n")
+        for k in (1, 2)
+    ]
+    # Token in, token out: prompt, then each reply exactly as generated, then each gap.
+    assert sample.prompt_ids == tok.apply_chat_template(
+        first, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    assert sample.response_ids == policy.ids + gaps[0] + policy.ids + gaps[1] + policy.ids
+    mask = [1] * len(policy.ids)
+    assert sample.loss_mask == mask + [0] * len(gaps[0]) + mask + [0] * len(gaps[1]) + mask
+    spans, start = [], 0
+    for gap in gaps:
+        start += len(policy.ids)
+        spans.append(tok.decode(sample.response_ids[start : start + len(gap)]))
+        start += len(gap)
+    assert spans == [
+        f"\n<|im_start|>user\nobservation {k}<|im_end|>\n<|im_start|>assistant\n" for k in (1, 2)
+    ]
 
 
 def test_failing_environment_fails_only_its_trajectory(tiny_model_dir):

@@ -225,7 +225,8 @@ class JudgeScorer:
 
 
 SPEC_HELP = (
-    "a reward-model directory, http(s)://HOST:PORT of `posttrain serve-rm`, "
+    "a reward-model directory (DIR?torch_dtype=bfloat16&device=cuda:0 sets how it loads), "
+    "http(s)://HOST:PORT of `posttrain serve-rm`, "
     "judge:MODEL_SPEC or judge-listwise:MODEL_SPEC (an LLM judge), length, vocabulary, "
     "or random[:SEED]"
 )
@@ -251,11 +252,15 @@ def load_scorer(spec: str) -> SetScorer:
         from posttrain.rewards.reward_model_server import HTTPRewardModel
 
         return Pointwise(HTTPRewardModel(spec), name=spec)
-    path = Path(spec).expanduser()
+    from posttrain.rewards.reward_model import parse_model_spec
+
+    where, options = parse_model_spec(spec)
+    path = Path(where).expanduser()
     if path.is_dir():
         from posttrain.rewards.reward_model import RewardModel
 
-        return Pointwise(RewardModel(path), name=str(path))
+        # The model scores each (prompt, candidate) as a conversation through its chat template.
+        return Pointwise(RewardModel(path, **options), name=str(path))
     reason = "no such directory" if not path.exists() else "not a recognised form"
     raise ValueError(f"unknown scorer {spec!r} ({reason}); expected {SPEC_HELP}")
 

@@ -1,1 +1,1 @@
-"""Tokenizers, tiny models, warm start, chat backends and the OpenAI-compatible server."""
+"""Tokenizers, tiny models, generation, chat backends and the OpenAI-compatible server."""

@@ -1,8 +1,13 @@
 """Batched generation on a local transformers model, returning token ids and log-probs.
 
-Log-probs are those of the model's raw next-token distribution (before temperature or
-top-p), as vLLM reports them by default, so they equal a forward pass over the same
-tokens. Token ids are kept exactly as generated and never re-tokenised from text.
+Log-probs are those of the distribution the tokens were sampled from after temperature
+scaling, log softmax(logits / T), as TRL's GRPOTrainer computes them for training (and as
+vLLM reports them with `--logprobs-mode processed_logprobs`), so a forward pass over the
+same tokens with logits divided by T gives the same numbers. Top-p truncation is not applied
+to them: with top_p < 1 they are the log-probs of the temperature-scaled full distribution,
+which the trainer's own log-probs match, not those of the renormalised nucleus. Greedy
+decoding (T = 0) reports the raw distribution. Token ids are kept exactly as generated and
+never re-tokenised from text.
 """
 
 from __future__ import annotations
@@ -77,7 +82,10 @@ class LocalGenerator:
         new_tokens = out.sequences[:, width:].tolist()
         logprobs = None
         if params.logprobs:
-            steps = torch.stack(out.logits, dim=1).float().log_softmax(-1)
+            steps = torch.stack(out.logits, dim=1).float()
+            if sample and params.temperature != 1.0:
+                steps = steps / params.temperature
+            steps = steps.log_softmax(-1)
             picked = steps.gather(-1, out.sequences[:, width:, None].to(steps.device))
             logprobs = picked.squeeze(-1).tolist()
         choices = [

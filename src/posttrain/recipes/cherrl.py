@@ -29,7 +29,6 @@ from rich.table import Table
 from posttrain.config import to_dict
 from posttrain.data.health_chat import BIASES, HealthChatConfig, build_health_chat, corpus
 from posttrain.data.io import read_jsonl, write_jsonl
-from posttrain.models.warm_start import WarmStartConfig, warm_start
 from posttrain.monitor.detector import LLMAgentDetector, StatisticalDetector, evaluate_detector
 from posttrain.monitor.hacking import (
     discoverability,
@@ -44,6 +43,7 @@ from posttrain.rewards.judge import JUDGE_LABEL, RubricJudge, load_healthbench
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.rl.rollout_log import RolloutLog, rollouts_path
 from posttrain.runs import Run, require_unchanged
+from posttrain.sft.warm_start import WarmStartConfig, warm_start
 
 CONTROL = "control"
 

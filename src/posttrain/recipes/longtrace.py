@@ -2,7 +2,7 @@
 
 `posttrain longtrace run` (and `make demo`) wires the stages: build multi-hop questions in
 contexts of tiered distractors (`posttrain.data.longtrace`), train a tiny policy's tokenizer
-on that world and warm-start it on the answer format (`posttrain.models.warm_start`), train
+on that world and warm-start it on the answer format (`posttrain.sft.warm_start`), train
 it with the RL engine once per reward variant and seed (outcome-only against the positive-only
 rubric reward by default), then evaluate every policy on the same held-out questions under
 each distractor setting (`posttrain.eval.longtrace_policy`), next to the training-free BM25
@@ -34,11 +34,11 @@ from posttrain.data.longtrace import (
 )
 from posttrain.eval.longtrace_policy import evaluate_policy, mean_over_seeds
 from posttrain.eval.longtrace_reader import reader_accuracy
-from posttrain.models.warm_start import WarmStartConfig, warm_start
 from posttrain.report import plot_curves, write_report
 from posttrain.rewards.registry import get_reward
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.runs import Run, read_metrics, require_unchanged
+from posttrain.sft.warm_start import WarmStartConfig, warm_start
 
 MONITORED = ["longtrace_outcome", "longtrace_rubric_recall"]
 """Scored on every rollout and evaluation with weight 0, so that all variants' curves show
@@ -267,8 +267,8 @@ class LongTraceRecipe:
         """Held-out accuracy and rubric recall over RL steps, mean over seeds per variant."""
         setting = self.config.data.distractors
         metrics = {
-            f"held-out accuracy ({setting}, greedy)": "eval/longtrace_outcome",
-            "held-out rubric recall (all answers)": "eval/longtrace_rubric_recall",
+            f"held-out accuracy ({setting}, greedy)": "eval_rewards/longtrace_outcome/mean",
+            "held-out rubric recall (all answers)": "eval_rewards/longtrace_rubric_recall/mean",
             "training accuracy (sampled)": "rewards/longtrace_outcome/mean",
         }
         panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {t: {} for t in metrics}

@@ -16,9 +16,9 @@ from posttrain.eval.exact_match import exact_match_accuracy
 from posttrain.models.chat.base import GenerationParams
 from posttrain.models.chat.openai_chat import OpenAIChat
 from posttrain.models.server_process import serve_model
-from posttrain.models.warm_start import WarmStartConfig, warm_start
 from posttrain.report import write_report
 from posttrain.runs import Run
+from posttrain.sft.warm_start import WarmStartConfig, warm_start
 
 
 @dataclass
@@ -40,7 +40,7 @@ def run_quickstart(config: QuickstartConfig, console: Console | None = None) -> 
     )
     result = warm_start(config.warm_start, run)
     source = "cache" if result.cached else f"trained in {result.train_seconds:.0f}s"
-    console.print(f"    model: {result.model_dir} ({source})")
+    console.print(f"    model: {result.model_dir} ({source})", soft_wrap=True)
 
     console.print("[bold]2/3 serve[/] on loopback with `posttrain serve`")
     _, test = make_splits(config.warm_start.task)
@@ -74,6 +74,6 @@ def run_quickstart(config: QuickstartConfig, console: Console | None = None) -> 
         f"accuracy over HTTP on {len(records)} held-out questions: [bold]{accuracy:.1%}[/]"
         f"  (in-process on {config.warm_start.task.n_test}: {result.accuracy:.1%})"
     )
-    console.print(f"run directory: {run.path}")
-    console.print(f"report: {report}")
+    console.print(f"run directory: {run.path}", soft_wrap=True)  # whole paths, for copying
+    console.print(f"report: {report}", soft_wrap=True)
     return summary

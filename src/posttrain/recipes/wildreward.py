@@ -37,7 +37,6 @@ from posttrain.eval.calibration import (
     plot_margin_accuracy,
     plot_reliability,
 )
-from posttrain.models.warm_start import WarmStartConfig, warm_start
 from posttrain.report import plot_curves, write_report
 from posttrain.rewards.ordinal import (
     OrdinalRewardConfig,
@@ -50,6 +49,7 @@ from posttrain.rewards.ordinal import (
 from posttrain.rewards.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from posttrain.rl.config import DataConfig, LossConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.runs import Run, read_metrics
+from posttrain.sft.warm_start import WarmStartConfig, warm_start
 
 Results = dict[str, dict[str, Any]]
 """Model name -> `evaluate_reward_model` result."""
@@ -371,11 +371,11 @@ def _describe(summary: dict[str, Any]) -> str:
 
 
 def _policy_curve(records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    evals = [r for r in records if "eval/reward_model" in r]
+    evals = [r for r in records if "eval_rewards/reward_model/mean" in r]
     return {
         "steps": [r["step"] for r in evals],
-        "reward_model": [r["eval/reward_model"] for r in evals],
-        "oracle": [r.get("eval/wild_reply_quality") for r in evals],
+        "reward_model": [r["eval_rewards/reward_model/mean"] for r in evals],
+        "oracle": [r.get("eval_rewards/wild_reply_quality/mean") for r in evals],
     }
 
 

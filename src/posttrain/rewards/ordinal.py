@@ -12,7 +12,9 @@ Heads:
 
 The Bradley–Terry baseline needs no code here beyond `pairs_from_labels`, which turns labelled
 items into preference rows for `posttrain.rewards.reward_model.train_reward_model`.
-Text goes through the same `format_pair` / `encode` path as the Bradley–Terry model.
+Text goes through the same `format_pair` / `encode` path as the Bradley–Terry model: the
+tokenizer's chat template over the whole conversation when it has one (plain-string prompts and
+responses become user and assistant messages), in training and scoring alike.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ from posttrain.rewards.reward_model import (
     check_training_fields,
     encode,
     is_messages,
+    load_classifier,
     message_text,
     quiet_training,
+    resolve_device,
     right_padded,
+    warn_if_plain,
 )
 from posttrain.runs import Run
 
@@ -276,26 +281,17 @@ def _errors_only() -> Iterator[None]:
 
 
 def _load(
-    model_dir: str | Path, num_labels: int | None = None
+    model_dir: str | Path,
+    num_labels: int | None = None,
+    device: str | None = "cpu",
+    torch_dtype: str = "float32",
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Tokenizer and classifier; `num_labels` replaces the head when its size differs."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     extra: dict[str, Any] = {}
     if num_labels is not None:
         extra = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
-    with quiet_training(), _errors_only():
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, dtype=torch.float32, **extra
-        )
-    # As RewardModel does: EOS pads when there is no pad token, and the classifier must know
-    # the pad id to find each row's last real token.
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
-    return tokenizer, model
+    with _errors_only():
+        return load_classifier(model_dir, resolve_device(device), torch_dtype, **extra)
 
 
 def _context_limit(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
@@ -411,7 +407,6 @@ def train_ordinal_reward_model(
         "head": config.head,
         "biases": biases,
         "max_length": max_length,
-        "conversational": all(is_messages(row_pair(r)[0]) for r in rows),
         "train": {
             "train_seconds": round(seconds, 2),
             "steps": step,
@@ -441,7 +436,8 @@ class OrdinalRewardModel:
     """A trained ordinal (or regression) reward model directory, scoring in batches.
 
     `score` returns the expected label (a `Scorer`, so `reward_model_reward` takes it);
-    `predict` adds threshold probabilities and the most likely label per row.
+    `predict` adds threshold probabilities and the most likely label per row. `torch_dtype`
+    and `device` as for `RewardModel`.
     """
 
     def __init__(
@@ -450,6 +446,7 @@ class OrdinalRewardModel:
         batch_size: int = 16,
         max_length: int | None = None,
         device: str | None = None,
+        torch_dtype: str = "auto",
     ) -> None:
         import torch
 
@@ -466,10 +463,9 @@ class OrdinalRewardModel:
         self.name = self.model_dir.name
         self.head: str = meta["head"]
         self.num_levels: int = int(meta["num_levels"])
-        self.conversational = bool(meta.get("conversational", False))
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer, self.model = _load(model_dir)
+        self.device = resolve_device(device)
+        self.tokenizer, self.model = _load(model_dir, None, str(self.device), torch_dtype)
         expected = num_outputs(self.head, self.num_levels)
         if self.model.config.num_labels != expected:
             raise ValueError(
@@ -477,21 +473,13 @@ class OrdinalRewardModel:
                 f"num_labels={expected}, the model has {self.model.config.num_labels}"
             )
         self.biases = torch.tensor(meta["biases"], dtype=torch.float32)  # applied on the CPU
-        self.model.to(self.device).eval()
+        warn_if_plain(self.tokenizer, model_dir)
         # The trained length by default, so a score is the number training optimised.
         limit = _context_limit(self.tokenizer, self.model)
         self.max_length = min(max_length or meta.get("max_length") or limit, limit)
 
     def encode(self, prompt: Text, response: Text) -> list[int]:
-        """Token ids as trained on, keeping the last `max_length` (the score reads the end).
-
-        A model trained on conversations gets plain-string pairs (what `reward_model_reward`
-        passes: the last user message and the completion) as a one-turn conversation, so an
-        RL reward sees the chat markup it was trained on rather than plain text.
-        """
-        if self.conversational and isinstance(prompt, str) and isinstance(response, str):
-            prompt = [{"role": "user", "content": prompt}]
-            response = [{"role": "assistant", "content": response}]
+        """Token ids as trained on, keeping the last `max_length` (the score reads the end)."""
         return encode(self.tokenizer, prompt, response)[-self.max_length :]
 
     def outputs(self, prompts: Sequence[Text], responses: Sequence[Text]) -> torch.Tensor:

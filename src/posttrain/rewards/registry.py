@@ -42,9 +42,12 @@ def reward_names() -> list[str]:
 
 
 REWARD_MODEL_PREFIX = "reward-model:"
-"""`reward-model:DIR` or `reward-model:http://HOST:PORT` (a `posttrain serve-rm` server): a
-Bradley–Terry or ordinal reward model as a reward function. A hyphen cannot start a module
-path, so no clash."""
+"""`reward-model:DIR[?OPTIONS]` or `reward-model:http://HOST:PORT` (a `posttrain serve-rm`
+server): a Bradley–Terry or ordinal reward model as a reward function, scoring whole
+conversations through the model's chat template. OPTIONS load a directory's model:
+`?torch_dtype=bfloat16&device=cuda:1` (also `batch_size`, `max_length`; see
+`posttrain.rewards.reward_model.MODEL_OPTIONS`). A hyphen cannot start a module path, so no
+clash."""
 
 
 def get_reward(spec: str) -> RewardFunc:
@@ -85,19 +88,20 @@ def get_reward(spec: str) -> RewardFunc:
 def _reward_model(where: str) -> RewardFunc:
     from pathlib import Path
 
-    from posttrain.rewards.reward_model import RewardModel, reward_model_reward
+    from posttrain.rewards.reward_model import RewardModel, parse_model_spec, reward_model_reward
 
     if where.startswith(("http://", "https://")):
         from posttrain.rewards.reward_model_server import HTTPRewardModel
 
         return reward_model_reward(HTTPRewardModel(where), name="reward_model")
+    where, options = parse_model_spec(where)
     if not Path(where).is_dir():
         raise ValueError(f"reward model {where!r}: no such directory (or http(s):// URL)")
     from posttrain.rewards.ordinal import META_FILE, OrdinalRewardModel
 
     if (Path(where) / META_FILE).is_file():  # WildReward's ordinal head: the expected label
-        return reward_model_reward(OrdinalRewardModel(where), name="reward_model")
-    return reward_model_reward(RewardModel(where), name="reward_model")
+        return reward_model_reward(OrdinalRewardModel(where, **options), name="reward_model")
+    return reward_model_reward(RewardModel(where, **options), name="reward_model")
 
 
 def _unwrap(fn: Any) -> Any:

@@ -1,27 +1,41 @@
 """Bradley–Terry reward models: train with TRL's RewardTrainer, score, and use as a reward.
 
-A reward model reads `prompt` + `response` and returns one scalar. Training minimises TRL's
-pairwise loss `-log sigmoid(r_chosen - r_rejected [- margin])` (+ an optional centring term);
-scoring reuses exactly the formatting and tokenisation TRL applied in training (`format_pair`
-and `encode` below), so a served score is the number the trainer optimised.
+A reward model reads a conversation (prompt, then response) and returns one scalar. Training
+minimises TRL's pairwise loss `-log sigmoid(r_chosen - r_rejected [- margin])` (+ an optional
+centring term); scoring reuses exactly the formatting and tokenisation TRL applied in training
+(`format_pair` and `encode` below), so a served score is the number the trainer optimised.
+
+How a pair is rendered is a property of the tokenizer, the same in training and in every
+scoring path (`RewardModel.score`, `reward-model:DIR` in RL, rm-bench, best-of-n, serve-rm):
+
+- With a chat template (a real checkpoint such as Skywork-Reward, or posttrain's tiny models,
+  which carry ChatML), the whole conversation goes through `apply_chat_template`: a plain-string
+  prompt becomes one user message, a plain-string response the assistant message, and message
+  lists (history, system prompt, multi-turn completions) are kept whole. Plain-text preference
+  rows are therefore trained as one-turn conversations: TRL's RewardTrainer gets them as
+  messages and applies the template itself, so training and scoring see the same tokens.
+- Without one, the plain format: the prompt (messages' texts joined by a blank line) +
+  "\\n\\n" + the response + EOS, as TRL formats plain-text rows. `RewardModel` says so once
+  per model in the log, since a chat model scored this way sees input it was not trained on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 from posttrain.config import to_dict
 from posttrain.data.io import read_records
-from posttrain.rewards.builtin import completion_text
 from posttrain.rewards.registry import RewardFunc
 from posttrain.runs import Run
 
@@ -30,12 +44,14 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
     from trl import RewardTrainer
 
+logger = logging.getLogger(__name__)
+
 Messages = list[dict[str, Any]]
 Text = str | Messages
 """A prompt or response: a plain string, or a conversation as a list of chat messages."""
 
 SEPARATOR = "\n\n"
-"""Joins prompt and response when they are plain text (or the tokenizer has no chat template)."""
+"""Joins prompt and response (and messages) when the tokenizer has no chat template."""
 
 
 @dataclass
@@ -75,6 +91,8 @@ class RewardModelConfig:
     """Seeds the tiny model's initialisation, the data order and the trainer."""
     output_dir: str = "outputs/reward-model"
     """The trained model goes to `output_dir/final`."""
+    report_to: list[str] = field(default_factory=list)
+    """Trackers TRL reports the training to: tensorboard, trackio, wandb (empty: none)."""
 
     def __post_init__(self) -> None:
         check_training_fields(self)
@@ -123,30 +141,40 @@ def as_text(value: Text) -> str:
     return SEPARATOR.join(message_text(m) for m in value) if isinstance(value, list) else value
 
 
+def conversation(prompt: Text, response: Text) -> tuple[Messages, Messages]:
+    """(prompt, response) as messages: a plain-string prompt is one user message, a plain-string
+    response the assistant's message; message lists are kept whole (history included)."""
+    head = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    tail = response if isinstance(response, list) else [{"role": "assistant", "content": response}]
+    return list(head), list(tail)
+
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether pairs are rendered with the tokenizer's chat template (else the plain format)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def format_pair(
     tokenizer: PreTrainedTokenizerBase, prompt: Text, response: Text
 ) -> tuple[Text, Text]:
     """The (prompt, response) fields TRL's RewardTrainer gets for one pair; scoring uses them too.
 
-    Conversational input with a chat-template tokenizer stays as messages (a plain-string
-    response becomes the assistant's message); anything else becomes plain text, the prompt
-    ending in SEPARATOR so that TRL's `prompt + response` is `prompt + "\\n\\n" + response`.
+    With a chat template, both become messages (`conversation`), so TRL applies the template
+    to the whole conversation; without, plain text, the prompt ending in SEPARATOR so that
+    TRL's `prompt + response` is `prompt + "\\n\\n" + response`.
     """
-    if (is_messages(prompt) or is_messages(response)) and tokenizer.chat_template:
-        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        reply = (
-            response if isinstance(response, list) else [{"role": "assistant", "content": response}]
-        )
-        return messages, reply
+    if has_chat_template(tokenizer):
+        return conversation(prompt, response)
     return as_text(prompt) + SEPARATOR, as_text(response)
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, prompt: Text, response: Text) -> list[int]:
     """Token ids of one (prompt, response), as TRL's RewardTrainer preprocessing makes them.
 
-    Mirrors `RewardTrainer._prepare_dataset`: plain text gets the EOS token appended (the
-    classifier reads the score at the last token) and is tokenised with `tokenizer(text=...)`;
-    conversations go through `apply_chat_template`. A unit test checks the two agree.
+    Mirrors `RewardTrainer._prepare_dataset`: conversations go through `apply_chat_template`
+    (prompt + response messages, no tools); plain text gets the EOS token appended (the
+    classifier reads the score at the last token) and is tokenised with `tokenizer(text=...)`.
+    A unit test checks the two agree.
     """
     head, tail = format_pair(tokenizer, prompt, response)
     if isinstance(head, list) and isinstance(tail, list):
@@ -158,6 +186,22 @@ def encode(tokenizer: PreTrainedTokenizerBase, prompt: Text, response: Text) -> 
     if not tail.endswith(tokenizer.eos_token):
         tail += tokenizer.eos_token
     return list(tokenizer(text=head + tail)["input_ids"])
+
+
+_WARNED_PLAIN: set[str] = set()
+
+
+def warn_if_plain(tokenizer: PreTrainedTokenizerBase, model: str | Path) -> None:
+    """Log, once per model, that a tokenizer without a chat template means the plain format."""
+    key = str(Path(model).resolve()) if Path(model).exists() else str(model)
+    if has_chat_template(tokenizer) or key in _WARNED_PLAIN:
+        return
+    _WARNED_PLAIN.add(key)
+    logger.warning(
+        "reward model %s: its tokenizer has no chat template, so pairs are scored as plain "
+        "text (prompt + '\\n\\n' + response + EOS, messages joined by blank lines)",
+        model,
+    )
 
 
 # --- preference rows ---------------------------------------------------------------------------
@@ -192,28 +236,17 @@ def load_preferences(path: str | Path, margin: bool = False) -> list[dict[str, A
 
 
 def _trl_rows(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]]) -> list[dict]:
-    """Rows in TRL's explicit-prompt preference layout, formatted by `format_pair`."""
+    """Rows in TRL's explicit-prompt preference layout, formatted by `format_pair`: all
+    conversational when the tokenizer has a chat template, all plain text otherwise (TRL
+    decides how to tokenise a whole dataset from its first row)."""
     out = []
     for row in rows:
-        prompt = row["prompt"]
-        if isinstance(prompt, str) and (is_messages(row["chosen"]) or is_messages(row["rejected"])):
-            # One conversational response makes the whole pair conversational: both responses
-            # must follow the same prompt.
-            prompt = [{"role": "user", "content": prompt}]
-        head, chosen = format_pair(tokenizer, prompt, row["chosen"])
-        _, rejected = format_pair(tokenizer, prompt, row["rejected"])
+        head, chosen = format_pair(tokenizer, row["prompt"], row["chosen"])
+        _, rejected = format_pair(tokenizer, row["prompt"], row["rejected"])
         trl_row = {"prompt": head, "chosen": chosen, "rejected": rejected}
         if "margin" in row:
             trl_row["margin"] = row["margin"]
         out.append(trl_row)
-    # TRL tokenises a whole dataset one way, decided by its first row.
-    kinds = ["conversational" if isinstance(r["prompt"], list) else "plain text" for r in out]
-    for number, kind in enumerate(kinds, start=1):
-        if kind != kinds[0]:
-            raise ValueError(
-                f"preference row {number} is {kind} but row 1 is {kinds[0]}; "
-                "use one kind for a whole file"
-            )
     return out
 
 
@@ -295,6 +328,8 @@ def _reward_config(
     import torch
     from trl import RewardConfig
 
+    from posttrain.tracking import trl_report_to
+
     log_every = max(1, total_steps // 20)  # about 20 points on the loss curve
     return RewardConfig(
         output_dir=str(output_dir),
@@ -310,7 +345,7 @@ def _reward_config(
         eval_strategy="steps" if evaluate else "no",
         eval_steps=log_every * 5,
         save_strategy="no",
-        report_to="none",
+        report_to=trl_report_to(config.report_to),
         # Recomputing activations only costs time for models this small.
         gradient_checkpointing=False,
         # bf16 where a GPU supports it; otherwise plain fp32 on the CPU.
@@ -431,7 +466,7 @@ def _final_eval(trainer: RewardTrainer) -> dict[str, float]:
 class Scorer(Protocol):
     """Anything that scores (prompt, response) pairs: RewardModel, HTTPRewardModel, a stub."""
 
-    def score(self, prompts: list[str], responses: list[str]) -> list[float]: ...
+    def score(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[float]: ...
 
 
 def check_pairs(prompts: Sequence[Any], responses: Sequence[Any]) -> None:
@@ -443,11 +478,98 @@ def check_pairs(prompts: Sequence[Any], responses: Sequence[Any]) -> None:
         )
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""`torch_dtype` choices; auto is the checkpoint's own dtype on a GPU and float32 on the CPU."""
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`device` as a torch device; None or "auto" is cuda when available, else the CPU."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device {device!r} is not a torch device (cpu, cuda, cuda:1, ...)"
+        ) from err
+
+
+def resolve_dtype(torch_dtype: str, device: torch.device) -> Any:
+    """The `dtype` to load weights in: a named one, or for auto the checkpoint's (transformers'
+    "auto") on an accelerator and float32 on the CPU, where half precision is slow and lossy."""
+    import torch
+
+    if torch_dtype not in DTYPES:
+        raise ValueError(f"torch_dtype must be one of {list(DTYPES)}, got {torch_dtype!r}")
+    if torch_dtype == "auto":
+        return torch.float32 if device.type == "cpu" else "auto"
+    return getattr(torch, torch_dtype)
+
+
+def load_classifier(
+    model_dir: str | Path, device: torch.device, torch_dtype: str = "auto", **extra: Any
+) -> tuple[PreTrainedTokenizerBase, Any]:
+    """Tokenizer and sequence classifier of `model_dir`, on `device`, in eval mode, with a pad
+    id the classifier knows (as RewardTrainer sets it: EOS pads when there is no pad token,
+    and the classifier finds each row's last real token by it)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    dtype = resolve_dtype(torch_dtype, device)
+    with quiet_training():
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype, **extra)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model.to(device).eval()
+
+
+MODEL_OPTIONS = {"torch_dtype": str, "device": str, "batch_size": int, "max_length": int}
+"""Options a reward-model spec may carry after `?` (`DIR?torch_dtype=bfloat16&device=cuda:1`)."""
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """`DIR[?key=value&...]` -> (DIR, keyword arguments for `RewardModel`), options checked
+    against `MODEL_OPTIONS` (a URL is not parsed: a server has its own settings)."""
+    if spec.startswith(("http://", "https://")) or "?" not in spec:
+        return spec, {}
+    where, _, query = spec.partition("?")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ValueError(
+            f"reward model {spec!r}: options must read key=value&key=value after '?'"
+        ) from None
+    options: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in MODEL_OPTIONS:
+            raise ValueError(
+                f"reward model {spec!r}: unknown option {key!r}; "
+                f"choose from {', '.join(MODEL_OPTIONS)}"
+            )
+        try:
+            options[key] = MODEL_OPTIONS[key](value)
+        except ValueError:
+            raise ValueError(
+                f"reward model {spec!r}: {key} must be an integer, got {value!r}"
+            ) from None
+    if "torch_dtype" in options and options["torch_dtype"] not in DTYPES:
+        raise ValueError(
+            f"reward model {spec!r}: torch_dtype must be one of {list(DTYPES)}, "
+            f"got {options['torch_dtype']!r}"
+        )
+    return where, options
+
+
 class RewardModel:
     """A trained reward model directory, scoring (prompt, response) pairs in batches.
 
     Batches are right-padded, as TRL's collator pads them: with causal attention the padding
     comes after every real token, so a row's score does not depend on its batch-mates.
+    `torch_dtype` (one of `DTYPES`) and `device` choose how the weights are loaded; a real
+    checkpoint usually runs in bfloat16 on a GPU.
     """
 
     def __init__(
@@ -456,38 +578,28 @@ class RewardModel:
         batch_size: int = 16,
         max_length: int | None = None,
         device: str | None = None,
+        torch_dtype: str = "auto",
     ) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_dir = Path(model_dir)
         self.name = self.model_dir.name
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with quiet_training():
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                model_dir, dtype=torch.float32
-            )
+        self.device = resolve_device(device)
+        self.tokenizer, self.model = load_classifier(model_dir, self.device, torch_dtype)
         if self.model.config.num_labels != 1:
             raise ValueError(
                 f"{model_dir}: a reward model has num_labels=1, this one has "
                 f"{self.model.config.num_labels}"
             )
-        # As RewardTrainer does: EOS pads when there is no pad token, and the classifier must
-        # know the pad id to find each row's last real token.
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model.config.get_text_config().pad_token_id = self.tokenizer.pad_token_id
-        self.model.to(self.device).eval()
+        warn_if_plain(self.tokenizer, model_dir)
         limits = [self.tokenizer.model_max_length]
         limits.append(getattr(self.model.config, "max_position_embeddings", None) or limits[0])
         self.max_length = max_length or int(min(limits))
 
     def encode(self, prompt: Text, response: Text) -> list[int]:
-        """Token ids as trained on, keeping the last `max_length` (the score reads the end)."""
+        """Token ids as trained on (the chat template's rendering of the whole conversation,
+        when the tokenizer has one), keeping the last `max_length` (the score reads the end)."""
         return encode(self.tokenizer, prompt, response)[-self.max_length :]
 
     def score(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[float]:
@@ -535,21 +647,29 @@ def batched_logits(
 # --- as a reward function ----------------------------------------------------------------------
 
 
-def prompt_text(prompt: Text) -> str:
-    """The text a reward model judges a prompt by: the string, or the last user message."""
-    if isinstance(prompt, str):
-        return prompt
-    for message in reversed(prompt):
-        if message.get("role") == "user":
-            return message_text(message)
-    return ""
+def as_pair_item(value: Any) -> Text:
+    """A TRL prompt or completion as the scorer takes it: a string, or the message list whole
+    (history, system prompt, tool turns) as a list, also when it arrives as a tuple or an
+    array (verl's parquet columns); anything else is refused with its type."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict) and hasattr(value, "__iter__"):
+        messages = list(value)
+        if is_messages(messages):
+            return messages
+    raise TypeError(
+        f"a prompt or completion must be a string or a list of chat messages "
+        f"(dicts with 'role' and 'content'), got {type(value).__name__}"
+    )
 
 
 def reward_model_reward(scorer: Scorer, name: str = "reward_model") -> RewardFunc:
     """A TRL-signature reward function scoring each (prompt, completion) with `scorer`.
 
-    Not registered by name: a reward model is an instance (a directory or a server), so
-    callers build one and pass the callable to the RL engine or TRL's GRPOTrainer.
+    The scorer gets whole conversations: TRL's conversational prompts keep their history and
+    system message, and a conversational completion all its messages. Not registered by name:
+    a reward model is an instance (a directory or a server), so callers build one and pass the
+    callable to the RL engine or TRL's GRPOTrainer.
     """
     if not isinstance(scorer, Scorer):
         raise TypeError(f"scorer must have a score(prompts, responses) method, got {scorer!r}")
@@ -562,9 +682,9 @@ def reward_model_reward(scorer: Scorer, name: str = "reward_model") -> RewardFun
         check_pairs(prompts, completions)
         if not completions:
             return []
-        texts = [prompt_text(p) for p in prompts]
-        answers = [completion_text(c) for c in completions]
-        return [float(s) for s in scorer.score(texts, answers)]
+        heads = [as_pair_item(p) for p in prompts]
+        tails = [as_pair_item(c) for c in completions]
+        return [float(s) for s in scorer.score(heads, tails)]
 
     reward.__name__ = reward.__qualname__ = name  # TRL logs rewards under __name__
     return reward

@@ -4,6 +4,10 @@
 written by `train_reward_model`. Errors follow `posttrain serve`: OpenAI-shaped 4xx JSON
 naming the problem, and a body-size limit, so a bad request never takes the server down.
 The client satisfies the same `Scorer` protocol as the in-process `RewardModel`.
+
+Prompts and responses are strings or lists of chat messages and travel whole: the server
+scores the whole conversation (history included) through the model's chat template, exactly
+as `RewardModel.score` does in-process.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
 from posttrain.models.server_process import ServerProcess
-from posttrain.rewards.reward_model import RewardModel, check_pairs
+from posttrain.rewards.reward_model import RewardModel, Text, check_pairs, is_messages
 
 DEFAULT_PORT = 8100
 DEFAULT_MAX_ITEMS = 256
@@ -29,12 +33,23 @@ DEFAULT_MAX_BODY_BYTES = 4 << 20
 
 
 class ScoreRequest(BaseModel):
-    """`{"prompts": [...], "responses": [...]}`: strict, so a number is not taken for a string."""
+    """`{"prompts": [...], "responses": [...]}`, each item a string or a list of chat messages;
+    items are checked by `bad_item`, so an error names the item rather than a union branch."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    prompts: list[str]
-    responses: list[str]
+    prompts: list[Any]
+    responses: list[Any]
+
+
+def bad_item(body: ScoreRequest) -> str | None:
+    """The first prompt or response that is neither a string nor a non-empty list of chat
+    messages (a number is not taken for a string), as `key[index]`."""
+    for key in ("prompts", "responses"):
+        for index, item in enumerate(getattr(body, key)):
+            if not isinstance(item, str) and not (is_messages(item) and item):
+                return f"{key}[{index}]"
+    return None
 
 
 def create_app(
@@ -43,6 +58,7 @@ def create_app(
     batch_size: int = 16,
     max_length: int | None = None,
     device: str | None = None,
+    torch_dtype: str = "auto",
     max_items: int = DEFAULT_MAX_ITEMS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     served_model_name: str | None = None,
@@ -55,7 +71,13 @@ def create_app(
     model = (
         model_dir
         if isinstance(model_dir, RewardModel)
-        else RewardModel(model_dir, batch_size=batch_size, max_length=max_length, device=device)
+        else RewardModel(
+            model_dir,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            torch_dtype=torch_dtype,
+        )
     )
     name = served_model_name or model.name
     lock = threading.Lock()  # torch modules and fast tokenizers are not thread-safe
@@ -87,6 +109,13 @@ def create_app(
             raise APIError(
                 "'prompts' and 'responses' are empty; send at least one pair.", param="prompts"
             )
+        wrong = bad_item(body)
+        if wrong is not None:
+            raise APIError(
+                f"{wrong!r} must be a string or a non-empty list of chat messages "
+                "(objects with 'role' and 'content').",
+                param=wrong,
+            )
         if n_prompts > max_items:
             raise APIError(
                 f"{n_prompts} pairs is over this server's limit of {max_items} per request; "
@@ -110,6 +139,7 @@ def serve(
     batch_size: int = 16,
     max_length: int | None = None,
     device: str | None = None,
+    torch_dtype: str = "auto",
     max_items: int = DEFAULT_MAX_ITEMS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     served_model_name: str | None = None,
@@ -122,6 +152,7 @@ def serve(
         batch_size=batch_size,
         max_length=max_length,
         device=device,
+        torch_dtype=torch_dtype,
         max_items=max_items,
         max_body_bytes=max_body_bytes,
         served_model_name=served_model_name,
@@ -184,7 +215,8 @@ class HTTPRewardModel:
         self.backoff = backoff
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    def score(self, prompts: Sequence[Text], responses: Sequence[Text]) -> list[float]:
+        """Rewards for (prompt, response) pairs, strings or message lists, sent as they are."""
         check_pairs(prompts, responses)
         if self.batch_size is None:
             self.batch_size = self._server_max_items()
@@ -201,7 +233,7 @@ class HTTPRewardModel:
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return DEFAULT_MAX_ITEMS  # an older or other server: its default cap
 
-    def _post(self, prompts: list[str], responses: list[str]) -> list[float]:
+    def _post(self, prompts: list[Text], responses: list[Text]) -> list[float]:
         url = f"{self.base_url}/score"
         problem = ""
         for attempt in range(self.retries + 1):

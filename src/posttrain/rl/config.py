@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from posttrain.models.warm_start import WarmStartConfig
+from posttrain.sft.warm_start import WarmStartConfig
 
 
 @dataclass
@@ -43,16 +43,22 @@ class LossConfig:
     """Divide by the group std (GRPO); False is Dr.GRPO's variant."""
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k3"] = "k3"
-    kind: Literal["ppo", "direct_is", "decoupled_ppo", "online_dpo"] = "ppo"
-    """ppo: GRPO's clipped surrogate against the trainer's own log-probs before the update;
-    direct_is: GLM-5's double-sided importance sampling against the rollout log-probs (no
-    pi_old); decoupled_ppo: AReaL's clip against a recomputed proximal policy, weighted by
-    pi_prox / pi_rollout; online_dpo: DPO on each group's best- vs worst-reward sample
+    kind: str = "ppo"
+    """A registered policy loss (`posttrain.rl.objectives`) or a dotted import path to one.
+    Built in: ppo: GRPO's clipped surrogate against the trainer's own log-probs before the
+    update; direct_is: GLM-5's double-sided importance sampling against the rollout log-probs
+    (no pi_old); decoupled_ppo: AReaL's clip against a recomputed proximal policy, weighted
+    by pi_prox / pi_rollout; online_dpo: DPO on each group's best- vs worst-reward sample
     against the frozen reference, with beta = kl_coef (see posttrain.rl.online_dpo)."""
+    advantage: str = "grpo"
+    """A registered advantage estimator or a dotted import path to one. Built in: grpo
+    (group mean baseline, divided by the group std when `scale_advantages`) and rloo
+    (leave-one-out mean baseline)."""
     tis_cap: float | None = None
     """Truncated importance sampling against rollout log-probs, capped at this value."""
     icepop_beta: float | None = None
-    """IcePop: drop tokens whose train/rollout probability ratio leaves [1/beta, beta]."""
+    """IcePop: weight each token by its train/rollout probability ratio while the ratio lies
+    in [1/beta, beta], and drop it (weight 0) outside."""
     behaviour_cap: float | None = None
     """decoupled_ppo: cap on the behaviour weight pi_prox / pi_rollout."""
 
@@ -93,9 +99,15 @@ class WorkerSettings:
     weight_sync: Literal["push", "none"] = "push"
     """server: push checkpoint directories to `<url><weights_endpoint>`, or never (the
     servers keep their weights; generation is then fully off-policy)."""
+    server_kind: Literal["posttrain", "sglang", "vllm"] = "posttrain"
+    """server: how weight pushes are sent. posttrain: `{"path", "version"}` to
+    `<url><weights_endpoint>`; sglang: SGLang's `POST /update_weights_from_disk` (posttrain
+    serve takes it too); vllm: `POST /collective_rpc` with `reload_weights(weights_path=...)`
+    then `/reset_prefix_cache` (vLLM > 0.12 started with VLLM_SERVER_DEV_MODE=1; needs `urls`).
+    See `rl/asynchronous/weight_sync.py`."""
     weights_endpoint: str = "/weights"
-    """server: path under the base URL that takes `{"path": dir, "version": v}` (posttrain
-    serve's `/v1/weights`; put a small adapter in front of servers that reload otherwise)."""
+    """server, server_kind posttrain: path under the base URL that takes `{"path": dir,
+    "version": v}` (posttrain serve's `/v1/weights`)."""
     ray_address: str | None = None
     """ray: a cluster address; None starts a local runtime."""
     ray_cpus: int | None = None
@@ -115,9 +127,10 @@ class AsyncSettings:
     reset_optimizer: bool = False
     """Clear the optimiser state after each push (GLM-5's agentic RL does)."""
     partial_rollout: Literal["finish", "resume"] = "finish"
-    """finish: a request in flight completes with the weights it started with; resume: long
-    responses are generated in segments and continue with new weights after a push."""
-    segment_tokens: int = 4
+    """finish: a request in flight completes with the weights it started with; resume: a push
+    aborts the batch being generated at its next decode step, and each unfinished response
+    continues from its prefix with the new weights (thread engines; process, Ray and server
+    engines finish the batch first)."""
     mask_stale_prefix: bool = False
     """Leave tokens written by older weights than a sample's newest out of the loss."""
     rollout_threads: int | None = None
@@ -160,8 +173,28 @@ class RLConfig:
     """Append every scored rollout to `rollouts.jsonl` in the run (for monitors)."""
     eval_every: int = 10
     eval_size: int = 200
+    log_every: int = 1
+    """Log metrics (metrics.jsonl, trackers) every this many steps; TRL's logging_steps
+    divided by mini_batches."""
     save_every: int = 20
     keep_checkpoints: int = 2
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    """accelerate's autocast for the policy's forward and backward (weights stay in
+    `torch_dtype`); fp16 adds gradient scaling."""
+    torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    """dtype the policy and reference are loaded in; auto: the checkpoint's own."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about a third more time)."""
     seed: int = 0
     run_name: str = "rl"
+    report_to: list[str] = field(default_factory=list)
+    """Trackers that also get every logged metric: tensorboard, trackio, wandb (empty: none)."""
     runs_root: str = "runs"
+
+    @staticmethod
+    def translate_keys(data: dict[str, Any]) -> dict[str, Any]:
+        """TRL's GRPOConfig names (`num_generations`, `per_device_train_batch_size`, ...) as
+        RLConfig keys, so a TRL GRPO YAML loads (see posttrain.rl.trl_names, docs/trl.md)."""
+        from posttrain.rl.trl_names import from_trl
+
+        return from_trl(data)

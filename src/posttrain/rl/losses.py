@@ -12,7 +12,8 @@ References:
 - DAPO: Yu et al. 2025 (clip-higher ``eps_high > eps_low``, token-level mean).
 - TIS: Yao et al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL
   Training" (truncated importance sampling against the inference engine's log-probs).
-- IcePop: Ring-1T, 2025 (mask tokens whose train/inference probability ratio is extreme).
+- IcePop: Ring-1T, 2025 (weight tokens by the train/inference probability ratio, zero where
+  it is extreme).
 - KL estimators k1/k2/k3: Schulman 2020, "Approximating KL Divergence".
 """
 
@@ -81,7 +82,7 @@ def policy_loss(
 
     Per token: ratio = exp(logp - old_logp) and
     loss = -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A), multiplied by
-    ``weights`` (e.g. ``tis_weights`` or ``icepop_mask``) when given. ``advantages`` is [B]
+    ``weights`` (e.g. ``tis_weights`` or ``icepop_weights``) when given. ``advantages`` is [B]
     (broadcast over tokens) or [B, T]. Gradient flows only through ``logp``.
 
     Aggregations:
@@ -90,8 +91,9 @@ def policy_loss(
       al. 2024); a sequence with no tokens counts as 0.
     - "seq-mean-token-sum-norm": sum / (B * max_tokens) (Dr.GRPO, Liu et al. 2025).
 
-    Returns the scalar loss and masked metrics as floats: "clip_frac_low" (A < 0 and
-    ratio < 1 - eps_low), "clip_frac_high" (A > 0 and ratio > 1 + eps_high), "ratio_mean",
+    Returns the scalar loss and masked metrics as floats, under TRL's names where TRL has
+    them: "clip_ratio/low_mean" (A < 0 and ratio < 1 - eps_low), "clip_ratio/high_mean"
+    (A > 0 and ratio > 1 + eps_high), "ratio_mean",
     and "approx_kl" (k3 estimate of KL(pi_old || pi) from the sampled tokens).
     """
     if aggregation not in AGGREGATIONS:
@@ -132,8 +134,8 @@ def policy_loss(
         # k3 with pi_old as the sampling policy: exp(log_ratio) - log_ratio - 1.
         approx_kl = ratio - log_ratio - 1.0
         metrics = {
-            "clip_frac_low": masked_mean(clip_low, mask).item(),
-            "clip_frac_high": masked_mean(clip_high, mask).item(),
+            "clip_ratio/low_mean": masked_mean(clip_low, mask).item(),
+            "clip_ratio/high_mean": masked_mean(clip_high, mask).item(),
             "ratio_mean": masked_mean(ratio, mask).item(),
             "approx_kl": masked_mean(approx_kl, mask).item(),
         }
@@ -279,10 +281,12 @@ def tis_weights(old_logp: Tensor, rollout_logp: Tensor, cap: float = 2.0) -> Ten
     return torch.exp(old_logp.detach() - rollout_logp.detach()).clamp(max=cap)
 
 
-def icepop_mask(
+def icepop_weights(
     old_logp: Tensor, rollout_logp: Tensor, beta: float = 2.0, *, alpha: float | None = None
 ) -> Tensor:
-    """IcePop token mask (Ring-1T, 2025): 1.0 where pi_train / pi_infer lies in [alpha, beta].
+    """IcePop token weights (Ring-1T, 2025): the ratio pi_train / pi_infer where it lies in
+    [alpha, beta], and 0 outside, so tokens whose two probabilities disagree too much are
+    dropped and the rest are importance-corrected.
 
     The ratio is exp(old_logp - rollout_logp); ``alpha`` defaults to 1 / beta. Bounds are
     inclusive and compared in log space. The result is detached, in ``old_logp``'s dtype.
@@ -292,7 +296,7 @@ def icepop_mask(
         raise ValueError(f"need 0 < alpha <= beta, got alpha={alpha}, beta={beta}")
     log_ratio = old_logp.detach() - rollout_logp.detach()
     keep = (log_ratio >= math.log(alpha)) & (log_ratio <= math.log(beta))
-    return keep.to(old_logp.dtype)
+    return torch.where(keep, torch.exp(log_ratio), 0.0).to(old_logp.dtype)
 
 
 def mismatch_metrics(train_logp: Tensor, rollout_logp: Tensor, mask: Tensor) -> dict[str, float]:

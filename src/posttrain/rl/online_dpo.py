@@ -23,7 +23,8 @@ rewards are equal) instead of skipping them, and it lives in TRL's experimental 
 rewriting its generation and training step. The RL engine already does n rollouts per
 prompt, TRL-signature rewards (reward models included), the reference policy, held-out
 evaluation, metrics.jsonl, exact resume and the asynchronous schedule, so only the pair
-selection and the loss are new; they are pure functions here, plus the `update` glue.
+selection and the loss are new; they are pure functions here, registered as the policy loss
+`online_dpo` in `posttrain.rl.objectives` (pairs stay together in a micro-batch).
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from posttrain.rl import losses
 from posttrain.rl.config import RLConfig
 from posttrain.rl.sample import Sample
 
 if TYPE_CHECKING:
-    from posttrain.rl.trainer import RLTrainer
+    from posttrain.rl.objectives import LossInputs
 
 
 @dataclass(frozen=True)
@@ -147,80 +147,39 @@ def check_config(config: RLConfig) -> None:
             raise ValueError(f"loss.{name} is a PPO-family correction; online_dpo does not use it")
 
 
-def update(trainer: RLTrainer, samples: list[Sample]) -> dict[str, float]:
-    """One online-DPO update of `trainer`'s policy on a rolled-out batch.
-
-    Pairs are split into `mini_batches` optimizer steps and `micro_batch_size` sequences per
-    forward pass (a pair is two sequences), so the summed gradient equals the mini-batch
-    mean. With no informative pair the optimizer does not step, the scheduler still does,
-    keeping the learning-rate schedule tied to the step count.
-    """
-    from posttrain.rl.trainer import _tensorize  # the trainer imports this module
-
-    config = trainer.config
-    beta = config.loss.kl_coef
+def prepare_pairs(samples: list[Sample], config: RLConfig) -> tuple[list[Sample], dict[str, float]]:
+    """The rows online DPO trains on: each group's chosen and rejected sample, adjacent
+    (chosen first), and the pair metrics TRL's online DPO logs. With no informative pair the
+    batch is empty: the optimizer does not step, the scheduler still does (the trainer's
+    rule for an empty batch), keeping the learning-rate schedule tied to the step count."""
     selection = select_pairs([s.group_id for s in samples], [s.reward for s in samples])
-    count = len(selection.pairs)
     metrics: dict[str, float] = {
-        "pairs/used": float(count),
+        "pairs/used": float(len(selection.pairs)),
         "pairs/skipped_groups": float(selection.skipped),
-        "beta": beta,
+        "beta": config.loss.kl_coef,
     }
-    minis = np.array_split(np.arange(count), config.mini_batches)
-    if count == 0:
-        for _ in minis:
-            trainer.scheduler.step()
-        return metrics
-    chosen = [samples[c] for c, _ in selection.pairs]
-    rejected = [samples[r] for _, r in selection.pairs]
-    scores_chosen = float(np.mean([s.reward for s in chosen]))
-    scores_rejected = float(np.mean([s.reward for s in rejected]))
+    if not selection.pairs:
+        return [], metrics
+    chosen = float(np.mean([samples[c].reward for c, _ in selection.pairs]))
+    rejected = float(np.mean([samples[r].reward for _, r in selection.pairs]))
     metrics.update(
         {
-            "objective/scores_chosen": scores_chosen,
-            "objective/scores_rejected": scores_rejected,
-            "objective/scores_margin": scores_chosen - scores_rejected,
+            "objective/scores_chosen": chosen,
+            "objective/scores_rejected": rejected,
+            "objective/scores_margin": chosen - rejected,
         }
     )
-    # Rows 0..P-1 are the chosen responses, rows P..2P-1 the rejected ones, pair by pair.
-    batch = _tensorize(chosen + rejected, trainer.tokenizer.pad_token_id)
-    trainer.model.eval()
-    ref = sequence_logprobs(trainer._reference_logprobs(batch), batch["mask"])
-    trainer.model.train()
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
-    pairs_per_micro = max(1, config.micro_batch_size // 2)
-    totals: dict[str, float] = {}
-    for mini in minis:
-        if len(mini) == 0:
-            trainer.scheduler.step()
-            continue
-        trainer.optimizer.zero_grad(set_to_none=True)
-        stats: dict[str, float] = {}
-        for start in range(0, len(mini), pairs_per_micro):
-            part = torch.as_tensor(mini[start : start + pairs_per_micro])
-            rows = torch.cat([part, part + count])
-            logits = trainer.model(
-                input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows]
-            ).logits[:, :-1]
-            logp = losses.token_logprobs(logits, batch["targets"][rows])
-            policy = sequence_logprobs(logp, batch["mask"][rows])
-            k = len(part)
-            loss, step_metrics = dpo_loss(
-                policy[:k], policy[k:], ref[part], ref[part + count], beta
-            )
-            share = k / len(mini)
-            (loss * share).backward()
-            step_metrics["loss"] = loss.item()
-            # TRL's objective/kl: the summed log-ratio to the reference, per sequence.
-            step_metrics["objective/kl"] = (policy.detach() - ref[rows]).mean().item()
-            for key, value in step_metrics.items():
-                stats[key] = stats.get(key, 0.0) + value * share
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm)
-        trainer.optimizer.step()
-        trainer.scheduler.step()
-        stats["grad_norm"] = float(grad_norm)
-        for key, value in stats.items():
-            totals[key] = totals.get(key, 0.0) + value
-    stepped = sum(1 for mini in minis if len(mini))
-    metrics.update({key: value / stepped for key, value in totals.items()})
-    return metrics
+    return [samples[i] for pair in selection.pairs for i in pair], metrics
+
+
+def online_dpo_loss(inputs: LossInputs) -> tuple[Tensor, dict[str, float]]:
+    """DPO's loss on a micro-batch of (chosen, rejected) row pairs, beta = `loss.kl_coef`."""
+    if inputs.ref_logp is None:
+        raise ValueError("online_dpo needs the reference log-probs")
+    policy = sequence_logprobs(inputs.logp, inputs.mask)
+    ref = sequence_logprobs(inputs.ref_logp, inputs.mask)
+    beta = inputs.config.kl_coef
+    loss, metrics = dpo_loss(policy[0::2], policy[1::2], ref[0::2], ref[1::2], beta)
+    # TRL's objective/kl: the summed log-ratio to the reference, per sequence.
+    metrics["objective/kl"] = (policy.detach() - ref).mean().item()
+    return loss, metrics

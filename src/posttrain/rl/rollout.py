@@ -97,32 +97,39 @@ def rollout_single_turn(
     return samples
 
 
+_END_OF_REPLY = "<<posttrain: the policy's reply ends here>>"
+
+
 def observation_ids(
     tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
-    assistant_text: str,
     observation: str,
     role: str = "user",
 ) -> list[int]:
-    """Tokens the chat template puts between the assistant's end-of-turn token and the next
-    assistant turn, with `observation` as the next `role` message.
+    """Tokens the chat template puts between the end of an assistant turn (its end-of-turn
+    token, `tokenizer.eos_token`, which the policy generated) and the next generation
+    prompt, with `observation` as the next `role` message.
 
-    Found by rendering the conversation before and after the observation and taking the
-    difference as text, so any template whose renderings extend one another works.
+    The conversation is rendered once with a placeholder as the assistant's reply, and the
+    text after the end-of-turn token that follows the placeholder is the gap. Templates that
+    re-render earlier turns when a message is added (Qwen3 drops the `<think>` blocks of
+    earlier replies) work too: the policy's own tokens are kept as generated and never
+    re-rendered, as slime and verl keep multi-turn trajectories token in, token out.
     """
-    before = messages + [{"role": "assistant", "content": assistant_text}]
-    after = before + [{"role": role, "content": observation}]
-    text_before = tokenizer.apply_chat_template(before, tokenize=False)
-    text_after = tokenizer.apply_chat_template(after, tokenize=False, add_generation_prompt=True)
-    if not text_after.startswith(text_before):
-        raise ValueError(
-            "the chat template re-renders earlier turns when a message is added, so a "
-            "multi-turn trajectory cannot be extended token by token with it"
-        )
-    # What follows the end-of-turn token in `before` (e.g. "\n") belongs to this gap too.
+    conversation = [
+        *messages,
+        {"role": "assistant", "content": _END_OF_REPLY},
+        {"role": role, "content": observation},
+    ]
+    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    reply = text.rfind(_END_OF_REPLY)
+    if reply < 0:
+        raise ValueError("the chat template does not render the assistant's reply")
     eos = tokenizer.eos_token
-    tail = text_before[text_before.rfind(eos) + len(eos) :] if eos in text_before else ""
-    return list(tokenizer.encode(tail + text_after[len(text_before) :], add_special_tokens=False))
+    end = text.find(eos, reply) if eos else -1
+    if end < 0:
+        raise ValueError(f"the chat template does not end an assistant turn with {eos!r}")
+    return list(tokenizer.encode(text[end + len(eos) :], add_special_tokens=False))
 
 
 def rollout_multi_turn(
@@ -218,7 +225,7 @@ class _Episode:
         if done:
             self.done = True
             return
-        gap = observation_ids(tokenizer, self.messages, choice.text, observation, role)
+        gap = observation_ids(tokenizer, self.messages, observation, role)
         self.messages += [
             {"role": "assistant", "content": choice.text},
             {"role": role, "content": observation},

@@ -1,7 +1,10 @@
-"""The RL engine: rollout -> rewards -> group advantages -> clipped policy update.
+"""The RL engine: rollout -> rewards -> group advantages -> policy update, through accelerate.
 
 Rollout and training meet only through a list of `Sample`s, so an asynchronous producer
-can replace `collect` later; synchronous training is the case with zero staleness.
+can replace `collect`; synchronous training is the case with zero staleness. With several
+processes (`accelerate launch` / `torchrun`) every process rolls out and scores its own
+share of each step's prompts (a group never spans two processes), gradients are
+all-reduced, metrics gathered, and only the main process writes the run directory.
 """
 
 from __future__ import annotations
@@ -22,19 +25,26 @@ from posttrain.models.chat.base import GenerationParams
 from posttrain.models.generation import LocalGenerator
 from posttrain.report import write_report
 from posttrain.rewards import RewardSet
-from posttrain.rl import losses, online_dpo
+from posttrain.rl import objectives, online_dpo
 from posttrain.rl.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
     prune_checkpoints,
     restore_rng_states,
+    rng_states,
     save_checkpoint,
 )
 from posttrain.rl.config import RLConfig
+from posttrain.rl.distributed import Processes, make_accelerator
 from posttrain.rl.rollout import TokenGenerator, rollout_multi_turn, rollout_single_turn
 from posttrain.rl.rollout_log import RolloutLog, rollouts_path
 from posttrain.rl.sample import Sample
+from posttrain.rl.update import PolicyUpdate
 from posttrain.runs import Run
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_RANK_SEED = 7_919_711
+"""Offsets each process's sampling seeds, so processes never draw the same randomness."""
 
 
 def seed_everything(seed: int) -> None:
@@ -57,30 +67,60 @@ class RLTrainer:
         """`rewards` replaces the set `config.rewards` names (for reward functions built in
         code, e.g. a judge with settings); `rollout_log` replaces the default log that
         `config.log_rollouts` turns on."""
+        if config.model is None:
+            raise ValueError(
+                "model: set a policy model directory (`posttrain rl` warm-starts the embedded "
+                "tiny policy for `model: null` before building the trainer)"
+            )
+        self.objective = objectives.policy_loss(config.loss.kind)
+        self.advantages = objectives.advantage_estimator(config.loss.advantage)
         if config.loss.kind == "online_dpo":
             online_dpo.check_config(config)
         self.config = config
+        self.accelerator = make_accelerator(config.mixed_precision)
+        self.processes = Processes(self.accelerator)
         seed_everything(config.seed)
-        self.run = run or Run.create(config.run_name, config, root=config.runs_root)
-        self.model_dir = config.model or self._warm_start_dir()
+        self.run = self._open_run(run)
+        self.model_dir = config.model
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, padding_side="left")
         resume = latest_checkpoint(self.run.checkpoints)
-        self.model = self._load_policy(resume)
-        self.ref_model = self._reference() if config.loss.kl_coef > 0 else None
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            params,
+        model = self._load_policy(resume)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
             lr=config.optim.lr,
             betas=tuple(config.optim.betas),
             weight_decay=config.optim.weight_decay,
         )
+        self.policy, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.model = self.accelerator.unwrap_model(self.policy)
+        """The policy module itself (parameters, generation, saving); `policy` may be its
+        DDP wrapper."""
+        self.ref_model = self._reference() if self.objective.needs_reference(config.loss) else None
+        # Stepped by hand once per optimizer step: accelerate's prepared scheduler would step
+        # once per process.
         self.scheduler = get_scheduler(
             config.optim.scheduler,
-            self.optimizer,
+            self.optimizer.optimizer,
             num_warmup_steps=config.optim.warmup_steps,
             num_training_steps=config.steps * config.mini_batches,
         )
         self.generator = LocalGenerator(self.model, self.tokenizer)
+        self.updater = PolicyUpdate(
+            config,
+            self.objective,
+            accelerator=self.accelerator,
+            processes=self.processes,
+            policy=self.policy,
+            model=self.model,
+            reference=self.ref_model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            pad_id=self.tokenizer.pad_token_id,
+        )
         if rewards is None and config.rewards:
             rewards = RewardSet(config.rewards, config.reward_weights)
         self.rewards = rewards
@@ -102,23 +142,37 @@ class RLTrainer:
         self.step = 0
         if resume is not None:
             self._restore(resume)
-        elif self.rollout_log is not None:
+        elif self.rollout_log is not None and self.is_main:
             self.rollout_log.truncate_after(0)  # lines of a run that crashed before a save
 
     # ----------------------------------------------------------------- set-up
 
-    def _warm_start_dir(self) -> str:
-        from posttrain.models.warm_start import warm_start
+    @property
+    def is_main(self) -> bool:
+        return self.processes.is_main
 
-        return str(warm_start(self.config.warm_start).model_dir)
+    def _open_run(self, run: Run | None) -> Run:
+        """The run directory: created by the main process; the others open the same path
+        (they read checkpoints from it and never write)."""
+        config = self.config
+        if self.is_main and run is None:
+            run = Run.create(
+                config.run_name, config, root=config.runs_root, report_to=config.report_to
+            )
+        path = self.processes.broadcast(str(run.path) if self.is_main else None)
+        return run if run is not None and self.is_main else Run(path)
+
+    def _dtype(self) -> Any:
+        return "auto" if self.config.torch_dtype == "auto" else _DTYPES[self.config.torch_dtype]
 
     def _load_policy(self, resume: Any) -> torch.nn.Module:
         lora = self.config.lora
         if not lora.enabled:
-            return AutoModelForCausalLM.from_pretrained(resume or self.model_dir)
+            path = resume or self.model_dir
+            return AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype())
         from peft import LoraConfig, PeftModel, get_peft_model
 
-        base = AutoModelForCausalLM.from_pretrained(self.model_dir)
+        base = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self._dtype())
         if resume is not None:
             return PeftModel.from_pretrained(base, resume, is_trainable=True)
         settings = LoraConfig(
@@ -134,9 +188,9 @@ class RLTrainer:
         if self.config.lora.enabled:
             return None  # the base model with the adapter disabled is the reference
         # The starting weights, also when resuming (the policy then holds trained weights).
-        reference = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
+        reference = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self._dtype())
         reference.requires_grad_(False)
-        return reference
+        return self.accelerator.prepare_model(reference.eval(), evaluation_mode=True)
 
     def _restore(self, checkpoint: Any) -> None:
         state = load_trainer_state(checkpoint)
@@ -144,10 +198,17 @@ class RLTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         self.stream.consumed = state["consumed"]
-        restore_rng_states(state["rng"])
-        self.run.truncate_metrics_after(self.step)
-        if self.rollout_log is not None:
-            self.rollout_log.truncate_after(self.step)
+        per_process = state.get("rng_per_process")
+        if per_process is not None and len(per_process) != self.processes.world:
+            raise ValueError(
+                f"{checkpoint}: saved by {len(per_process)} processes, resumed with "
+                f"{self.processes.world}; resume with the same number of processes"
+            )
+        restore_rng_states(per_process[self.processes.rank] if per_process else state["rng"])
+        if self.is_main:
+            self.run.truncate_metrics_after(self.step)
+            if self.rollout_log is not None:
+                self.rollout_log.truncate_after(self.step)
 
     # ----------------------------------------------------------------- loop
 
@@ -157,7 +218,7 @@ class RLTrainer:
         last: dict[str, float] = {}
         if self.step == 0 and self.test_rows:
             last = self.evaluate()
-            self.run.log(0, **last)
+            self._log(0, last)
         columns = [
             TextColumn("[bold]rl"),
             BarColumn(),
@@ -165,18 +226,20 @@ class RLTrainer:
             TextColumn("{task.fields[status]}"),
             TimeRemainingColumn(),
         ]
-        with Progress(*columns, transient=False) as progress:
+        with Progress(*columns, transient=False, disable=not self.is_main) as progress:
             task = progress.add_task("rl", total=config.steps, completed=self.step, status="")
             while self.step < config.steps and (stop_at is None or self.step < stop_at):
                 self.step += 1
                 last = self.train_step()
-                if (
+                evaluated = (
                     self.test_rows
                     and config.eval_every
                     and (self.step % config.eval_every == 0 or self.step == config.steps)
-                ):
+                )
+                if evaluated:
                     last.update(self.evaluate())
-                self.run.log(self.step, **last)
+                if evaluated or self.step % max(1, config.log_every) == 0:
+                    self._log(self.step, last)
                 if config.save_every and (
                     self.step % config.save_every == 0
                     or self.step == config.steps
@@ -184,32 +247,36 @@ class RLTrainer:
                 ):
                     self.save()
                 status = f"reward {last['reward']:.3f}"
-                if "eval/reward" in last:
-                    status += f"  eval {last['eval/reward']:.3f}"
+                if "eval_reward" in last:
+                    status += f"  eval {last['eval_reward']:.3f}"
                 progress.update(task, completed=self.step, status=status)
         if self.step == config.steps:
             self.save_final()
-        write_report(self.run.path, title=f"RL: {self.run.path.name}")
+        if self.is_main:
+            write_report(self.run.path, title=f"RL: {self.run.path.name}")
         return last
+
+    def _log(self, step: int, metrics: dict[str, float]) -> None:
+        if self.is_main:
+            self.run.log(step, **metrics)
 
     def train_step(self) -> dict[str, float]:
         started = time.perf_counter()
         samples, collect_metrics = self.collect()
         rollout_seconds = time.perf_counter() - started
-        if self.rollout_log is not None:
-            self.rollout_log(self.step, samples)
+        everything = self.processes.gather(samples) if self.rollout_log is not None else []
+        if self.rollout_log is not None and self.is_main:
+            self.rollout_log(self.step, everything)
         metrics = dict(collect_metrics)
         # A failed rollout (environment error) carries no tokens worth learning from.
-        trainable = [s for s in samples if s.status != "failed"]
-        if trainable:
-            metrics.update(self.update(trainable))
+        metrics.update(self.update([s for s in samples if s.status != "failed"]))
         elapsed = time.perf_counter() - started
         metrics.update(
             {
                 "time/rollout_s": rollout_seconds,
                 "time/step_s": elapsed,
-                "samples_per_s": len(samples) / elapsed,
-                "lr": self.scheduler.get_last_lr()[0],
+                "samples_per_s": self.processes.sum(len(samples)) / elapsed,
+                "learning_rate": self.scheduler.get_last_lr()[0],
             }
         )
         return metrics
@@ -228,39 +295,54 @@ class RLTrainer:
         )
 
     def collect(self) -> tuple[list[Sample], dict[str, float]]:
-        """Roll out `prompts_per_step` groups, scored and with advantages.
+        """Roll out `prompts_per_step` groups (this process's share), scored and with
+        advantages.
 
         With dynamic sampling, groups whose rewards all agree carry no learning signal:
         they are dropped and more prompts are drawn, up to `max_resample_rounds` times.
+        Every process draws the same rows from the stream and keeps its share, so the
+        stream's position is the same everywhere.
         """
         config = self.config
+        n = config.rollout.n
         kept: list[list[Sample]] = []
-        dropped = 0
+        kept_everywhere = dropped = 0
         all_samples: list[Sample] = []
         self.model.eval()
+        self._generation_s = 0.0  # evaluation between steps generates too
+        started = time.perf_counter()
         for round_ in range(config.max_resample_rounds if config.dynamic_sampling else 1):
-            rows = self.stream.take(config.prompts_per_step - len(kept))
+            rows = self.stream.take(config.prompts_per_step - kept_everywhere)
+            mine, first = self.processes.shard(rows)
             seed = config.seed * 1_000_003 + self.step * 101 + round_
-            params = self._params(config.rollout.n, config.rollout.temperature, seed)
-            samples = self.rollout(rows, params, first_group_id=len(kept))
+            seed += self.processes.rank * _RANK_SEED
+            params = self._params(n, config.rollout.temperature, seed)
+            samples = self.rollout(mine, params, first_group_id=kept_everywhere + first)
             all_samples += samples
-            for group in _groups(samples, config.rollout.n):
-                rewards = {s.reward for s in group}
-                if config.dynamic_sampling and len(rewards) == 1:
+            for group in _groups(samples, n):
+                if config.dynamic_sampling and len({s.reward for s in group}) == 1:
                     dropped += 1
                 else:
                     kept.append(group)
-            if len(kept) >= config.prompts_per_step:
+            kept_everywhere = int(self.processes.sum(len(kept)))
+            if kept_everywhere >= config.prompts_per_step:
                 break
+        seconds = time.perf_counter() - started
         samples = [s for group in kept for s in group]
         if samples:
             rewards = torch.tensor([s.reward for s in samples])
-            advantages = losses.group_advantages(
-                rewards, config.rollout.n, scale=config.loss.scale_advantages
-            )
+            advantages = self.advantages(rewards, n, config.loss)
             for sample, advantage in zip(samples, advantages.tolist(), strict=True):
                 sample.advantage = advantage
-        return samples, self._rollout_metrics(all_samples, kept, dropped)
+        everything = self.processes.gather(all_samples)
+        metrics = self._rollout_metrics(
+            everything, kept_everywhere, int(self.processes.sum(dropped))
+        )
+        metrics["time/generation_s"] = self.processes.sum(self._generation_s) / self.processes.world
+        metrics["time/collect_s"] = seconds
+        return samples, metrics
+
+    _generation_s = 0.0
 
     def rollout(
         self,
@@ -277,6 +359,7 @@ class RLTrainer:
         """
         generator = generator or self.generator
         version = self.step - 1 if weight_version is None else weight_version
+        started = time.perf_counter()
         if self.make_env is not None:
             samples = rollout_multi_turn(
                 generator,
@@ -299,6 +382,7 @@ class RLTrainer:
                 weight_version=version,
                 prompt_column=self.config.data.prompt_column,
             )
+        self._generation_s += time.perf_counter() - started
         self.score(samples)
         return samples
 
@@ -328,217 +412,90 @@ class RLTrainer:
                 {name: values[i] for name, values in result.breakdown.items()}
             )
 
-    def _rollout_metrics(
-        self, samples: list[Sample], kept: list[list[Sample]], dropped: int
-    ) -> dict[str, float]:
+    def _rollout_metrics(self, samples: list[Sample], kept: int, dropped: int) -> dict[str, float]:
+        """TRL's names where TRL has the metric (reward, reward_std, rewards/<f>/mean|std,
+        frac_reward_zero_std, completions/*), over every process's samples."""
         rewards = torch.tensor([s.reward for s in samples])
+        groups = _groups(samples, self.config.rollout.n)
         metrics = {
             "reward": rewards.mean().item(),
             "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "frac_reward_zero_std": float(
+                np.mean([len({s.reward for s in group}) == 1 for group in groups])
+            ),
             "completions/mean_length": float(np.mean([s.generated_tokens for s in samples])),
             "completions/clipped_ratio": float(np.mean([s.status == "truncated" for s in samples])),
-            "groups/kept": float(len(kept)),
+            "groups/kept": float(kept),
             "groups/dropped": float(dropped),
         }
         metrics.update(self._reward_means(samples, "rewards/{}/mean"))
+        metrics.update(self._reward_means(samples, "rewards/{}/std", _sample_std))
         return metrics
 
-    def _reward_means(self, samples: list[Sample], key: str) -> dict[str, float]:
-        """Mean of each reward function over the samples it scored (None: not applicable)."""
+    def _reward_means(
+        self, samples: list[Sample], key: str, reduce: Any = np.mean
+    ) -> dict[str, float]:
+        """Mean (or `reduce`) of each reward function over the samples it scored (None: not
+        applicable)."""
         means = {}
         for name in self.reward_names:
             values = [s.reward_breakdown[name] for s in samples]
             values = [v for v in values if v is not None]
-            means[key.format(name)] = float(np.mean(values)) if values else 0.0
+            means[key.format(name)] = float(reduce(values)) if values else 0.0
         return means
 
     # ----------------------------------------------------------------- update
 
     def update(self, samples: list[Sample]) -> dict[str, float]:
-        """One or more optimizer steps on the batch (mini-batches x micro-batches)."""
-        config = self.config
-        if config.loss.kind == "online_dpo":  # pairs, not advantages: see rl/online_dpo.py
-            return online_dpo.update(self, samples)
-        self.model.train()
-        batch = _tensorize(samples, self.tokenizer.pad_token_id)
-        needs_old = (
-            config.mini_batches > 1
-            or config.loss.tis_cap
-            or config.loss.icepop_beta
-            or config.loss.kind == "decoupled_ppo"
-        )
-        old_logp = self._logprobs(self.model, batch) if needs_old else None
-        ref_logp = self._reference_logprobs(batch) if config.loss.kl_coef > 0 else None
-        totals: dict[str, float] = {}
-        minis = np.array_split(np.arange(len(samples)), config.mini_batches)
-        for mini in minis:
-            self.optimizer.zero_grad(set_to_none=True)
-            stats = self._accumulate(batch, mini, old_logp, ref_logp)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            stats["grad_norm"] = float(grad_norm)
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value / len(minis)
-        return totals
-
-    def _accumulate(
-        self,
-        batch: dict[str, torch.Tensor],
-        mini: np.ndarray,
-        old_logp: torch.Tensor | None,
-        ref_logp: torch.Tensor | None,
-    ) -> dict[str, float]:
-        """Backward over micro-batches so the summed gradient equals the mini-batch's."""
-        loss_cfg = self.config.loss
-        mask = batch["mask"]
-        token_level = loss_cfg.aggregation == "token-mean"
-        denominator = mask[mini].sum().clamp(min=1) if token_level else len(mini)
-        stats: dict[str, float] = {}
-        size = self.config.micro_batch_size
-        for start in range(0, len(mini), size):
-            index = torch.as_tensor(mini[start : start + size])
-            micro_mask = mask[index]
-            logits = self.model(
-                input_ids=batch["input_ids"][index], attention_mask=batch["attention_mask"][index]
-            ).logits[:, :-1]
-            logp = losses.token_logprobs(logits, batch["targets"][index])
-            old = old_logp[index] if old_logp is not None else logp.detach()
-            rollout = batch["rollout_logp"][index]
-            advantages = batch["advantages"][index]
-            loss, metrics = self._policy_loss(logp, old, rollout, advantages, micro_mask)
-            share = float(micro_mask.sum() if token_level else len(index)) / float(denominator)
-            if ref_logp is not None:
-                kl = losses.masked_mean(
-                    losses.kl_penalty(logp, ref_logp[index], kind=loss_cfg.kl_estimator),
-                    micro_mask,
-                )
-                loss = loss + loss_cfg.kl_coef * kl
-                metrics["kl"] = kl.item()
-            (loss * share).backward()
-            with torch.no_grad():
-                metrics["loss"] = loss.item()
-                metrics["entropy"] = losses.masked_mean(
-                    losses.entropy_from_logits(logits.detach()), micro_mask
-                ).item()
-                metrics.update(losses.mismatch_metrics(old, rollout, micro_mask))
-            for key, value in metrics.items():
-                stats[key] = stats.get(key, 0.0) + value * share
-        return stats
-
-    def _policy_loss(
-        self,
-        logp: torch.Tensor,
-        old: torch.Tensor,
-        rollout: torch.Tensor,
-        advantages: torch.Tensor,
-        mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The configured loss: GRPO's clipped surrogate (optionally with TIS / IcePop),
-        GLM-5's direct double-sided IS, or AReaL's decoupled PPO."""
-        cfg = self.config.loss
-        common = {
-            "eps_low": cfg.eps_low,
-            "eps_high": cfg.eps_high,
-            "aggregation": cfg.aggregation,
-            "max_tokens": self.config.rollout.max_tokens,
-        }
-        if cfg.kind == "direct_is":
-            return losses.direct_is_loss(logp, rollout, advantages, mask, **common)
-        if cfg.kind == "decoupled_ppo":
-            return losses.decoupled_ppo_loss(
-                logp, old, rollout, advantages, mask, behaviour_cap=cfg.behaviour_cap, **common
-            )
-        weights = None
-        if cfg.tis_cap:
-            weights = losses.tis_weights(old, rollout, cap=cfg.tis_cap)
-        if cfg.icepop_beta:
-            keep = losses.icepop_mask(old, rollout, beta=cfg.icepop_beta)
-            weights = keep if weights is None else weights * keep
-        return losses.policy_loss(logp, old, advantages, mask, weights=weights, **common)
-
-    @torch.no_grad()
-    def _logprobs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = []
-        size = self.config.micro_batch_size
-        for start in range(0, len(batch["input_ids"]), size):
-            part = slice(start, start + size)
-            logits = model(
-                input_ids=batch["input_ids"][part], attention_mask=batch["attention_mask"][part]
-            ).logits[:, :-1]
-            out.append(losses.token_logprobs(logits, batch["targets"][part]))
-        return torch.cat(out)
-
-    def _reference_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.ref_model is not None:
-            return self._logprobs(self.ref_model, batch)
-        with self.model.disable_adapter():  # LoRA: the frozen base is the reference
-            return self._logprobs(self.model, batch)
+        """One or more optimizer steps on the batch (mini-batches x micro-batches); every
+        process calls it, with its own samples (possibly none)."""
+        return self.updater(samples)
 
     # ----------------------------------------------------------------- eval & saving
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Greedy answers on the held-out rows, scored by the same reward functions."""
+        """Greedy answers on the held-out rows (shared out between processes), scored by the
+        same reward functions."""
         self.model.eval()
-        samples = self.rollout(self.test_rows, self._params(1, 0.0, self.config.seed))
+        mine, _ = self.processes.shard(self.test_rows)
+        samples = self.processes.gather(self.rollout(mine, self._params(1, 0.0, self.config.seed)))
         return {
-            "eval/reward": float(np.mean([s.reward for s in samples])),
-            **self._reward_means(samples, "eval/{}"),
+            "eval_reward": float(np.mean([s.reward for s in samples])),
+            **self._reward_means(samples, "eval_rewards/{}/mean"),
         }
 
     def save(self) -> None:
-        directory = self.run.checkpoint_dir(self.step)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(
-            directory,
-            self.model,
-            self.tokenizer,
-            self.optimizer,
-            self.scheduler,
-            {"step": self.step, "consumed": self.stream.consumed},
-        )
-        prune_checkpoints(self.run.checkpoints, self.config.keep_checkpoints)
+        """A checkpoint written by the main process, holding every process's RNG states."""
+        states = self.processes.gather_one(rng_states())
+        if self.is_main:
+            directory = self.run.checkpoint_dir(self.step)
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            extra: dict[str, Any] = {"step": self.step, "consumed": self.stream.consumed}
+            if self.processes.world > 1:
+                extra["rng_per_process"] = states
+            save_checkpoint(
+                directory, self.model, self.tokenizer, self.optimizer, self.scheduler, extra
+            )
+            prune_checkpoints(self.run.checkpoints, self.config.keep_checkpoints)
+        self.processes.barrier()
 
     def save_final(self) -> None:
         """A plain model directory (LoRA merged) that `posttrain serve` can load."""
-        final = self.run.checkpoints / "final"
-        model = self.model
-        if self.config.lora.enabled:
-            model = copy.deepcopy(self.model).merge_and_unload()
-        model.save_pretrained(final)
-        self.tokenizer.save_pretrained(final)
+        if self.is_main:
+            final = self.run.checkpoints / "final"
+            model = self.model
+            if self.config.lora.enabled:
+                model = copy.deepcopy(self.model).merge_and_unload()
+            model.save_pretrained(final)
+            self.tokenizer.save_pretrained(final)
+        self.processes.barrier()
+
+
+def _sample_std(values: list[float]) -> float:
+    """The unbiased standard deviation, as TRL logs rewards/<f>/std (0 for one value)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def _groups(samples: list[Sample], size: int) -> list[list[Sample]]:
     return [samples[i : i + size] for i in range(0, len(samples), size)]
-
-
-def _tensorize(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+response ids, with per-position targets, mask and rollout log-probs.
-
-    Position t of `targets`, `mask` and `rollout_logp` describes token t+1 of the sequence.
-    """
-    width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
-    count = len(samples)
-    input_ids = torch.full((count, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((count, width), dtype=torch.long)
-    mask = torch.zeros((count, width - 1))
-    rollout = torch.zeros((count, width - 1))
-    for i, s in enumerate(samples):
-        ids = s.prompt_ids + s.response_ids
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention[i, : len(ids)] = 1
-        start = len(s.prompt_ids) - 1
-        end = start + len(s.response_ids)
-        mask[i, start:end] = torch.tensor(s.loss_mask, dtype=torch.float)
-        rollout[i, start:end] = torch.tensor(s.rollout_logprobs)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "targets": input_ids[:, 1:],
-        "mask": mask,
-        "rollout_logp": rollout,
-        "advantages": torch.tensor([s.advantage for s in samples]),
-    }

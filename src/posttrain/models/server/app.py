@@ -1,30 +1,37 @@
-"""The FastAPI app: `/health`, `/v1/models`, `/v1/chat/completions`, `/v1/completions`.
+"""The FastAPI app: `/health`, `/v1/models`, `/v1/chat/completions`, `/v1/completions`,
+and weight pushes (`/v1/weights`, and SGLang's `/update_weights_from_disk`).
 
-Endpoints are plain `def`s, so FastAPI runs the blocking generation in its thread pool
-and the event loop keeps answering (health checks, errors) meanwhile.
+Generating endpoints are plain `def`s: FastAPI runs each in its thread pool, where it
+tokenises and then waits for the engine's batching thread, which generates concurrent
+requests with the same settings together. The event loop keeps answering meanwhile.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from posttrain.models.chat.base import GenerationParams
 from posttrain.models.chat.hf import HFChat
-from posttrain.models.server.engine import Engine, Generated, TokenInfo
+from posttrain.models.server.engine import MAX_BATCH, MAX_ROWS, Engine, Generated, TokenInfo
 from posttrain.models.server.errors import APIError, BodySizeLimit, install_error_handlers
 from posttrain.models.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
+    DiskWeightUpdateRequest,
     SamplingRequest,
     WeightUpdateRequest,
 )
-from posttrain.models.server.weights import load_into, read_state_dict
+from posttrain.models.server.weights import read_state_dict
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 
@@ -35,13 +42,26 @@ def create_app(
     served_model_name: str | None = None,
     max_n: int = 16,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_batch: int = MAX_BATCH,
+    max_rows: int = MAX_ROWS,
 ) -> FastAPI:
-    """An app serving `chat`'s model; `app.state.weight_version` counts weight updates."""
-    app = FastAPI(title="posttrain OpenAI-compatible server")
-    app.state.engine = Engine(chat)
+    """An app serving `chat`'s model; `app.state.engine.weight_version` counts weight updates.
+
+    Up to `max_batch` concurrent requests (and `max_rows` generated rows) are generated
+    together; `max_batch=1` serves one request at a time.
+    """
+    engine = Engine(chat, max_batch=max_batch, max_rows=max_rows)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    app = FastAPI(title="posttrain OpenAI-compatible server", lifespan=lifespan)
+    app.state.engine = engine
     app.state.served_model_name = served_model_name or chat.name
+    app.state.model_path = str(chat.model_dir)
     app.state.max_n = max_n
-    app.state.weight_version = 0
     app.state.created = int(time.time())
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     install_error_handlers(app)
@@ -74,15 +94,12 @@ def create_app(
         engine: Engine = state.engine
         _check_request(body, state)
         top = (body.top_logprobs or 0) if body.logprobs else None
-        # One request at a time: fast tokenizers and torch modules are not thread-safe, and
-        # the weight version must be the one that produced these outputs.
-        with engine.lock:
-            prompt = engine.encode_chat(body.conversation())
-            engine.check_prompt(prompt, param="messages")
-            asked = body.max_completion_tokens or body.max_tokens
-            params = _params(body, engine.max_new_tokens([prompt], asked), top is not None)
-            [generated] = engine.generate([prompt], params, top)
-            version = state.weight_version
+        prompt = engine.encode_chat(body.conversation())
+        engine.check_prompt(prompt, param="messages")
+        asked = body.max_completion_tokens or body.max_tokens
+        params = _params(body, engine.max_new_tokens([prompt], asked), top is not None)
+        answer = engine.generate([prompt], params, top)
+        [generated], version = answer.generated, answer.weight_version
         choices = [
             {
                 "index": i,
@@ -101,15 +118,14 @@ def create_app(
         state = request.app.state
         engine: Engine = state.engine
         _check_request(body, state)
-        with engine.lock:
-            prompts = [p if isinstance(p, list) else engine.encode_text(p) for p in body.prompt]
-            for prompt in prompts:
-                engine.check_prompt(prompt, param="prompt")
-            max_tokens = engine.max_new_tokens(prompts, body.max_tokens)
-            params = _params(body, max_tokens, body.logprobs is not None)
-            generated = engine.generate(prompts, params, body.logprobs)
-            version = state.weight_version
-        flat = [g for per_prompt in generated for g in per_prompt]
+        prompts = [p if isinstance(p, list) else engine.encode_text(p) for p in body.prompt]
+        for prompt in prompts:
+            engine.check_prompt(prompt, param="prompt")
+        max_tokens = engine.max_new_tokens(prompts, body.max_tokens)
+        params = _params(body, max_tokens, body.logprobs is not None)
+        answer = engine.generate(prompts, params, body.logprobs)
+        version = answer.weight_version
+        flat = [g for per_prompt in answer.generated for g in per_prompt]
         choices = [
             {
                 "index": i,
@@ -125,23 +141,69 @@ def create_app(
 
     @app.post("/v1/weights")
     def update_weights(body: WeightUpdateRequest, request: Request) -> dict[str, Any]:
-        """Load new weights between generations and bump the weight version."""
-        state = request.app.state
-        engine: Engine = state.engine
-        tensors = read_state_dict(body.path)  # read outside the lock: generation goes on
-        with engine.lock:
-            copied = load_into(engine.generator.model, tensors)
-            state.weight_version = (
-                state.weight_version + 1 if body.version is None else body.version
-            )
-            version = state.weight_version
-        return {"weight_version": version, "tensors": copied}
+        """Load new weights between batches and bump the weight version."""
+        engine: Engine = request.app.state.engine
+        tensors = read_state_dict(body.path)  # read while generation goes on
+        version = engine.load_weights(tensors, body.version)
+        return {"weight_version": version, "tensors": len(tensors)}
 
     @app.get("/v1/weights")
     async def weight_version(request: Request) -> dict[str, int]:
-        return {"weight_version": request.app.state.weight_version}
+        return {"weight_version": request.app.state.engine.weight_version}
+
+    @app.post("/update_weights_from_disk")
+    def update_weights_from_disk(
+        request: Request,
+        body: Any = Body(None),  # noqa: B008 - FastAPI's idiom
+    ) -> JSONResponse:
+        """SGLang's weight reload, same request and response shape: a trainer written for
+        SGLang pushes to this server unchanged. Weights load between batches."""
+        engine: Engine = request.app.state.engine
+        try:
+            update = DiskWeightUpdateRequest.model_validate(body)
+            tensors = read_state_dict(update.model_path, load_format=update.load_format)
+            version = engine.load_weights(tensors, update.version())
+        except (ValidationError, APIError) as error:
+            message = _first_error(error) if isinstance(error, ValidationError) else error.message
+            return JSONResponse(
+                {"success": False, "message": message, "num_paused_requests": 0},
+                status_code=400,
+            )
+        message = (
+            f"Loaded {len(tensors)} tensors from {update.model_path}; weight version {version}."
+        )
+        return JSONResponse({"success": True, "message": message, "num_paused_requests": 0})
+
+    @app.get("/stats")
+    async def stats(request: Request) -> dict[str, int]:
+        """Requests and batches generated so far: requests / batches is the mean batch size."""
+        engine: Engine = request.app.state.engine
+        return {
+            "requests": engine.batcher.requests,
+            "batches": engine.batcher.batches,
+            "weight_version": engine.weight_version,
+        }
+
+    @app.get("/model_info")
+    async def model_info(request: Request) -> dict[str, Any]:
+        """The fields of SGLang's `/model_info` that apply here (its weight version too)."""
+        state = request.app.state
+        return {
+            "model_path": state.model_path,
+            "tokenizer_path": state.model_path,
+            "is_generation": True,
+            "weight_version": str(state.engine.weight_version),
+        }
 
     return app
+
+
+def _first_error(error: ValidationError) -> str:
+    """One sentence naming the first invalid field of a request body."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    reason = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"Invalid request body: '{field}': {reason}."
 
 
 def _check_request(body: SamplingRequest, state: Any) -> None:
@@ -245,10 +307,17 @@ def serve(
     max_n: int = 16,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     device: str = "auto",
+    max_batch: int = MAX_BATCH,
 ) -> None:
     """Load `model_dir` and serve it until interrupted (`posttrain serve`)."""
+    if max_batch < 1:
+        raise ValueError(f"--max-batch must be >= 1, got {max_batch}")
     chat = HFChat(model_dir, device=device)
     app = create_app(
-        chat, served_model_name=served_model_name, max_n=max_n, max_body_bytes=max_body_bytes
+        chat,
+        served_model_name=served_model_name,
+        max_n=max_n,
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
     )
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -157,3 +157,33 @@ class WeightUpdateRequest(BaseModel):
     """A checkpoint directory (`save_pretrained`) or a `.safetensors` / `.pt` state dict."""
     version: int | None = None
     """The weight version to report from now on; default: the current one plus 1."""
+
+
+class DiskWeightUpdateRequest(BaseModel):
+    """`POST /update_weights_from_disk`, SGLang's request: reload weights from a directory.
+
+    SGLang's other fields (`abort_all_requests`, `flush_cache`, ...) are accepted and
+    ignored: this server has no KV cache across requests and loads between batches anyway.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore", protected_namespaces=())
+
+    model_path: str = Field(min_length=1)
+    """A checkpoint directory (`save_pretrained`) or a `.safetensors` / `.pt` state dict."""
+    load_format: str | None = None
+    """None or "auto" (whatever the path holds), "safetensors" or "pt"."""
+    weight_version: str | int | None = None
+    """SGLang names versions with strings; this server counts them, so an integer (or its
+    decimal string) is required when given. Default: the current version plus 1."""
+
+    @field_validator("weight_version")
+    @classmethod
+    def _integer_version(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+            raise ValueError(
+                f"weight_version must be an integer or its decimal string, got {value!r}"
+            )
+        return value
+
+    def version(self) -> int | None:
+        return None if self.weight_version is None else int(self.weight_version)

@@ -13,10 +13,29 @@ import torch
 
 from posttrain.models.server.errors import APIError
 
+LOAD_FORMATS = ("auto", "safetensors", "pt")
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors from a checkpoint directory or a single state-dict file."""
+
+def read_state_dict(path: str | Path, load_format: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors from a checkpoint directory or a single state-dict file.
+
+    `load_format` (SGLang's and vLLM's name) narrows what is accepted: "safetensors" files
+    only, or "pt" (`.pt` / `.bin` state dicts) only; None or "auto" takes either.
+    """
+    fmt = load_format or "auto"
+    if fmt not in LOAD_FORMATS:
+        raise APIError(
+            f"load_format {load_format!r} is not supported; use one of {', '.join(LOAD_FORMATS)}",
+            param="load_format",
+        )
     path = Path(path)
+    if fmt == "pt" and (path.is_dir() or path.suffix not in (".pt", ".bin")):
+        raise APIError(f"load_format 'pt' needs a .pt or .bin file, got {path}", param="path")
+    if fmt == "safetensors" and not (path.is_dir() or path.suffix == ".safetensors"):
+        raise APIError(
+            f"load_format 'safetensors' needs a directory or a .safetensors file, got {path}",
+            param="path",
+        )
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if not files:

@@ -1,92 +1,105 @@
-"""Partial rollouts: generation that may pick up new weights part-way through a response.
+"""Partial rollouts: a weight push that lands mid-generation aborts and resumes the batch.
 
 slime and AReaL interrupt in-flight generation when weights change and resume it from the
-prefix with the new weights. Here a response is generated in segments of `segment_tokens`;
-the engine applies pushes between batches, so a push takes effect at the next segment
-boundary, and every token records the weight version that generated it. The alternative
-("finish") generates the whole response as one request, with the weights it started with.
+prefix with the new weights. With `async.partial_rollout: resume` the trainer pushes with
+`interrupt=True`: an engine that can stop between decode steps (`EngineCore`, the thread
+engine) ends the batch it is generating at the next step and returns the unfinished
+responses with finish reason "abort"; `generate_resuming` then has the new weights loaded
+and continues each of them from prompt + the tokens it has so far, keeping those tokens and
+their log-probs. Every token records the weight version that generated it. Engines that
+cannot stop mid-batch (process, Ray, server) finish the batch and load the push after it,
+as `finish` always does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-
-from transformers import PreTrainedTokenizerBase
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from posttrain.models.chat.base import Choice, GenerationParams
-from posttrain.rl.rollout import TokenGenerator
+
+ABORT = "abort"
+"""Finish reason of a response cut short by an interrupting weight push (as vLLM names it)."""
+
+Request = tuple[list[list[int]], GenerationParams]
+Generate = Callable[[list[Request]], list[list[list[Choice]]]]
 
 
-class SegmentedGenerator:
-    """Generate `params.max_tokens` in segments, resuming each unfinished choice."""
+def generate_resuming(
+    requests: Sequence[Request],
+    generate: Generate,
+    reload: Callable[[], None],
+    decode: Callable[[list[int]], str],
+) -> list[list[list[Choice]]]:
+    """`generate(requests)`, continuing every aborted response after `reload()` until none is.
 
-    def __init__(
-        self, engine: TokenGenerator, tokenizer: PreTrainedTokenizerBase, segment_tokens: int
-    ) -> None:
-        if segment_tokens < 1:
-            raise ValueError(f"segment_tokens must be >= 1, got {segment_tokens}")
-        self.engine = engine
-        self.tokenizer = tokenizer
-        self.segment_tokens = segment_tokens
-
-    def generate(
-        self, prompts: Sequence[Sequence[int]], params: GenerationParams
-    ) -> list[list[Choice]]:
-        first = replace(params, max_tokens=min(self.segment_tokens, params.max_tokens))
-        out = self.engine.generate(prompts, first)
-        # One open choice per (prompt, sample); each continues alone (n = 1) from its prefix.
-        states = [
-            _Partial(list(p), c) for p, choices in zip(prompts, out, strict=True) for c in choices
+    `decode` renders token ids as text (special tokens skipped), for responses whose text
+    now spans two generations.
+    """
+    results = generate(list(requests))
+    while True:
+        open_ = [
+            _Open(prompt, params, choice, per_prompt, k)
+            for (prompts, params), per_request in zip(requests, results, strict=True)
+            for prompt, per_prompt in zip(prompts, per_request, strict=True)
+            for k, choice in enumerate(per_prompt)
+            if choice.finish_reason == ABORT
         ]
-        while True:
-            open_ = [s for s in states if s.open(params.max_tokens)]
-            if not open_:
-                break
-            room = min(self.segment_tokens, params.max_tokens - min(len(s.ids) for s in open_))
-            step = replace(params, n=1, max_tokens=max(1, room))
-            more = self.engine.generate([s.prompt + s.ids for s in open_], step)
-            for state, (choice,) in zip(open_, more, strict=True):
-                state.extend(choice, params.max_tokens)
-        finished = [s.to_choice(self.tokenizer, params.stop) for s in states]
-        return [finished[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
+        if not open_:
+            return results
+        reload()
+        more = generate([item.continuation() for item in open_])
+        for item, [[choice]] in zip(open_, more, strict=True):
+            item.slot[item.index] = _joined(item.choice, choice, item.params, decode)
 
 
-class _Partial:
-    def __init__(self, prompt: list[int], choice: Choice) -> None:
-        self.prompt = prompt
-        self.ids: list[int] = []
-        self.logprobs: list[float] = []
-        self.versions: list[int] = []
-        self.finish = "length"
-        self.has_logprobs = choice.logprobs is not None
-        self.extend(choice, None)
+@dataclass
+class _Open:
+    """An aborted response and where its finished version goes."""
 
-    def open(self, max_tokens: int) -> bool:
-        return self.finish == "length" and len(self.ids) < max_tokens
+    prompt: list[int]
+    params: GenerationParams
+    choice: Choice
+    slot: list[Choice]
+    index: int
 
-    def extend(self, choice: Choice, max_tokens: int | None) -> None:
-        tokens = list(choice.token_ids or [])
-        if max_tokens is not None:
-            tokens = tokens[: max_tokens - len(self.ids)]
-        self.ids += tokens
-        self.logprobs += list(choice.logprobs or [0.0] * len(tokens))[: len(tokens)]
-        version = choice.weight_version if choice.weight_version is not None else 0
-        self.versions += list(choice.token_versions or [version] * len(tokens))[: len(tokens)]
-        self.finish = choice.finish_reason
+    def continuation(self) -> Request:
+        done = len(self.choice.token_ids or [])
+        rest = replace(self.params, n=1, max_tokens=max(1, self.params.max_tokens - done))
+        return [self.prompt + list(self.choice.token_ids or [])], rest
 
-    def to_choice(self, tokenizer: PreTrainedTokenizerBase, stops: Sequence[str]) -> Choice:
-        eos = tokenizer.eos_token_id
-        visible = self.ids[:-1] if self.finish == "stop" and self.ids[-1:] == [eos] else self.ids
-        text = tokenizer.decode(visible, skip_special_tokens=True)
-        for stop in stops:  # a stop string that straddles two segments
-            if stop in text:
-                text, self.finish = text[: text.find(stop)], "stop"
-        return Choice(
-            text=text,
-            finish_reason=self.finish,
-            token_ids=self.ids,
-            logprobs=self.logprobs if self.has_logprobs else None,
-            weight_version=min(self.versions, default=0),
-            token_versions=self.versions,
-        )
+
+def versions_of(choice: Choice) -> list[int]:
+    """Per-token weight versions of a choice (its one version, if it records no more)."""
+    if choice.token_versions is not None:
+        return list(choice.token_versions)
+    return [choice.weight_version or 0] * len(choice.token_ids or [])
+
+
+def _joined(
+    head: Choice, tail: Choice, params: GenerationParams, decode: Callable[[list[int]], str]
+) -> Choice:
+    """`head`'s tokens followed by its continuation `tail`, as one choice."""
+    ids = list(head.token_ids or []) + list(tail.token_ids or [])
+    logprobs = None
+    if head.logprobs is not None and tail.logprobs is not None:
+        logprobs = list(head.logprobs) + list(tail.logprobs)
+    versions = versions_of(head) + versions_of(tail)
+    finish = tail.finish_reason
+    text = decode(ids)
+    stops = [s for s in params.stop if s in text]
+    if stops:  # a stop string across the join ends the response there
+        ends = range(len(head.token_ids or []) + 1, len(ids) + 1)
+        cut = next((n for n in ends if any(s in decode(ids[:n]) for s in stops)), len(ids))
+        ids, versions = ids[:cut], versions[:cut]
+        logprobs = logprobs[:cut] if logprobs is not None else None
+        text = decode(ids)
+        text, finish = text[: min(text.find(s) for s in stops)], "stop"
+    return Choice(
+        text=text,
+        finish_reason=finish,
+        token_ids=ids,
+        logprobs=logprobs,
+        weight_version=min(versions, default=tail.weight_version or 0),
+        token_versions=versions,
+    )

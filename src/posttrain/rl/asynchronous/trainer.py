@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from posttrain.rl import losses
 from posttrain.rl.asynchronous.engines import BatchedEngine, WeightUpdate
-from posttrain.rl.asynchronous.partial import SegmentedGenerator
 from posttrain.rl.asynchronous.producer import RolloutProducer
 from posttrain.rl.asynchronous.staleness import StalenessGate, is_stale, staleness
 from posttrain.rl.asynchronous.workers import build_engines
@@ -39,6 +37,11 @@ class AsyncRLTrainer(RLTrainer):
         if settings.push_every < 1:
             raise ValueError(f"async.push_every must be >= 1, got {settings.push_every}")
         super().__init__(config, run)
+        if self.processes.world > 1:
+            raise ValueError(
+                "async.eta: asynchronous RL trains in one process (its rollout scales out on "
+                "async.workers); launch it without accelerate launch / torchrun"
+            )
         self.settings = settings
         self.version = self.step // settings.push_every
         """Weight version: pushes made so far (the engines' weights are this version)."""
@@ -102,13 +105,10 @@ class AsyncRLTrainer(RLTrainer):
         self, row: dict[str, Any], engine: TokenGenerator, group_id: int
     ) -> list[Sample]:
         """One prompt's group on `engine` (runs on a rollout thread)."""
-        generator: TokenGenerator = engine
-        if self.settings.partial_rollout == "resume":
-            generator = SegmentedGenerator(engine, self.tokenizer, self.settings.segment_tokens)
         seed = self.config.seed * 1_000_003 + group_id
         params = self._params(self.config.rollout.n, self.config.rollout.temperature, seed)
         version = getattr(engine, "version", self.version)
-        return self.rollout([row], params, group_id, generator=generator, weight_version=version)
+        return self.rollout([row], params, group_id, generator=engine, weight_version=version)
 
     # ----------------------------------------------------------------- trainer side
 
@@ -133,13 +133,11 @@ class AsyncRLTrainer(RLTrainer):
         self.waited_s += waited
         samples = [s for group in kept for s in group]
         rewards = torch.tensor([s.reward for s in samples])
-        advantages = losses.group_advantages(
-            rewards, config.rollout.n, scale=config.loss.scale_advantages
-        )
+        advantages = self.advantages(rewards, config.rollout.n, config.loss)
         for sample, advantage in zip(samples, advantages.tolist(), strict=True):
             sample.advantage = advantage
         self.trained_samples += len(samples)
-        metrics = self._rollout_metrics(samples, kept, uniform)
+        metrics = self._rollout_metrics(samples, len(kept), uniform)
         metrics.update(self._async_metrics(samples, stale, waited))
         return samples, metrics
 
@@ -193,8 +191,9 @@ class AsyncRLTrainer(RLTrainer):
             update.path = str(self._save_weights(model, version))
         else:
             update.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        resume = self.settings.partial_rollout == "resume"  # abort and resume mid-generation
         for engine in self.engines:
-            engine.push(update, wait=wait)
+            engine.push(update, wait=wait, interrupt=resume)
         self.version = version
 
     def _save_weights(self, model: torch.nn.Module, version: int) -> Any:

@@ -44,9 +44,17 @@ def build_engines(
 def _server_engines(
     settings: WorkerSettings, model_dir: str, log_dir: Path | None
 ) -> list[BatchedEngine]:
+    """One engine per server in `urls`; without urls, `count` `posttrain serve` processes
+    started here (they take posttrain's and SGLang's weight pushes, not vLLM's)."""
     from posttrain.models.server_process import serve_model
     from posttrain.rl.asynchronous.server_engine import ServerBackend
+    from posttrain.rl.asynchronous.weight_sync import SERVER_KINDS
 
+    if settings.server_kind not in SERVER_KINDS:
+        raise ValueError(
+            f"async.workers.server_kind must be one of {', '.join(SERVER_KINDS)}, "
+            f"got {settings.server_kind!r}"
+        )
     engines = []
     if settings.urls:
         for i, url in enumerate(settings.urls):
@@ -54,16 +62,26 @@ def _server_engines(
                 url,
                 settings.served_model,
                 weight_sync=settings.weight_sync,
+                server_kind=settings.server_kind,
                 weights_endpoint=settings.weights_endpoint,
             )
             engines.append(BatchedEngine(backend, f"server-{i}", gather_s=0.0))
         return engines
+    if settings.server_kind == "vllm":
+        raise ValueError(
+            "async.workers.server_kind=vllm needs async.workers.urls (running vLLM servers); "
+            "without urls, posttrain serve is started here"
+        )
     for i in range(settings.count):
         log_path = log_dir / f"server-{i}.log" if log_dir else None
         process = serve_model(model_dir, log_path=log_path).start()
         try:
             backend = ServerBackend(
-                process.base_url, settings.served_model, weight_sync="push", process=process
+                process.base_url,
+                settings.served_model,
+                weight_sync="push",
+                server_kind=settings.server_kind,
+                process=process,
             )
         except BaseException:
             process.stop()

@@ -1,4 +1,5 @@
-"""Warm start: supervised fine-tuning of a (tiny) model on a task corpus with TRL's SFTTrainer.
+"""Warm start: the SFT stage applied to a (tiny) model and a task corpus, with defaults that
+give the embedded arithmetic policy (`posttrain warm-start`).
 
 Results are cached under a content hash of (corpus, config, base model files), so a rerun
 with the same inputs reuses the trained model instead of training again.
@@ -11,7 +12,6 @@ import json
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from posttrain.config import to_dict
 from posttrain.data.arithmetic import ArithmeticTask, make_splits, tokenizer_corpus
 from posttrain.data.io import read_records, require_columns
 from posttrain.runs import Run
+from posttrain.sft.trainer import SFTStageConfig, fine_tune, sft_rows
+from posttrain.tracking import check_report_to
 
 
 @dataclass
@@ -52,6 +54,12 @@ class WarmStartConfig:
     eval_max_tokens: int = 8
     cache_dir: str | None = None
     """Where trained models are cached; default $POSTTRAIN_CACHE or ~/.cache/posttrain."""
+    report_to: list[str] = field(default_factory=list)
+    """Trackers TRL reports the training to (tensorboard, trackio, wandb); a cache hit trains
+    nothing and reports nothing."""
+
+    def __post_init__(self) -> None:
+        self.report_to = check_report_to(self.report_to)
 
 
 @dataclass
@@ -77,21 +85,6 @@ def _rows(config: WarmStartConfig) -> tuple[list[dict[str, Any]], list[dict[str,
     return train, test
 
 
-def _sft_rows(train: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-    """Keep only the columns SFTTrainer reads, checking each row has a known layout."""
-    rows = []
-    for number, row in enumerate(train, start=1):
-        if "messages" in row:
-            rows.append({"messages": row["messages"]})
-        elif "prompt" in row and "completion" in row:
-            rows.append({"prompt": row["prompt"], "completion": row["completion"]})
-        else:
-            raise ValueError(
-                f"{source}: row {number} has neither 'messages' nor 'prompt'+'completion'"
-            )
-    return rows
-
-
 def _hash_dir(path: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -102,8 +95,9 @@ def _hash_dir(path: Path) -> str:
 
 def content_key(config: WarmStartConfig, train: list[dict[str, Any]]) -> str:
     """Hash of everything that determines the trained weights."""
-    # The rows themselves are hashed below, so where they were read from does not matter.
-    ignored = ("cache_dir", "test_file", "train_file")
+    # The rows themselves are hashed below, so where they were read from does not matter;
+    # trackers only watch. A new field that changes the weights must stay out of `ignored`.
+    ignored = ("cache_dir", "test_file", "train_file", "report_to")
     settings = {k: v for k, v in to_dict(config).items() if k not in ignored}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(json.dumps(train, sort_keys=True).encode())
@@ -115,8 +109,8 @@ def content_key(config: WarmStartConfig, train: list[dict[str, Any]]) -> str:
 def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResult:
     """Fine-tune (or reuse from cache) and return the model directory and held-out accuracy."""
     train, test = _rows(config)
-    sft_rows = _sft_rows(train, str(config.train_file or "arithmetic task"))
-    key = content_key(config, sft_rows)
+    rows = sft_rows(train, str(config.train_file or "arithmetic task"))
+    key = content_key(config, rows)
     out = cache_root(config) / key
     meta_path = out / "warm_start.json"
     if meta_path.exists():
@@ -129,7 +123,7 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
     scratch = out.with_name(f"{key}.tmp-{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.perf_counter()
-    history = _train(config, sft_rows, scratch)
+    history = _train(config, rows, scratch, run)
     train_seconds = time.perf_counter() - started
     accuracy = _evaluate(scratch, test, config) if test else None
     meta = {
@@ -137,7 +131,7 @@ def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResu
         "accuracy": accuracy,
         "train_seconds": round(train_seconds, 2),
         "config": to_dict(config),
-        "n_train": len(sft_rows),
+        "n_train": len(rows),
         "n_test": len(test),
         "history": history,
     }
@@ -166,13 +160,10 @@ def _log_history(
     run.log(last, heldout_accuracy=accuracy, cached=cached)
 
 
-def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
-    """Run SFTTrainer into `out`; return the loss curve as metric records."""
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
+def _train(
+    config: WarmStartConfig, rows: list[dict[str, Any]], out: Path, run: Run | None
+) -> list[dict[str, Any]]:
+    """Run the SFT stage into `out`; return the loss curve as metric records."""
     from posttrain.models.tiny import build_tiny_model
 
     base = config.base_model
@@ -181,38 +172,20 @@ def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path) -> li
         base = build_tiny_model(
             out / "base", corpus, size=config.size, vocab_size=config.vocab_size, seed=config.seed
         )
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
-
-    # TRL still passes transformers' old `gradient_checkpointing` name; the warning is noise.
-    warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated", FutureWarning)
-    args = SFTConfig(
-        output_dir=str(out / "trainer"),
-        max_steps=config.steps,
-        per_device_train_batch_size=config.batch_size,
+    settings = SFTStageConfig(
+        model=str(base),
+        steps=config.steps,
+        batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
+        lr_scheduler=config.lr_scheduler,
         warmup_steps=config.warmup_steps,
-        weight_decay=0.0,
         max_length=config.max_length,
-        logging_steps=max(1, config.steps // 20),
-        save_strategy="no",
-        report_to="none",
-        # bf16 where a GPU supports it; otherwise plain fp32 on the CPU.
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        use_cpu=not torch.cuda.is_available(),
         seed=config.seed,
-        data_seed=config.seed,
+        report_to=config.report_to,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
+    # TRL's tracker files (TensorBoard's) go to the run; the trainer's scratch goes away.
+    trainer_dir = run.path if run is not None and config.report_to else out / "trainer"
+    log_history = fine_tune(settings, rows, out, trainer_dir, name="warm-start")
     shutil.rmtree(out / "trainer", ignore_errors=True)
     shutil.rmtree(out / "base", ignore_errors=True)
     return [
@@ -221,7 +194,7 @@ def _train(config: WarmStartConfig, rows: list[dict[str, Any]], out: Path) -> li
             "sft_loss": entry["loss"],
             "token_accuracy": entry.get("mean_token_accuracy"),
         }
-        for entry in trainer.state.log_history
+        for entry in log_history
         if "loss" in entry
     ]
 

@@ -1,0 +1,205 @@
+"""The GPU check: run it whenever a machine with CUDA is at hand.
+
+    python benchmarks/gpu_check.py [--model POLICY_DIR] [--steps 10] [--out FILE]
+
+1. Trains the tiny policy with the RL engine on the GPU for a few steps twice, in fp32 and
+   with bf16 mixed precision (same seeds, so step 1 trains on the same rollouts), checks
+   that the loss and reward curves agree, and times a step (median after the first).
+2. Times DSA against IndexCache prefill on the GPU (CUDA-synchronised medians) for the
+   IndexCache recipe's `small` shape and a wider one, at several lengths, on untrained
+   weights (prefill cost does not depend on the weights' values).
+
+Without CUDA it says so and exits 0. The JSON goes to benchmarks/results/gpu_check.json.
+`--model` defaults to the cached warm-start policy (`posttrain warm-start` builds it; any
+causal-LM directory with a chat template works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+RESULTS = ROOT / "benchmarks" / "results" / "gpu_check.json"
+
+GRAD_TOLERANCE = 0.1
+"""Largest relative |fp32 - bf16| step-1 gradient norm and entropy: the same rollouts, only
+the training forward's precision differs (bf16 keeps about 3 significant digits). The
+step-1 loss itself is -mean(advantage) on-policy in any precision, so it cannot tell."""
+REWARD_TOLERANCE = 0.15
+"""Largest difference of the mean training reward over the run (sampling diverges as the
+two policies drift apart, so this is a loose check that bf16 learns as fp32 does)."""
+
+
+def _default_model() -> str:
+    from posttrain.sft.warm_start import WarmStartConfig, warm_start
+
+    return str(warm_start(WarmStartConfig()).model_dir)
+
+
+def train_curve(model: str, precision: str, steps: int, root: str) -> dict[str, Any]:
+    from posttrain.rl.config import RLConfig
+    from posttrain.rl.trainer import RLTrainer
+    from posttrain.runs import read_metrics
+
+    config = RLConfig(
+        model=model,
+        steps=steps,
+        eval_every=steps,
+        eval_size=64,
+        save_every=0,
+        mixed_precision=precision,
+        run_name=f"gpu-{precision}",
+        runs_root=root,
+    )
+    trainer = RLTrainer(config)
+    assert trainer.processes.device.type == "cuda", trainer.processes.device
+    trainer.train()
+    records = [r for r in read_metrics(trainer.run.path) if "loss" in r]
+    evals = [r for r in read_metrics(trainer.run.path) if "eval_reward" in r]
+    step_s = [r["time/step_s"] for r in records[1:]]
+    return {
+        "mixed_precision": precision,
+        "loss": [r["loss"] for r in records],
+        "grad_norm": [r["grad_norm"] for r in records],
+        "entropy": [r["entropy"] for r in records],
+        "logp_abs_diff": [r["logp_abs_diff"] for r in records],
+        "reward": [r["reward"] for r in records],
+        "eval_reward": {r["step"]: r["eval_reward"] for r in evals},
+        "step_seconds_median": statistics.median(step_s) if step_s else None,
+        "step_seconds_all": [r["time/step_s"] for r in records],
+        "generation_seconds_median": statistics.median(r["time/generation_s"] for r in records[1:])
+        if len(records) > 1
+        else None,
+        "samples_per_step": config.prompts_per_step * config.rollout.n,
+    }
+
+
+def _cuda_median(fn, repeats: int) -> float:
+    fn()  # warm-up: kernels, allocator
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def _prefill(model: Any, ids: torch.Tensor, sparse: bool, pattern: str) -> None:
+    model(ids, sparse=sparse, index_pattern=pattern, use_cache=False)
+
+
+def prefill_timings(shape: dict[str, int], lengths: list[int], repeats: int) -> list[dict]:
+    from posttrain.attention.indexcache import FULL, pattern_from_frequency
+    from posttrain.attention.model import DSAConfig, DSAForCausalLM
+
+    n = shape["num_hidden_layers"]
+    config = DSAConfig(vocab_size=512, max_position_embeddings=max(lengths), **shape)
+    torch.manual_seed(0)
+    model = DSAForCausalLM(config).cuda().eval()
+    variants = {
+        "dense": (False, FULL * n),
+        "dsa": (True, FULL * n),
+        "indexcache-1/2": (True, pattern_from_frequency(n, 2, offset=1)),
+        "indexcache-1/4": (True, pattern_from_frequency(n, 4, offset=1)),
+    }
+    rows = []
+    for length in lengths:
+        ids = torch.randint(0, 512, (1, length), device="cuda")
+        times = {}
+        for name, (sparse, pattern) in variants.items():
+            forward = functools.partial(_prefill, model, ids, sparse, pattern)
+            times[name] = _cuda_median(forward, repeats)
+        rows.append(
+            {
+                "length": length,
+                "seconds": times,
+                "speedup_over_dsa": {k: times["dsa"] / v for k, v in times.items()},
+            }
+        )
+        shown = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
+        print(f"  prefill {length}: {shown}")
+    del model
+    torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="Policy directory (default: warm start).")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device on this machine; nothing to check (exit 0).")
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:]),
+    }
+    model = args.model or _default_model()
+    with tempfile.TemporaryDirectory() as root:
+        curves = {p: train_curve(model, p, args.steps, root) for p in ("no", "bf16")}
+    fp32, bf16 = curves["no"], curves["bf16"]
+    gaps = {
+        key: abs(fp32[key][0] - bf16[key][0]) / max(abs(fp32[key][0]), 1e-8)
+        for key in ("grad_norm", "entropy")
+    }
+    loss_gap = max(abs(a - b) for a, b in zip(fp32["loss"], bf16["loss"], strict=True))
+    reward_gap = abs(statistics.mean(fp32["reward"]) - statistics.mean(bf16["reward"]))
+    result["rl"] = {
+        "curves": curves,
+        "step1_relative_gap": gaps,
+        "max_loss_gap": loss_gap,
+        "mean_reward_gap": reward_gap,
+        "agree": max(gaps.values()) <= GRAD_TOLERANCE and reward_gap <= REWARD_TOLERANCE,
+        "tolerances": {"step1_relative": GRAD_TOLERANCE, "mean_reward": REWARD_TOLERANCE},
+    }
+    print(
+        f"RL fp32 vs bf16: step-1 gaps {gaps}, mean reward gap {reward_gap:.4f}, "
+        f"step {fp32['step_seconds_median']:.3f} s vs {bf16['step_seconds_median']:.3f} s"
+    )
+    from posttrain.attention.model import SIZES
+
+    wide = dict(
+        hidden_size=1024,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        intermediate_size=2816,
+        index_n_heads=16,
+        index_head_dim=64,
+        index_rope_dim=32,
+        index_topk=512,
+    )
+    result["prefill"] = {
+        "small": prefill_timings(SIZES["small"], [2048, 8192], args.repeats),
+        "wide": prefill_timings(wide, [4096, 16384], args.repeats),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0 if result["rl"]["agree"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

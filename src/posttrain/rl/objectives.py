@@ -1,0 +1,247 @@
+"""Policy losses and advantage estimators, registered by name (as verl's `register_policy_loss`
+and `register_adv_est`), so a user plugs in a loss the way they plug in a reward.
+
+`loss.kind` and `loss.advantage` take a registered name or a dotted import path
+(`my_pkg.losses:my_loss` or `my_pkg.losses.my_loss`) to a `PolicyLoss` / estimator function.
+
+A policy loss sees one micro-batch at a time as `LossInputs` and returns the micro-batch's
+loss (a mean over its normalising unit) and float metrics; the trainer weights each
+micro-batch by its share of the unit over the whole mini-batch on every process, so the
+summed gradient is the mini-batch loss's gradient however the batch is split.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+
+from posttrain.rl import losses
+
+if TYPE_CHECKING:
+    from posttrain.rl.config import LossConfig, RLConfig
+    from posttrain.rl.sample import Sample
+
+
+@dataclass(frozen=True)
+class LossInputs:
+    """One micro-batch: [B, T] log-prob tensors aligned with `mask` (1 = a policy token)."""
+
+    logp: Tensor
+    """The policy's log-probs now (carries the gradient)."""
+    old_logp: Tensor
+    """pi_old before this update (equal to `logp.detach()` when not recomputed)."""
+    rollout_logp: Tensor
+    """What the generator reported when it sampled the tokens."""
+    ref_logp: Tensor | None
+    """The frozen reference's log-probs (when the loss asks for a reference)."""
+    advantages: Tensor
+    """[B] per-sample advantages."""
+    mask: Tensor
+    config: LossConfig
+    max_tokens: int
+    """The rollout's generation limit (Dr.GRPO's constant normaliser)."""
+
+
+LossFn = Callable[[LossInputs], tuple[Tensor, dict[str, float]]]
+Prepare = Callable[[list["Sample"], "RLConfig"], tuple[list["Sample"], dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    """A loss and what the trainer must compute for it."""
+
+    fn: LossFn
+    needs_old_logp: Callable[[RLConfig], bool] = lambda config: config.mini_batches > 1
+    """Whether pi_old must be recomputed before the first optimizer step."""
+    needs_reference: Callable[[LossConfig], bool] = lambda loss: loss.kl_coef > 0
+    prepare: Prepare | None = None
+    """Turns the rolled-out batch into the rows to train on (online DPO: chosen / rejected
+    pairs, adjacent), with metrics; None trains on every sample."""
+    rows_together: int = 1
+    """Consecutive rows that must share a micro-batch (2 for DPO's pairs)."""
+    unit: Callable[[LossConfig], Literal["tokens", "rows"]] = lambda loss: (
+        "tokens" if loss.aggregation == "token-mean" else "rows"
+    )
+    """What the loss is a mean over, so that micro-batches are weighted by their share."""
+
+
+AdvantageFn = Callable[[Tensor, int, "LossConfig"], Tensor]
+"""(rewards [N] in consecutive groups, group size, loss config) -> advantages [N]."""
+
+POLICY_LOSSES: dict[str, PolicyLoss] = {}
+ADVANTAGES: dict[str, AdvantageFn] = {}
+
+
+def register_policy_loss(name: str, **options: object) -> Callable[[LossFn], LossFn]:
+    """Decorator: register `fn` as the policy loss `name` (options: see `PolicyLoss`)."""
+
+    def wrap(fn: LossFn) -> LossFn:
+        POLICY_LOSSES[name] = PolicyLoss(fn, **options)  # type: ignore[arg-type]
+        return fn
+
+    return wrap
+
+
+def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Decorator: register `fn` as the advantage estimator `name`."""
+
+    def wrap(fn: AdvantageFn) -> AdvantageFn:
+        ADVANTAGES[name] = fn
+        return fn
+
+    return wrap
+
+
+def _import(path: str, what: str, known: dict) -> object:
+    module, _, attr = path.replace(":", ".").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(
+            f"{what} {path!r} is neither registered ({', '.join(sorted(known))}) nor an "
+            f"importable dotted path: {err}"
+        ) from None
+
+
+def policy_loss(name: str) -> PolicyLoss:
+    """The registered loss `name`, or the `PolicyLoss` (or plain loss function) at a path."""
+    if name in POLICY_LOSSES:
+        return POLICY_LOSSES[name]
+    if "." not in name and ":" not in name:
+        raise ValueError(
+            f"loss.kind: unknown policy loss {name!r}; registered: "
+            f"{', '.join(sorted(POLICY_LOSSES))}"
+        )
+    found = _import(name, "loss.kind", POLICY_LOSSES)
+    return found if isinstance(found, PolicyLoss) else PolicyLoss(found)  # type: ignore[arg-type]
+
+
+def advantage_estimator(name: str) -> AdvantageFn:
+    if name in ADVANTAGES:
+        return ADVANTAGES[name]
+    if "." not in name and ":" not in name:
+        raise ValueError(
+            f"loss.advantage: unknown estimator {name!r}; registered: "
+            f"{', '.join(sorted(ADVANTAGES))}"
+        )
+    return _import(name, "loss.advantage", ADVANTAGES)  # type: ignore[return-value]
+
+
+# --- built-in advantage estimators ------------------------------------------------------------
+
+
+@register_advantage("grpo")
+def grpo_advantages(rewards: Tensor, group_size: int, config: LossConfig) -> Tensor:
+    """GRPO (std-scaled when `scale_advantages`) or Dr.GRPO (unscaled)."""
+    return losses.group_advantages(rewards, group_size, scale=config.scale_advantages)
+
+
+@register_advantage("rloo")
+def rloo_advantages(rewards: Tensor, group_size: int, config: LossConfig) -> Tensor:
+    """RLOO (Ahmadian et al. 2024): reward minus the mean of the other samples of the group."""
+    if group_size < 2:
+        return torch.zeros_like(rewards)
+    groups = rewards.reshape(-1, group_size)
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(-1)
+
+
+# --- built-in policy losses -------------------------------------------------------------------
+
+
+def _common(inputs: LossInputs) -> dict[str, object]:
+    cfg = inputs.config
+    return {
+        "eps_low": cfg.eps_low,
+        "eps_high": cfg.eps_high,
+        "aggregation": cfg.aggregation,
+        "max_tokens": inputs.max_tokens,
+    }
+
+
+def with_kl(inputs: LossInputs, loss: Tensor, metrics: dict[str, float]) -> Tensor:
+    """Add `kl_coef` x the masked mean KL to the reference, when there is one."""
+    if inputs.ref_logp is None or inputs.config.kl_coef <= 0:
+        return loss
+    kl = losses.masked_mean(
+        losses.kl_penalty(inputs.logp, inputs.ref_logp, kind=inputs.config.kl_estimator),
+        inputs.mask,
+    )
+    metrics["kl"] = kl.item()
+    return loss + inputs.config.kl_coef * kl
+
+
+def _ppo_needs_old(config: RLConfig) -> bool:
+    loss = config.loss
+    return config.mini_batches > 1 or bool(loss.tis_cap) or bool(loss.icepop_beta)
+
+
+@register_policy_loss("ppo", needs_old_logp=_ppo_needs_old)
+def ppo_loss(inputs: LossInputs) -> tuple[Tensor, dict[str, float]]:
+    """GRPO's clipped surrogate against pi_old, optionally with TIS or IcePop corrections
+    against the rollout log-probs."""
+    cfg = inputs.config
+    weights = None
+    if cfg.tis_cap:
+        weights = losses.tis_weights(inputs.old_logp, inputs.rollout_logp, cap=cfg.tis_cap)
+    if cfg.icepop_beta:
+        ice = losses.icepop_weights(inputs.old_logp, inputs.rollout_logp, beta=cfg.icepop_beta)
+        weights = ice if weights is None else weights * ice
+    loss, metrics = losses.policy_loss(
+        inputs.logp,
+        inputs.old_logp,
+        inputs.advantages,
+        inputs.mask,
+        weights=weights,
+        **_common(inputs),  # type: ignore[arg-type]
+    )
+    return with_kl(inputs, loss, metrics), metrics
+
+
+@register_policy_loss("direct_is")
+def direct_is(inputs: LossInputs) -> tuple[Tensor, dict[str, float]]:
+    """GLM-5's direct double-sided importance sampling against the rollout log-probs."""
+    loss, metrics = losses.direct_is_loss(
+        inputs.logp,
+        inputs.rollout_logp,
+        inputs.advantages,
+        inputs.mask,
+        **_common(inputs),  # type: ignore[arg-type]
+    )
+    return with_kl(inputs, loss, metrics), metrics
+
+
+@register_policy_loss("decoupled_ppo", needs_old_logp=lambda config: True)
+def decoupled_ppo(inputs: LossInputs) -> tuple[Tensor, dict[str, float]]:
+    """AReaL's decoupled PPO: clip against the recomputed proximal policy (pi_old)."""
+    loss, metrics = losses.decoupled_ppo_loss(
+        inputs.logp,
+        inputs.old_logp,
+        inputs.rollout_logp,
+        inputs.advantages,
+        inputs.mask,
+        behaviour_cap=inputs.config.behaviour_cap,
+        **_common(inputs),  # type: ignore[arg-type]
+    )
+    return with_kl(inputs, loss, metrics), metrics
+
+
+def _register_online_dpo() -> None:
+    from posttrain.rl import online_dpo
+
+    POLICY_LOSSES["online_dpo"] = PolicyLoss(
+        online_dpo.online_dpo_loss,
+        needs_old_logp=lambda config: False,
+        needs_reference=lambda loss: True,
+        prepare=online_dpo.prepare_pairs,
+        rows_together=2,
+        unit=lambda loss: "rows",
+    )
+
+
+_register_online_dpo()
