@@ -14,11 +14,6 @@ import pytest  # noqa: E402
 from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus  # noqa: E402
 from posttrain.models.tiny import build_tiny_model  # noqa: E402
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    import torch  # noqa: E402
-
-    torch.set_num_threads(1)  # one worker per core: more threads would only contend
-
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -27,50 +22,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(out, tokenizer_corpus(ArithmeticTask()), size="micro", seed=0)
 
 
-def _shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    """A directory every pytest-xdist worker of this run shares (their base temp dirs are
-    siblings), so a cache one worker fills, the others read."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @pytest.fixture(scope="session")
 def warm_start_config(tmp_path_factory: pytest.TempPathFactory):
-    """The embedded-default warm start, cached in a directory of this test run (or, to skip
-    the two-minute training while developing, in $POSTTRAIN_TEST_CACHE)."""
+    """The embedded-default warm start, cached in a per-session directory (or, to skip the
+    two-minute training while developing, in $POSTTRAIN_TEST_CACHE)."""
     from posttrain.sft.warm_start import WarmStartConfig
 
-    cache = os.environ.get("POSTTRAIN_TEST_CACHE") or _shared_dir(
-        tmp_path_factory, "warm-start-cache"
-    )
+    cache = os.environ.get("POSTTRAIN_TEST_CACHE") or tmp_path_factory.mktemp("warm-start-cache")
     return WarmStartConfig(cache_dir=str(cache))
 
 
 @pytest.fixture(scope="session")
 def warm_started(warm_start_config, tmp_path_factory: pytest.TempPathFactory):
-    """Train the default warm-start policy once per test run (about 2 CPU minutes): the
-    first worker to need it trains under a file lock, the others wait and read the cache."""
-    import torch
-    from filelock import FileLock
-
+    """Train the default warm-start policy once per session (about 2 CPU minutes)."""
     from posttrain.runs import Run
     from posttrain.sft.warm_start import warm_start
 
-    lock = FileLock(str(Path(warm_start_config.cache_dir) / "warm-start.lock"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # other workers wait for it: it may take both cores
-    try:
-        with (
-            lock,
-            Run.create("warm", warm_start_config, root=tmp_path_factory.mktemp("runs")) as run,
-        ):
-            result = warm_start(warm_start_config, run)
-    finally:
-        torch.set_num_threads(threads)
+    with Run.create("warm", warm_start_config, root=tmp_path_factory.mktemp("runs")) as run:
+        result = warm_start(warm_start_config, run)
     return result, run.path
 
 

@@ -5,7 +5,8 @@
   online DPO, with uneven micro-batch counts between the processes.
 - `posttrain rl` under `accelerate launch --multi_gpu --num_processes 2` (accelerate's
   multi-process launcher; on a CPU-only machine the engine runs it on gloo) trains, writes
-  the run once, and resumes from its checkpoint exactly as an uninterrupted run.
+  the run once, and resumes from its checkpoint exactly as an uninterrupted run (these two
+  launch processes for half a minute or more, so they run in `make test-all`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def _deterministic(records: list[dict]) -> list[dict]:
     ]
 
 
+@pytest.mark.slow  # two launches of two processes: about half a minute (make test-all)
 def test_posttrain_rl_on_two_processes_trains_and_resumes(tiny_model_dir, tmp_path):
     first = _launch(tmp_path, tiny_model_dir, 2, "run")
     assert [r["step"] for r in first] == [0, 1, 2]  # written once, not once per process
