@@ -25,9 +25,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
-# The slow tests include Ray workers: install the `ray` extra first.
+# The slow tests include Ray workers and the trackio / W&B trackers: install those extras.
 test-all: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray,trackio,wandb]'
 	$(BIN)/pytest -q -m ""
 
 bench: $(STAMP)
