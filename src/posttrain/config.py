@@ -42,7 +42,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = loaded or {}
     for item in overrides:
         key, value = parse_override(item)
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     where = f"{path}: " if path is not None else ""
     try:
         translate = getattr(cls, "translate_keys", None)
@@ -63,7 +63,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c` in a nested mapping, making the sections on the way."""
     *parents, leaf = key.split(".")
     node = data
     for part in parents:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -108,28 +108,27 @@ def _import(path: str, what: str, known: dict) -> object:
         ) from None
 
 
-def policy_loss(name: str) -> PolicyLoss:
-    """The registered loss `name`, or the `PolicyLoss` (or plain loss function) at a path."""
-    if name in POLICY_LOSSES:
-        return POLICY_LOSSES[name]
+def _lookup(name: str, registry: dict[str, Any], key: str) -> object:
+    """A registered entry, or what a dotted path names; a bare unknown name is an error
+    that lists the registered ones."""
+    if name in registry:
+        return registry[name]
     if "." not in name and ":" not in name:
         raise ValueError(
-            f"loss.kind: unknown policy loss {name!r}; registered: "
-            f"{', '.join(sorted(POLICY_LOSSES))}"
+            f"{key}: unknown entry {name!r}; registered: {', '.join(sorted(registry))}"
         )
-    found = _import(name, "loss.kind", POLICY_LOSSES)
+    return _import(name, key, registry)
+
+
+def policy_loss(name: str) -> PolicyLoss:
+    """The registered loss `name`, or the `PolicyLoss` (or plain loss function) at a path."""
+    found = _lookup(name, POLICY_LOSSES, "loss.kind")
     return found if isinstance(found, PolicyLoss) else PolicyLoss(found)  # type: ignore[arg-type]
 
 
 def advantage_estimator(name: str) -> AdvantageFn:
-    if name in ADVANTAGES:
-        return ADVANTAGES[name]
-    if "." not in name and ":" not in name:
-        raise ValueError(
-            f"loss.advantage: unknown estimator {name!r}; registered: "
-            f"{', '.join(sorted(ADVANTAGES))}"
-        )
-    return _import(name, "loss.advantage", ADVANTAGES)  # type: ignore[return-value]
+    """The registered estimator `name`, or the function at a dotted path."""
+    return _lookup(name, ADVANTAGES, "loss.advantage")  # type: ignore[return-value]
 
 
 # --- built-in advantage estimators ------------------------------------------------------------

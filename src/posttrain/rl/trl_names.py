@@ -18,7 +18,7 @@ import copy
 from pathlib import PurePath
 from typing import Any
 
-from posttrain.config import ConfigError
+from posttrain.config import ConfigError, set_dotted
 
 _TRL_FIELDS = """
 accelerator_config activation_checkpointing activation_checkpointing_kwargs adam_beta1
@@ -223,7 +223,7 @@ class _Translation:
                 f"{name} and {key} set the same thing differently ({name} gives {key} = "
                 f"{value!r}, {key} is {given!r}); keep one of them"
             )
-        _put(self.out, key, value)
+        set_dotted(self.out, key, value)
 
     def _defaults_from_trl(self) -> None:
         """TRL's epsilon_high defaults to epsilon (a symmetric clip), unlike posttrain's 0.28."""
@@ -387,17 +387,6 @@ def _get(data: dict[str, Any], key: str) -> Any:
             return _MISSING
         node = node[part]
     return node
-
-
-def _put(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: {part!r} is not a section")
-        node = child
-    node[leaf] = value
 
 
 def _number(value: Any) -> float | None:
