@@ -11,8 +11,14 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 install: $(STAMP)
 
 # torch==2.13.0 is the CPU build on local disk; pyproject leaves torch unpinned so that
-# users bring their own CUDA build.
+# users bring their own CUDA build. bubblewrap jails model-written code (posttrain.sandbox);
+# it needs root and apt-get to install, and without it that code runs in the subprocess
+# fallback, which is not a jail.
 $(STAMP): pyproject.toml
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; }; }; } \
+	  || echo "NOTE: bubblewrap (bwrap) is not installed and cannot be installed here (needs root and apt-get): model-written code will run in the subprocess fallback, which is not a jail. Install it with: sudo apt-get install bubblewrap"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
@@ -22,13 +28,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/posttrain demo
 
-test: $(STAMP)
-	$(BIN)/pytest -q
+# Two workers (one torch thread each, see tests/conftest.py), a test file per worker at a
+# time so module fixtures are built once.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-# The slow tests include Ray workers and the trackio / W&B trackers: install those extras.
+test: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_WORKERS)
+
+# The slow tests include Ray workers, the trackio / W&B trackers and schemathesis: install those extras.
 test-all: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,ray,trackio,wandb]'
-	$(BIN)/pytest -q -m ""
+	$(BIN)/python -m pip install -q -e '.[dev,ray,trackio,wandb,schema]'
+	$(BIN)/pytest -q -m "" $(PYTEST_WORKERS)
 
 bench: $(STAMP)
 	@mkdir -p benchmarks/results

@@ -6,13 +6,73 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# One intra-op thread per process, set before torch loads and inherited by every server or
+# CLI a test starts. Tiny models gain nothing from a second thread, and two processes with
+# two spinning OpenMP threads each on two cores (a test and its server, or two xdist
+# workers) run several times slower than with one: measured 0.25 vs 0.6 s per micro-model
+# step under load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus  # noqa: E402
 from posttrain.models.tiny import build_tiny_model  # noqa: E402
+
+# The embedded-default warm start takes about two CPU minutes and a dozen tests need it. Under
+# xdist (`make test` runs two workers) the controller trains it in a background process from
+# the start while the workers run everything else, and the files that need it run last; the
+# workers share its cache directory and wait on the same lock, so it is trained once.
+_WARM_LOCK = "warm-start.lock"
+_BUILDER = """
+import sys
+from filelock import FileLock
+from posttrain.sft.warm_start import WarmStartConfig, warm_start
+with FileLock(sys.argv[1] + "/" + sys.argv[2]):
+    warm_start(WarmStartConfig(cache_dir=sys.argv[1]))
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workers = getattr(config.option, "numprocesses", None) or 0
+    is_controller = not hasattr(config, "workerinput")
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    if not (is_controller and workers and whole_suite) or os.environ.get("POSTTRAIN_TEST_CACHE"):
+        return
+    shared = tempfile.mkdtemp(prefix="posttrain-test-cache-")
+    os.environ["POSTTRAIN_TEST_CACHE"] = shared  # the workers inherit it
+    log = open(Path(shared) / "warm-start-builder.log", "w")  # noqa: SIM115 (closed at exit)
+    config._posttrain_builder = (  # type: ignore[attr-defined]
+        subprocess.Popen(
+            [sys.executable, "-c", _BUILDER, shared, _WARM_LOCK], stdout=log, stderr=log
+        ),
+        shared,
+        log,
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    builder = getattr(config, "_posttrain_builder", None)
+    if builder is None:
+        return
+    process, shared, log = builder
+    process.kill()
+    process.wait()
+    log.close()
+    shutil.rmtree(shared, ignore_errors=True)
+    os.environ.pop("POSTTRAIN_TEST_CACHE", None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a test that needs the warm start go last (stable order otherwise), so
+    that under xdist the background build is done by the time they start."""
+    needs = {item.path for item in items if "warm_started" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: item.path in needs)
 
 
 @pytest.fixture(scope="session")
@@ -35,10 +95,13 @@ def warm_start_config(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def warm_started(warm_start_config, tmp_path_factory: pytest.TempPathFactory):
     """Train the default warm-start policy once per session (about 2 CPU minutes)."""
+    from filelock import FileLock
+
     from posttrain.runs import Run
     from posttrain.sft.warm_start import warm_start
 
-    with Run.create("warm", warm_start_config, root=tmp_path_factory.mktemp("runs")) as run:
+    lock = FileLock(Path(warm_start_config.cache_dir) / _WARM_LOCK)
+    with lock, Run.create("warm", warm_start_config, root=tmp_path_factory.mktemp("runs")) as run:
         result = warm_start(warm_start_config, run)
     return result, run.path
 

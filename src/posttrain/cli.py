@@ -12,10 +12,24 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
-from posttrain.config import ConfigError
+from posttrain.errors import InputError
+
+
+class _Commands(TyperGroup):
+    """Runs the chosen command; a bad input it meets anywhere (an InputError from a loader:
+    config, data file, model directory, run name) is one line and exit 2, not a traceback."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except InputError as err:
+            raise _fail("error", err) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="posttrain: post-training systems end to end, from a 2-core CPU to a cluster.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -26,18 +40,22 @@ SET_HELP = "Override a config key, e.g. --set steps=500 (repeatable)."
 
 
 def _fail(kind: str, err: Exception) -> typer.Exit:
-    """Print a bad-input error in red on stderr; the exit (status 2) for the caller to raise."""
-    typer.secho(f"{kind}: {err}", fg="red", err=True)
+    """Print a bad-input error on one line, in red on stderr; the exit (status 2) for the
+    caller to raise."""
+    typer.secho(f"{kind}: {' '.join(str(err).split())}", fg="red", err=True)
     return typer.Exit(2)
 
 
 def _load(cls: type, config: Path | None, overrides: list[str] | None):  # noqa: ANN202
+    """The command's config from --config and --set; a run name that would leave the runs
+    directory is refused here, before any work starts."""
     from posttrain.config import load_config
+    from posttrain.runs import check_run_name
 
-    try:
-        return load_config(cls, config, overrides or [])
-    except ConfigError as err:
-        raise _fail("config error", err) from None
+    settings = load_config(cls, config, overrides or [])
+    if isinstance(getattr(settings, "run_name", None), str):
+        check_run_name(settings.run_name)
+    return settings
 
 
 CONFIG_HELP = "YAML config (default: embedded default)."
@@ -47,10 +65,7 @@ ALIAS_HELP = "Same as --config (the older positional form)."
 def _config_file(option: Path | None, positional: Path | None) -> Path | None:
     """`--config FILE`, or the positional CONFIG kept for older scripts; both must agree."""
     if option is not None and positional is not None and option.resolve() != positional.resolve():
-        raise _fail(
-            "config error",
-            ValueError(f"two configs given: --config {option} and {positional}; give one"),
-        )
+        raise InputError(f"two configs given: --config {option} and {positional}; give one")
     return option if option is not None else positional
 
 
@@ -81,19 +96,19 @@ def tiny_model(
 ) -> None:
     """Build a tiny Qwen2-architecture model and its tokenizer, saved with save_pretrained."""
     from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus
-    from posttrain.data.io import read_jsonl
+    from posttrain.data.io import read_jsonl, read_text
     from posttrain.models.tiny import SIZES, build_tiny_model, count_parameters
 
     if size not in SIZES:
         raise typer.BadParameter(f"choose one of {', '.join(SIZES)}", param_hint="--size")
     if corpus is None:
         texts = tokenizer_corpus(ArithmeticTask())
-    elif not corpus.is_file():
-        raise typer.BadParameter(f"file not found: {corpus}", param_hint="--corpus")
     elif corpus.suffix == ".jsonl":
         texts = [str(r["text"]) for r in read_jsonl(corpus) if "text" in r]
     else:
-        texts = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line for line in read_text(corpus).splitlines() if line.strip()]
+    if not texts:
+        raise InputError("no texts to train the tokenizer on", corpus, key="--corpus")
     try:
         path = build_tiny_model(
             out,
@@ -173,13 +188,45 @@ def sft(
         typer.echo(f"model: {final}\nrun: {settings.output_dir}")
 
 
+API_KEY_HELP = (
+    "API key clients must send as 'Authorization: Bearer KEY' on every route but /health "
+    "(prefer the environment variable: a flag shows in the process list). Required to bind "
+    "anything but loopback."
+)
+
+
 @app.command()
 def serve(
     model_dir: Path = typer.Argument(..., help="A model directory loadable with from_pretrained."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
     port: int = typer.Option(8000, help="TCP port."),
     served_model_name: str | None = typer.Option(None, help="Model name clients ask for."),
+    api_key: str | None = typer.Option(None, envvar="POSTTRAIN_API_KEY", help=API_KEY_HELP),
+    weights_root: Path | None = typer.Option(
+        None,
+        help="Directory weight pushes (POST /v1/weights, /update_weights_from_disk) may load "
+        "from; without it, pushes are refused.",
+    ),
     max_n: int = typer.Option(16, help="Largest `n` a request may ask for."),
+    max_prompts: int = typer.Option(64, help="Largest number of prompts per completions request."),
+    max_stop: int = typer.Option(16, help="Largest number of stop strings per request."),
+    max_stop_chars: int = typer.Option(256, help="Longest stop string, in characters."),
+    max_sampled_tokens: int = typer.Option(
+        65536, help="Largest n * max_tokens per prompt (also cuts the default max_tokens)."
+    ),
+    max_queued_tokens: int = typer.Option(
+        1 << 20,
+        help="Tokens (n * (prompt + max_tokens) per prompt) of all requests in progress; "
+        "a request over it gets 429.",
+    ),
+    request_timeout: float = typer.Option(
+        600.0, help="Seconds a request may take, queued and generating; then 408."
+    ),
+    time_slice: float = typer.Option(
+        0.5,
+        help="Seconds a batch generates before yielding to waiting requests (its unfinished "
+        "rows continue after them).",
+    ),
     max_body_bytes: int = typer.Option(1 << 20, help="Largest request body; larger gets 413."),
     device: str = typer.Option("auto", help="torch device; auto picks cuda when available."),
     max_batch: int = typer.Option(
@@ -187,18 +234,41 @@ def serve(
     ),
 ) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API."""
-    from posttrain.models.server import serve as run_server
+    from posttrain.models.server.limits import ServerLimits
+    from posttrain.models.server.security import check_bind, resolve_api_key
 
-    run_server(
-        model_dir,
-        host=host,
-        port=port,
-        served_model_name=served_model_name,
-        max_n=max_n,
-        max_body_bytes=max_body_bytes,
-        device=device,
-        max_batch=max_batch,
-    )
+    try:
+        key = resolve_api_key(api_key)
+        check_bind(host, key)  # at once, before seconds of imports and loading
+        limits = ServerLimits(
+            max_n=max_n,
+            max_prompts=max_prompts,
+            max_stop=max_stop,
+            max_stop_chars=max_stop_chars,
+            max_sampled_tokens=max_sampled_tokens,
+            max_queued_tokens=max_queued_tokens,
+            request_timeout_s=request_timeout,
+            time_slice_s=time_slice,
+        )
+        from posttrain.models.model_dir import require_model_dir
+
+        require_model_dir(model_dir)  # a bad one is named at once, before the server imports
+        from posttrain.models.server import serve as run_server
+
+        run_server(
+            model_dir,
+            host=host,
+            port=port,
+            served_model_name=served_model_name,
+            max_body_bytes=max_body_bytes,
+            device=device,
+            max_batch=max_batch,
+            limits=limits,
+            api_key=key,
+            weights_root=weights_root,
+        )
+    except ValueError as err:  # a bad flag, or an unprotected bind
+        raise _fail("error", err) from None
 
 
 @app.command("serve-rm")
@@ -209,6 +279,7 @@ def serve_rm(
     host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
     port: int = typer.Option(8100, help="TCP port."),
     served_model_name: str | None = typer.Option(None, help="Name reported with the rewards."),
+    api_key: str | None = typer.Option(None, envvar="POSTTRAIN_API_KEY", help=API_KEY_HELP),
     batch_size: int = typer.Option(16, help="Pairs scored per forward pass."),
     max_length: int | None = typer.Option(
         None, help="Tokens kept per pair (the last ones; default: the model's context)."
@@ -226,11 +297,18 @@ def serve_rm(
 
     Prompts and responses are strings or chat-message lists; each pair is scored as one
     conversation through the model's chat template (plain text when it has none)."""
-    from posttrain.rewards.reward_model_server import serve as run_server
+    from posttrain.models.server.security import check_bind, resolve_api_key
 
-    if not model_dir.is_dir():
-        raise typer.BadParameter(f"no such directory: {model_dir}", param_hint="MODEL_DIR")
+    key = resolve_api_key(api_key)
+    try:
+        check_bind(host, key)  # at once, before seconds of imports and loading
+    except ValueError as err:
+        raise _fail("error", err) from None
+    from posttrain.models.model_dir import require_model_dir
+
+    require_model_dir(model_dir)  # a bad one is named at once, before the server imports
     from posttrain.rewards.reward_model import DTYPES
+    from posttrain.rewards.reward_model_server import serve as run_server
 
     if torch_dtype not in DTYPES:
         raise typer.BadParameter(
@@ -247,6 +325,7 @@ def serve_rm(
         device=device,
         torch_dtype=torch_dtype,
         served_model_name=served_model_name,
+        api_key=key,
     )
 
 
@@ -263,15 +342,27 @@ def rl(
 ) -> None:
     """Train a policy with GRPO-family RL; resumes from the run's latest checkpoint."""
     from posttrain.rl.config import RLConfig
-    from posttrain.rl.trainer import RLTrainer
 
     settings = _load(RLConfig, _config_file(config, positional), overrides)
-    if settings.model is None:  # `model: null`: the warm-start policy, trained once and cached
+    if settings.model is not None:
+        from posttrain.models.model_dir import require_model_dir
+
+        require_model_dir(settings.model, key="model")
+    else:  # `model: null`: the warm-start policy, trained once and cached
+        from posttrain.data.prompts import load_prompt_rows
         from posttrain.rl.distributed import main_process_first
         from posttrain.sft.warm_start import warm_start
 
+        # The prompt files are read (again) by the trainer; reading them here too names a
+        # bad one before the warm start trains, at the tiny scale `model: null` means.
+        for path in (settings.data.train, settings.data.test):
+            if path is not None:
+                load_prompt_rows(path, settings.data.prompt_column)
         with main_process_first():  # several processes: one trains, the others read the cache
             settings.model = str(warm_start(settings.warm_start).model_dir)
+    # Imported after the checks above, so that a bad input is named without torch's import.
+    from posttrain.rl.trainer import RLTrainer
+
     if settings.async_.eta is not None:  # `--set async.eta=N`: rollout on workers
         from posttrain.rl.asynchronous.trainer import AsyncRLTrainer
 
@@ -291,7 +382,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory under runs/
     from posttrain.report import write_report
 
     if not run_dir.is_dir():
-        raise typer.BadParameter(f"not a directory: {run_dir}", param_hint="RUN_DIR")
+        raise InputError("not a run directory", run_dir)
     typer.echo(write_report(run_dir))
 
 
@@ -340,7 +431,7 @@ def _run_recipe(
     try:
         recipe = recipe_cls(settings, _console())
     except ValueError as err:
-        raise _fail("config error", err) from None
+        raise _fail("error", err) from None
     summary = recipe()
     typer.echo(f"run: {summary['run']} ({summary['seconds']:.0f}s)")
 
@@ -411,9 +502,10 @@ def longtrace_baseline(
     from posttrain.eval.longtrace_reader import reader_accuracy
 
     path = data / f"{split}.jsonl"
-    if not path.is_file():
-        raise typer.BadParameter(f"no {path}", param_hint="DATA")
-    typer.echo(json.dumps(reader_accuracy(read_jsonl(path)), indent=2))
+    rows = read_jsonl(path)
+    if not rows:
+        raise InputError("no questions", path)
+    typer.echo(json.dumps(reader_accuracy(rows), indent=2))
 
 
 @app.command("rm-bench")
@@ -516,6 +608,8 @@ def wildreward_eval(
 
     try:
         test = read_jsonl(data / "test.jsonl")
+        if not test:
+            raise InputError("no rows to evaluate", data / "test.jsonl")
         if (model / META_FILE).is_file():
             result = evaluate_reward_model(OrdinalRewardModel(model), test)
         else:

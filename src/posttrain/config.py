@@ -16,46 +16,90 @@ from typing import Any, TypeVar
 
 import yaml
 
+from posttrain.errors import InputError, not_utf8
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit its dataclass."""
+class ConfigError(InputError):
+    """A config file or override that does not fit its dataclass.
+
+    `field`: the dotted key at fault where known (the message names it already); it tells
+    a file's mistake from an override's."""
+
+    field: str | None = None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
     """Build `cls` from a YAML file (optional) and `key=value` overrides applied on top.
 
     A class with a static `translate_keys(mapping) -> mapping` gets the merged mapping first,
-    so it can accept another tool's spellings (RLConfig: TRL's GRPOConfig names)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        data = loaded or {}
+    so it can accept another tool's spellings (RLConfig: TRL's GRPOConfig names). Errors
+    name the file (and line) or `--set`, then the key."""
+    data = read_yaml_mapping(Path(path)) if path is not None else {}
+    overridden = []
     for item in overrides:
         key, value = parse_override(item)
-        set_dotted(data, key, value)
-    where = f"{path}: " if path is not None else ""
+        try:
+            set_dotted(data, key, value)
+        except ConfigError as err:
+            raise ConfigError(str(err), "--set") from None
+        overridden.append(key)
     try:
         translate = getattr(cls, "translate_keys", None)
         return from_dict(cls, translate(data) if translate is not None else data)
     except ConfigError as err:
-        raise ConfigError(f"{where}{err}") from None
+        from_override = err.field is not None and any(
+            _related(err.field, key) for key in overridden
+        )
+        where = "--set" if from_override or (path is None and overrides) else path
+        raise ConfigError(err.detail, where) from None
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A config file's top-level mapping; a missing, unreadable, empty or non-mapping file is
+    an error naming it (an empty file is a mistake: leave out --config for the defaults)."""
+    if not path.exists():
+        raise ConfigError("config file not found", path)
+    if not path.is_file():
+        raise ConfigError("is a directory, not a YAML config file", path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise not_utf8(path, raw, err, ConfigError) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"not valid YAML: {problem}", path, line=line) from None
+    if loaded is None:
+        raise ConfigError(
+            "the config is empty; set at least one key, or leave out --config for the defaults",
+            path,
+        )
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"expected a mapping of keys at the top level, got a {type(loaded).__name__}", path
+        )
+    return loaded
+
+
+def _related(field: str, key: str) -> bool:
+    """Whether dotted `field` lies on the path of override `key` (`a.b` and `a.b.c`, `a[1]`)."""
+    return any(
+        longer == shorter or longer.startswith((shorter + ".", shorter + "["))
+        for longer, shorter in ((field, key), (key, field))
+    )
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     """`train.lr=3e-4` -> ("train.lr", 0.0003); the value is read as YAML."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {item!r} is not of the form key=value")
+        raise ConfigError(f"{item!r} is not of the form key=value", "--set")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -78,8 +122,9 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Recursively build dataclass `cls` from a plain mapping, checking keys and types."""
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}"
+        raise _error(
+            prefix.rstrip(".") or None,
+            f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}",
         )
     # A section named after a Python keyword (`async`) lives in the field `async_`.
     fields = {_key(f.name): f.name for f in dataclasses.fields(cls) if f.init}
@@ -91,7 +136,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key {dotted!r}{hint} (known: {', '.join(fields)})")
+            raise _error(dotted, f"unknown key {dotted!r}{hint} (known: {', '.join(fields)})")
         name = fields[key]
         factory = factories[name]
         if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and callable(factory):
@@ -102,7 +147,15 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {err}") from None
+        field = prefix.rstrip(".") or None
+        raise _error(field, f"{field or cls.__name__}: {err}") from None
+
+
+def _error(field: str | None, message: str) -> ConfigError:
+    """A ConfigError about dotted key `field` (None: the config as a whole)."""
+    err = ConfigError(message)
+    err.field = field
+    return err
 
 
 def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -130,20 +183,20 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(option, value, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(f"{key}: expected {_name(tp)}, got {value!r}")
+        raise _error(key, f"{key}: expected {_name(tp)}, got {value!r}")
     if origin is typing.Literal:
         if value in args:
             return value
-        raise ConfigError(f"{key}: expected one of {list(args)}, got {value!r}")
+        raise _error(key, f"{key}: expected one of {list(args)}, got {value!r}")
     if origin in (list, tuple):
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected {_name(tp)}, got {value!r}")
+            raise _error(key, f"{key}: expected {_name(tp)}, got {value!r}")
         item_tp = args[0] if args else Any
         items = [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise _error(key, f"{key}: expected a mapping, got {value!r}")
         return dict(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -160,7 +213,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         and not (tp is int and isinstance(value, bool))
     ):
         return value
-    raise ConfigError(f"{key}: expected {_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise _error(key, f"{key}: expected {_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
 def _key(field_name: str) -> str:

@@ -15,12 +15,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from posttrain import atomic
 from posttrain.config import dump_config
+from posttrain.errors import InputError
 from posttrain.tracking import check_report_to, numeric, open_trackers
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _WATCH_ONLY = ("report_to",)
 """Settings that only watch a run (trackers): they never make reused stages differ."""
+
+
+def check_run_name(name: str) -> str:
+    """`name`, if it names one directory inside the runs root: not empty, not `.` or `..`,
+    no path separator (a name that leaves `runs/` would write a run over other files)."""
+    if not name.strip(".") or "/" in name or "\\" in name:
+        raise InputError(
+            f"{name!r} is not a run directory name: no '/', not empty, '.' or '..'",
+            key="run_name",
+        )
+    return name
 
 
 class Run:
@@ -45,7 +58,7 @@ class Run:
         """Open (or reopen, to resume) `root/name` and write the resolved config (before the
         trackers start, so they record it too)."""
         check_report_to(report_to)  # a bad name leaves no directory behind
-        path = Path(root) / _SAFE_NAME.sub("-", name)
+        path = Path(root) / _SAFE_NAME.sub("-", check_run_name(name))
         if config is not None:
             path.mkdir(parents=True, exist_ok=True)
             dump_config(config, path / "config.yaml")
@@ -87,18 +100,13 @@ class Run:
         """Drop records past `step`: a resumed run redoes those steps and logs them anew."""
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
         self._metrics.close()
-        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        tmp.replace(self.metrics_path)
+        atomic.write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write_json(self, name: str, data: Any) -> Path:
-        """Write a summary file atomically (temp file then rename)."""
-        target = self.path / name
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-        tmp.replace(target)
-        return target
+        """Write a summary file atomically and durably (a kill leaves the old one or the new)."""
+        text = json.dumps(data, indent=2, default=_json_default)
+        return atomic.write_text(self.path / name, text)
 
     def close(self) -> None:
         """Close metrics.jsonl and finish the trackers (again is a no-op)."""
@@ -119,8 +127,10 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
+    from posttrain.data.io import DataError, read_text
+
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -129,7 +139,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             if number == len(lines):  # the line in flight when the process died
                 break
-            raise ValueError(f"{path}:{number}: not valid JSON: {err}") from err
+            raise DataError(f"not valid JSON: {err}", path, line=number) from None
     return records
 
 

@@ -110,7 +110,10 @@ def test_server_engine_syncs_weights_through_checkpoint_directories(
 ):
     from posttrain.rl.asynchronous.server_engine import ServerBackend
 
-    process = serve_model(tiny_model_dir, log_path=tmp_path / "server.log").start()
+    root = str(other_model_dir.parent)  # the pushed checkpoint's folder
+    process = serve_model(
+        tiny_model_dir, "--weights-root", root, log_path=tmp_path / "server.log"
+    ).start()
     backend = ServerBackend(process.base_url, process=process)
     try:
         assert backend.version == 0

@@ -75,7 +75,7 @@ def test_rl_takes_a_trl_grpo_yaml(recorded):
     assert '"reward/exact_match": 0.5' in result.stdout
 
 
-def test_model_null_is_warm_started_before_the_trainer_is_built(recorded):
+def test_model_null_is_warm_started_before_the_trainer_is_built(recorded, tmp_path):
     for extra in ([], ["--set", "async.eta=1"]):
         result = invoke("rl", "--config", TRL_GRPO, *extra)
         assert result.exit_code == 0, result.output
@@ -83,9 +83,12 @@ def test_model_null_is_warm_started_before_the_trainer_is_built(recorded):
     assert recorded.kinds == ["sync", "async"]
     assert len(recorded.warm_starts) == 2
     recorded.warm_starts.clear()
-    result = invoke("rl", "--config", TRL_GRPO, "--set", "model=/some/policy")
+    policy = tmp_path / "some-policy"  # checked before the trainer: it must hold a model
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    result = invoke("rl", "--config", TRL_GRPO, "--set", f"model={policy}")
     assert result.exit_code == 0, result.output
-    assert recorded.model_at_build == "/some/policy" and not recorded.warm_starts
+    assert recorded.model_at_build == str(policy) and not recorded.warm_starts
 
 
 def test_a_trl_name_without_an_equivalent_is_an_error_naming_it(recorded):
@@ -112,7 +115,7 @@ def test_every_config_command_takes_config(command, tmp_path):
     for args in (["--config", missing], [missing]):
         result = invoke(command, *args)
         assert result.exit_code == 2, result.output
-        assert f"config file not found: {missing}" in result.stderr
+        assert f"{missing}: config file not found" in result.stderr
     result = invoke(command, CONFIGS / "rl" / "tiny.yaml", "--config", missing)
     assert result.exit_code == 2
     assert "two configs given" in result.stderr

@@ -46,8 +46,10 @@ def test_lm_eval_chat_completions_task(
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
     monkeypatch.chdir(DATA_DIR)  # the task's data_files path is relative to its YAML
     log = tmp_path / "server.log"
+    # The server wants a key; lm-eval's OpenAI-style models send $OPENAI_API_KEY as a bearer.
+    monkeypatch.setenv("OPENAI_API_KEY", "lm-eval-test-key")
 
-    with serve_model(tiny_model_dir, log_path=log) as server:
+    with serve_model(tiny_model_dir, log_path=log, api_key="lm-eval-test-key") as server:
         results = lm_eval.simple_evaluate(
             model="local-chat-completions",
             model_args={

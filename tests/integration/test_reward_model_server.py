@@ -139,6 +139,19 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ),
     ("empty", {"json": {"prompts": [], "responses": []}}, 400, "empty"),
     (
+        # Valid JSON, invalid Unicode: the tokenizer cannot take it (was a 500).
+        "lone-surrogate",
+        {"content": b'{"prompts": ["a\\ud800"], "responses": ["b"]}', "headers": JSON},
+        400,
+        "'prompts[0]' holds a lone surrogate",
+    ),
+    (
+        "bad-content-part",  # was a 500: the parts' text is read with .get
+        {"json": {"prompts": [[{"role": "user", "content": [7]}]], "responses": ["b"]}},
+        400,
+        "'prompts[0]' must be a string or a non-empty list of chat messages",
+    ),
+    (
         "too-many",
         {"json": {"prompts": ["a"] * 9, "responses": ["b"] * 9}},
         413,
@@ -205,6 +218,14 @@ def test_client_reports_the_servers_4xx_message_without_retrying(server: ServerP
     assert err.value.status == 413 and transport.requests == 1
 
 
+def test_client_sends_invalid_unicode_and_does_not_retry_the_400(server: ServerProcess) -> None:
+    transport = CountingTransport()
+    remote = HTTPRewardModel(server.url, batch_size=MAX_ITEMS, transport=transport)
+    with remote, pytest.raises(RewardServerError, match="HTTP 400: .*lone surrogate") as err:
+        remote.score(["fine", "bad \ud800"], ["r", "r"])
+    assert err.value.status == 400 and transport.requests == 1
+
+
 def test_client_gives_up_on_an_unreachable_server() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with (
@@ -222,7 +243,7 @@ def test_dtype_and_device_reach_the_served_model(model_dir: Path) -> None:
     app = create_app(model_dir, torch_dtype="bfloat16", device="cpu")
     assert app.state.model.model.dtype == torch.bfloat16
     body = {"prompts": [[{"role": "user", "content": PROMPTS[0]}]], "responses": [RESPONSES[0]]}
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # Host: a loopback name
         rewards = client.post("/score", json=body).json()["rewards"]
     assert len(rewards) == 1 and rewards[0] == rewards[0]  # a number, not NaN
 

@@ -116,7 +116,11 @@ def server(tiny_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("batching") / "server.log"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
-        proc = serve_model(tiny_model_dir, "--max-batch", "8", log_path=log).start()
+        # Weight pushes from anywhere under pytest's temporary root (the other model's).
+        root = str(tmp_path_factory.getbasetemp())
+        proc = serve_model(
+            tiny_model_dir, "--max-batch", "8", "--weights-root", root, log_path=log
+        ).start()
     yield proc
     proc.stop()
 
@@ -174,22 +178,29 @@ def test_sglang_weight_pushes_load_and_report_their_version(
 
 
 @pytest.mark.parametrize(
-    ("body", "words"),
+    ("body", "status", "words"),
     [
-        ({}, ["model_path"]),
-        ({"model_path": "/no/such/dir"}, ["/no/such/dir"]),
-        ({"model_path": "MODEL", "load_format": "gguf"}, ["gguf", "safetensors"]),
-        ({"model_path": "MODEL", "load_format": "pt"}, [".pt"]),
-        ({"model_path": "MODEL", "weight_version": "step-3"}, ["weight_version", "step-3"]),
-        ({"model_path": 7}, ["model_path"]),
+        ({}, 400, ["model_path"]),
+        ({"model_path": "ROOT/no/such/dir"}, 400, ["no/such/dir"]),
+        ({"model_path": "/no/such/dir"}, 403, ["/no/such/dir", "weights root"]),
+        ({"model_path": "MODEL", "load_format": "gguf"}, 400, ["gguf", "safetensors"]),
+        ({"model_path": "MODEL", "load_format": "pt"}, 400, [".pt"]),
+        ({"model_path": "MODEL", "weight_version": "step-3"}, 400, ["weight_version", "step-3"]),
+        ({"model_path": "MODEL", "weight_version": "-1"}, 400, ["weight_version"]),
+        ({"model_path": 7}, 400, ["model_path"]),
     ],
 )
-def test_bad_sglang_pushes_are_refused_in_sglangs_shape(server, tiny_model_dir, body, words):
+def test_bad_sglang_pushes_are_refused_in_sglangs_shape(
+    server, tiny_model_dir, tmp_path_factory, body, status, words
+):
     before = httpx.get(f"{server.url}/v1/weights").json()
     if body.get("model_path") == "MODEL":
         body = {**body, "model_path": str(tiny_model_dir)}
+    if str(body.get("model_path")).startswith("ROOT/"):
+        root = tmp_path_factory.getbasetemp()
+        body = {**body, "model_path": str(root / body["model_path"].removeprefix("ROOT/"))}
     response = httpx.post(f"{server.url}/update_weights_from_disk", json=body, timeout=60)
-    assert response.status_code == 400
+    assert response.status_code == status
     answer = response.json()
     assert answer["success"] is False
     for word in words:
@@ -206,5 +217,27 @@ def test_rl_server_engine_pushes_in_sglangs_protocol(server, tiny_model_dir, oth
         other = HFChat(other_model_dir).generator.generate([PROMPTS[0]], GREEDY)
         assert choices[0].token_ids == other[0][0].token_ids
         assert engine.version == 9 and choices[0].weight_version == 9
+    finally:
+        engine.close()
+
+
+def test_a_new_trainer_on_a_used_server_keeps_its_own_version_numbers(
+    server, tiny_model_dir, other_model_dir
+):
+    """The server takes only versions that move forward; a trainer whose first push is
+    version 0 on a server already past it sends its versions shifted past the server's and
+    sees its own numbers in what it gets back."""
+    pushed = httpx.post(f"{server.url}/v1/weights", json={"path": str(tiny_model_dir)})
+    served = pushed.json()["weight_version"]
+    assert served >= 1
+    settings = WorkerSettings(kind="server", urls=[server.base_url])
+    [engine] = build_engines(settings, str(tiny_model_dir))
+    try:
+        for version in (0, 1):
+            engine.push(WeightUpdate(version, path=str(other_model_dir)), wait=True)
+            [choices] = engine.generate([PROMPTS[0]], GREEDY)
+            assert engine.version == version and choices[0].weight_version == version
+            now = httpx.get(f"{server.url}/v1/weights").json()["weight_version"]
+            assert now == served + 1 + version
     finally:
         engine.close()

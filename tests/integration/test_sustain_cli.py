@@ -44,6 +44,10 @@ def test_scripted_solver_on_all_domains_then_resume(tmp_path) -> None:
     assert "SustainScore" in first.stdout and "oracle code answers" in first.stdout
     results = json.loads((out / "results.json").read_text())
     assert "oracle code answers" in results["model"]
+    # Which sandbox ran the 4 + 12 code programs is recorded and printed.
+    backend = results["sandbox"]["backend"]
+    assert results["sandbox"]["code_runs_by_sandbox"] == {backend: 16}
+    assert f"code ran in the {backend} sandbox" in first.stdout
     for domain in ("math", "qa", "code"):
         block = results["domains"][domain]
         assert block["n_items"] == 4 and block["n_solved"] == 4

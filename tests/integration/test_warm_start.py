@@ -63,7 +63,7 @@ def test_warm_start_hands_its_settings_and_trackers_to_the_sft_stage(
 
     def fake_fine_tune(settings, rows, out, trainer_dir, run=None, name="sft"):
         seen.update(settings=settings, trainer_dir=trainer_dir, n=len(rows))
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)  # the warm start stages it
         return [{"step": 1, "loss": 2.0, "mean_token_accuracy": 0.5}]
 
     monkeypatch.setattr(module, "fine_tune", fake_fine_tune)

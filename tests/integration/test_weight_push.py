@@ -28,7 +28,10 @@ def server(tiny_model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("push") / "server.log"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
-        proc = serve_model(tiny_model_dir, "--served-model-name", "policy", log_path=log).start()
+        root = str(tmp_path_factory.getbasetemp())  # pushes from any test's tmp_path
+        proc = serve_model(
+            tiny_model_dir, "--served-model-name", "policy", "--weights-root", root, log_path=log
+        ).start()
     yield proc
     proc.stop()
 

@@ -58,7 +58,7 @@ def test_errors_name_the_key(override, needle):
 def test_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [1\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="bad.yaml:2: not valid YAML"):
         load_config(Train, bad)
     typo = tmp_path / "typo.yaml"
     typo.write_text("stepz: 3\n")
@@ -66,6 +66,42 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(Train, typo)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(Train, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"", "c.yaml: the config is empty"),
+        (b"# only a comment\n", "c.yaml: the config is empty"),
+        (b"- steps\n- 3\n", "c.yaml: expected a mapping of keys at the top level, got a list"),
+        (b"steps: 3\nname: caf\xe9\n", "c.yaml:2: not UTF-8 text (byte 0xe9 at column 10)"),
+    ],
+    ids=["empty", "comments only", "a list", "not UTF-8"],
+)
+def test_a_config_file_that_is_not_a_mapping_is_named(tmp_path, content, needle):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(Train, path)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_directory_given_as_the_config_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a YAML config file"):
+        load_config(Train, tmp_path)
+
+
+def test_a_mistake_is_blamed_on_the_file_or_on_the_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: ten\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: steps: expected int, got 'ten'"):
+        load_config(Train, path, ["optim.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"^--set: optim.lr: expected float"):
+        load_config(Train, path, ["steps=3", "optim.lr=fast"])
+    with pytest.raises(ConfigError, match=r"^--set: steps.x: 'steps' is not a section"):
+        load_config(Train, path, ["steps.x=1"])
+    with pytest.raises(ConfigError, match=r"^--set: 'steps' is not of the form key=value"):
+        load_config(Train, path, ["steps"])
 
 
 @dataclass

@@ -1,8 +1,10 @@
 import json
 from dataclasses import dataclass
 
+import pytest
 import yaml
 
+from posttrain.errors import InputError
 from posttrain.report import metric_series, write_report
 from posttrain.runs import Run, read_metrics
 
@@ -12,8 +14,15 @@ class Cfg:
     lr: float = 0.1
 
 
+@pytest.mark.parametrize("name", ["", ".", "..", "../outside", "a/b", "/tmp/abs", "a\\b"])
+def test_a_run_name_that_would_leave_the_runs_root_is_refused(tmp_path, name):
+    with pytest.raises(InputError, match="run_name: .* is not a run directory name"):
+        Run.create(name, Cfg(), root=tmp_path / "runs")
+    assert not any(tmp_path.iterdir())  # nothing written anywhere
+
+
 def test_run_writes_config_and_metrics(tmp_path):
-    with Run.create("my run/1", Cfg(), root=tmp_path) as run:
+    with Run.create("my run:1", Cfg(), root=tmp_path) as run:
         run.log(1, loss=2.0, accuracy=0.1)
         run.log(2, loss=1.5, accuracy=0.3, note="text is kept but not plotted")
         # Flushed as written: readable before the run is closed.

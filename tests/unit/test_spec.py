@@ -81,3 +81,14 @@ def test_importing_the_package_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_openai_spec_names_the_variable_holding_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUDGE_KEY", "sk-judge")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
+    model = load_chat("openai:m@http://127.0.0.1:9/v1#JUDGE_KEY")
+    assert isinstance(model, OpenAIChat) and model.client.api_key == "sk-judge"
+    assert model.base_url.rstrip("/") == "http://127.0.0.1:9/v1" and model.model == "m"
+    monkeypatch.delenv("JUDGE_KEY")
+    with pytest.raises(ValueError, match=r"\$JUDGE_KEY, which is not set"):
+        load_chat("openai:m@http://127.0.0.1:9/v1#JUDGE_KEY")

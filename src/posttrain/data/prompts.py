@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from posttrain.data.arithmetic import ArithmeticTask, make_splits
-from posttrain.data.io import read_records, require_columns
+from posttrain.data.io import DataError, read_records, require_columns
 
 
 def load_prompt_rows(
@@ -23,7 +23,7 @@ def load_prompt_rows(
         return [{"prompt": r["prompt"], "answer": r["answer"]} for r in rows]
     rows = read_records(path)
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise DataError("no rows", path)
     require_columns(rows, [prompt_column], str(path))
     return rows
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from posttrain.data.io import DataError
+from posttrain import atomic
+from posttrain.data.io import DataError, read_text
 from posttrain.models.chat.base import ChatModel
 
 Record = dict[str, Any]
@@ -46,7 +47,7 @@ class ItemLog:
         if not self.path.exists():
             return {}
         records: dict[str, Record] = {}
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(self.path).splitlines()
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -63,9 +64,7 @@ class ItemLog:
         return records
 
     def _rewrite_without_last_line(self, lines: list[str]) -> None:
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
-        tmp.replace(self.path)
+        atomic.write_text(self.path, "".join(line + "\n" for line in lines[:-1]))
 
     def __contains__(self, key: object) -> bool:
         return str(key) in self.records

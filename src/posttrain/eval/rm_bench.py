@@ -30,6 +30,8 @@ from posttrain.eval.set_scorers import SetScorer
 def load_instances(path: str | Path) -> list[dict[str, Any]]:
     """Benchmark instances from JSONL; a malformed row is an error naming file and line."""
     rows = read_jsonl(path)
+    if not rows:
+        raise DataError("no instances", path)
     seen: dict[str, int] = {}
     for number, row in enumerate(rows, start=1):
         where = f"{path}: instance {number}"

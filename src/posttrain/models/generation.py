@@ -13,7 +13,7 @@ never re-tokenised from text.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -42,9 +42,14 @@ class LocalGenerator:
 
     @torch.no_grad()
     def generate(
-        self, prompts: Sequence[Sequence[int]], params: GenerationParams
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: GenerationParams,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[list[Choice]]:
-        """Return `params.n` choices per prompt, in prompt order."""
+        """Return `params.n` choices per prompt, in prompt order. `should_stop`, asked after
+        every decode step, ends all rows there when true (the server yields to waiting
+        requests this way): rows cut short end with finish reason "length"."""
         if not prompts:
             return []
         room = self.context_length - max(len(p) for p in prompts)
@@ -76,6 +81,7 @@ class LocalGenerator:
                 pad_token_id=pad_id,
                 stop_strings=list(params.stop) or None,
                 tokenizer=self.tokenizer if params.stop else None,
+                stopping_criteria=_stop_when(should_stop) if should_stop else None,
                 return_dict_in_generate=True,
                 output_logits=params.logprobs,
             )
@@ -134,3 +140,14 @@ class LocalGenerator:
             else:
                 lo = mid + 1
         return hi
+
+
+def _stop_when(should_stop: Callable[[], bool]) -> object:
+    """A transformers stopping criterion that ends every row once `should_stop()` is true."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Stop(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: object, **_: object) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), should_stop(), device=input_ids.device)
+
+    return StoppingCriteriaList([Stop()])

@@ -1,6 +1,8 @@
 """Start `posttrain serve` as a subprocess on a free loopback port and wait until it answers.
 
-Used by the demo, by recipes that need a served policy, and by the tests.
+Used by the demo, by recipes that need a served policy, and by the tests. The server gets
+exactly the API key given here (through its environment, which other users cannot read,
+unlike its command line), or none.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+API_KEY_ENV = "POSTTRAIN_API_KEY"  # read by both servers (posttrain.models.server.security)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -33,7 +37,10 @@ class ServerProcess:
         ready_path: str = "/health",
         log_path: str | Path | None = None,
         startup_timeout: float = 120.0,
+        api_key: str | None = None,
     ) -> None:
+        self.api_key = api_key
+        """The key clients must send (None: the server takes none)."""
         self.host = host
         self.port = port or free_port(host)
         self.args = [*args, "--host", host, "--port", str(self.port)]
@@ -51,8 +58,16 @@ class ServerProcess:
         """The OpenAI-style base URL (ends in /v1)."""
         return f"{self.url}/v1"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What an HTTP client sends to be let in."""
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
     def start(self) -> ServerProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env.pop(API_KEY_ENV, None)
+        if self.api_key:
+            env[API_KEY_ENV] = self.api_key
         if self.log_path:
             # The child keeps its own copy of the descriptor; ours can close at once.
             with open(self.log_path, "ab") as log:

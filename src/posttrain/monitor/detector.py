@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import sparse
 
+from posttrain.data.io import DataError
 from posttrain.models.chat.base import ChatModel, GenerationParams, Message
 from posttrain.monitor.hacking import (
     DetectorErrors,
@@ -348,7 +349,9 @@ class LogAnalysis:
         self.config = config or DetectorConfig()
         self.records = visible_records(records)
         if not self.records:
-            raise ValueError("the rollout log is empty")
+            # Named when it is a file (or run directory): one of several logs may be empty.
+            source = records if isinstance(records, str | Path) else None
+            raise DataError("the rollout log is empty", source)
         doc_steps = np.array([r["step"] for r in self.records])
         self.steps, self.doc_index = np.unique(doc_steps, return_inverse=True)
         self.scores = np.array([r["score"] for r in self.records])

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from posttrain.data.io import DataError, read_text
+
 ALPHA = 0.5
 """Weight of the auxiliary (biased) judges in the training reward, in all CHERRL runs."""
 HIGH_SCORE = 0.99
@@ -83,8 +85,7 @@ def load_rollouts(path: str | Path, *, require_main: bool = False) -> list[dict[
         raise ValueError(f"no rollout log at {file}")
     required = REQUIRED_KEYS + (("main_score",) if require_main else ())
     records = []
-    with open(file, encoding="utf-8") as handle:
-        lines = handle.readlines()
+    lines = read_text(file).splitlines(keepends=True)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -248,7 +249,12 @@ def per_step_signals(
 def signals_from_reference(path: str | Path, run: str) -> list[dict[str, Any]]:
     """The published per-step signals ({step, G_smooth, M_smooth, high_n}) of `run` in a
     `reference_onset_definition.json` file (already smoothed)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON: {err.msg}", path, line=err.lineno) from None
+    if not isinstance(data, dict):
+        raise DataError(f"expected a JSON object, got {type(data).__name__}", path)
     runs = data.get("runs", {})
     with_signals = sorted(name for name, r in runs.items() if "per_step_signals" in r)
     if run not in runs:
@@ -401,7 +407,10 @@ def onset_from_rollouts(
     path: str | Path, shortcut: Shortcut, *, h_min: int = H_MIN
 ) -> tuple[list[StepSignals], OnsetResult]:
     """Load a rollout log, compute its per-step signals and locate the onset."""
-    signals = per_step_signals(load_rollouts(path, require_main=True), shortcut, h_min=h_min)
+    rollouts = load_rollouts(path, require_main=True)
+    if not rollouts:
+        raise DataError("no rollouts in the log", path)
+    signals = per_step_signals(rollouts, shortcut, h_min=h_min)
     return signals, onset(signals)
 
 

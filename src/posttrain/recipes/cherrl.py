@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.health_chat import BIASES, HealthChatConfig, build_health_chat, corpus
 from posttrain.data.io import read_jsonl, write_jsonl
@@ -132,14 +133,15 @@ class CherrlRecipe:
 
     def data(self) -> dict[str, Any]:
         stats_path = self.data_dir / "stats.json"
-        if not stats_path.exists():
-            built = build_health_chat(self.config.data, self.data_dir)
-            if self.config.prompts:
-                rows = _user_prompts(self.config.prompts)
-                write_jsonl(self.data_dir / "prompts.jsonl", rows)
-                built["stats"]["rl_prompts"] = len(rows)
-                built["stats"]["prompts_from"] = self.config.prompts
-                stats_path.write_text(json.dumps(built["stats"], indent=2))
+        if not stats_path.exists():  # built whole in a scratch folder: a kill leaves none
+            with atomic.staged_dir(self.data_dir) as scratch:
+                built = build_health_chat(self.config.data, scratch)
+                if self.config.prompts:
+                    rows = _user_prompts(self.config.prompts)
+                    write_jsonl(scratch / "prompts.jsonl", rows)
+                    built["stats"]["rl_prompts"] = len(rows)
+                    built["stats"]["prompts_from"] = self.config.prompts
+                    (scratch / "stats.json").write_text(json.dumps(built["stats"], indent=2))
         return json.loads(stats_path.read_text())
 
     def policy(self) -> tuple[str, float]:
@@ -151,14 +153,15 @@ class CherrlRecipe:
             if not (path / "config.json").exists():
                 from posttrain.models.tiny import build_tiny_model
 
-                build_tiny_model(
-                    path,
-                    corpus(read_jsonl(self.data_dir / "sft.jsonl")),
-                    size=self.config.model_size,
-                    vocab_size=self.config.vocab_size,
-                    seed=self.config.warm_start.seed,
-                    max_positions=self.config.max_positions,
-                )
+                with atomic.staged_dir(path) as scratch:  # trusted once it exists
+                    build_tiny_model(
+                        scratch,
+                        corpus(read_jsonl(self.data_dir / "sft.jsonl")),
+                        size=self.config.model_size,
+                        vocab_size=self.config.vocab_size,
+                        seed=self.config.warm_start.seed,
+                        max_positions=self.config.max_positions,
+                    )
             base = str(path)
         settings = replace(
             self.config.warm_start, base_model=base, train_file=str(self.data_dir / "sft.jsonl")
@@ -217,7 +220,7 @@ class CherrlRecipe:
             "bias_judge": self.config.bias_judge or "deterministic detectors",
         }
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "reward.json").write_text(json.dumps(described, indent=2))
+        atomic.write_text(run_dir / "reward.json", json.dumps(described, indent=2))
         trainer = RLTrainer(
             settings,
             Run.create(settings.run_name, settings, root=settings.runs_root),
@@ -225,7 +228,7 @@ class CherrlRecipe:
             rollout_log=RolloutLog(rollouts_path(run_dir), fields),
         )
         trainer.train()
-        (run_dir / "judge_stats.json").write_text(json.dumps(reward.stats(), indent=2))
+        atomic.write_text(run_dir / "judge_stats.json", json.dumps(reward.stats(), indent=2))
         return run_dir
 
     def analyse(self, bias: str) -> dict[str, Any]:

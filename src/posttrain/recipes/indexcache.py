@@ -35,6 +35,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from posttrain import atomic
 from posttrain.attention.dsa import topk_indices
 from posttrain.attention.indexcache import (
     FULL,
@@ -170,8 +171,9 @@ class IndexCacheRecipe:
         with Run(self.run.path / "training") as log:
             log.truncate_metrics_after(-1)  # a restarted training starts over
             history = train_dsa(model, data["train"], cfg.train, log, data["heldout"])
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        with atomic.staged_dir(out) as scratch:  # trusted once it exists
+            model.save_pretrained(scratch)
+            tokenizer.save_pretrained(scratch)
         trained = {"train_seconds": round(time.perf_counter() - started, 1)}
         for stage, records in history.items():
             held = [r[k] for r in records for k in r if k.endswith("heldout_loss")]
@@ -209,7 +211,7 @@ class IndexCacheRecipe:
             "random_selection_mean": chance,
             "queries_from": k,
         }
-        path.write_text(json.dumps(result, indent=2))
+        atomic.write_text(path, json.dumps(result, indent=2))
         return result
 
     def search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -228,7 +230,7 @@ class IndexCacheRecipe:
             }
             for kept, pattern, loss in history
         ]
-        path.write_text(json.dumps(rows, indent=2))
+        atomic.write_text(path, json.dumps(rows, indent=2))
         return rows
 
     def patterns(self, n_layers: int, greedy: list[dict[str, Any]]) -> dict[str, str]:
@@ -260,8 +262,9 @@ class IndexCacheRecipe:
             log.truncate_metrics_after(-1)
             indexer_warmup(model, data["train"], settings, log, data["heldout"])
         model.config.index_pattern = pattern
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        with atomic.staged_dir(out) as scratch:  # trusted once it exists
+            model.save_pretrained(scratch)
+            tokenizer.save_pretrained(scratch)
         return out
 
     def quality(
@@ -297,7 +300,7 @@ class IndexCacheRecipe:
                 if kind in row:
                     loss = row[kind]["heldout_loss"]
                     row[kind]["loss_vs_dsa_percent"] = 100.0 * (loss - reference) / reference
-        path.write_text(json.dumps(rows, indent=2))
+        atomic.write_text(path, json.dumps(rows, indent=2))
         return rows
 
     def speed(

@@ -22,6 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.longtrace import (
@@ -139,22 +140,23 @@ class LongTraceRecipe:
         if not (path / "config.json").exists():
             from posttrain.models.tiny import build_tiny_model
 
-            build_tiny_model(
-                path,
-                tokenizer_corpus(self.config.data),
-                size=self.config.model_size,
-                vocab_size=self.config.vocab_size,
-                seed=self.config.warm_start.seed,
-                max_positions=self.config.max_positions,
-            )
+            with atomic.staged_dir(path) as scratch:  # trusted once it exists
+                build_tiny_model(
+                    scratch,
+                    tokenizer_corpus(self.config.data),
+                    size=self.config.model_size,
+                    vocab_size=self.config.vocab_size,
+                    seed=self.config.warm_start.seed,
+                    max_positions=self.config.max_positions,
+                )
         return str(path)
 
     def data(self, tokenizer: str) -> dict[str, Any]:
-        settings = replace(self.config.data, out=str(self.data_dir), tokenizer=tokenizer)
         stats_path = self.data_dir / "stats.json"
         if stats_path.exists():
             return json.loads(stats_path.read_text())
-        return build_longtrace(settings)
+        with atomic.staged_dir(self.data_dir) as scratch:  # built whole: a kill leaves none
+            return build_longtrace(replace(self.config.data, out=str(scratch), tokenizer=tokenizer))
 
     def policy(self, base: str) -> tuple[str, float]:
         sft_file = self.data_dir / "sft_train.jsonl"
@@ -200,20 +202,25 @@ class LongTraceRecipe:
         for setting in self.config.data.eval_settings:
             rows = read_jsonl(self.data_dir / f"test.{setting}.jsonl")
             if ("bm25-chain-reader", setting) not in seen:
-                done.append(self._save(done_path, "bm25-chain-reader", setting, _reader(rows)))
+                done.append(
+                    self._save(done_path, done, "bm25-chain-reader", setting, _reader(rows))
+                )
             for name, model_dir in policies.items():
                 if (name, setting) in seen:
                     continue
                 chat = HFChat(model_dir, name=name)
                 summary, records = evaluate_policy(chat, rows, self.config.eval_max_tokens)
                 write_jsonl(self.run.path / "responses" / f"{name}.{setting}.jsonl", records)
-                done.append(self._save(done_path, name, setting, summary))
+                done.append(self._save(done_path, done, name, setting, summary))
         return done
 
-    def _save(self, path: Path, policy: str, setting: str, summary: dict) -> dict[str, Any]:
+    def _save(
+        self, path: Path, done: list[dict[str, Any]], policy: str, setting: str, summary: dict
+    ) -> dict[str, Any]:
+        """Add one evaluation; the file is rewritten whole (a few dozen lines) and renamed,
+        so a kill never leaves a torn line that the next run could not read."""
         record = {"policy": policy, "setting": setting, "summary": summary}
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in [*done, record]))
         return record
 
     # ------------------------------------------------------------------ whole run

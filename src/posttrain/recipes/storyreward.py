@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from posttrain import atomic
 from posttrain.data.io import read_jsonl
 from posttrain.data.stories import StoryWorldConfig, build_story_data
 from posttrain.eval.best_of_n import best_of_n_quality
@@ -88,7 +89,8 @@ class StoryRewardRecipe:
         stats = self.data_dir / "stats.json"
         if stats.exists():
             return json.loads(stats.read_text())
-        return build_story_data(self.data_dir, config=self.config.world)
+        with atomic.staged_dir(self.data_dir) as scratch:  # built whole: a kill leaves none
+            return build_story_data(scratch, config=self.config.world)
 
     def base_model(self) -> str:
         """The reward model before training: a given checkpoint, or a tiny seq-cls model
@@ -101,14 +103,15 @@ class StoryRewardRecipe:
 
             rows = read_jsonl(self.data_dir / "pairs.train.jsonl")
             corpus = [row[key] for row in rows for key in ("prompt", "chosen", "rejected")]
-            build_tiny_model(
-                path,
-                corpus,
-                size=self.config.reward_model.model_size,
-                vocab_size=self.config.reward_model.vocab_size,
-                kind="seq-cls",
-                seed=self.config.reward_model.seed,
-            )
+            with atomic.staged_dir(path) as scratch:  # trusted once it exists
+                build_tiny_model(
+                    scratch,
+                    corpus,
+                    size=self.config.reward_model.model_size,
+                    vocab_size=self.config.reward_model.vocab_size,
+                    kind="seq-cls",
+                    seed=self.config.reward_model.seed,
+                )
         return str(path)
 
     def train(self, base: str) -> Path:

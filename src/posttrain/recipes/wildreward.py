@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from posttrain import atomic
 from posttrain.data.feedback import FeedbackPipelineConfig, run_pipeline
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.wild_conversations import (
@@ -149,14 +150,15 @@ class WildRewardRecipe:
         if not (path / "config.json").exists():
             from posttrain.models.tiny import build_tiny_model
 
-            build_tiny_model(
-                path,
-                ordinal_corpus(rows),
-                size=settings.model_size,
-                vocab_size=settings.vocab_size,
-                kind="seq-cls",
-                seed=settings.seed,
-            )
+            with atomic.staged_dir(path) as scratch:  # trusted once it exists
+                build_tiny_model(
+                    scratch,
+                    ordinal_corpus(rows),
+                    size=settings.model_size,
+                    vocab_size=settings.vocab_size,
+                    kind="seq-cls",
+                    seed=settings.seed,
+                )
         return str(path)
 
     # ------------------------------------------------------------------ reward models
@@ -217,7 +219,7 @@ class WildRewardRecipe:
             results[name] = evaluate_reward_model(
                 load(), test, calibration_rows=train, seed=self.config.seed
             )
-            cached.write_text(json.dumps(results[name], indent=2))
+            atomic.write_text(cached, json.dumps(results[name], indent=2))
         return results
 
     def scaling(self, test_rows: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
@@ -251,7 +253,7 @@ class WildRewardRecipe:
                 result = json.loads(cached.read_text())
             else:
                 result = evaluate_reward_model(OrdinalRewardModel(final), test_rows)
-                cached.write_text(json.dumps(result, indent=2))
+                atomic.write_text(cached, json.dumps(result, indent=2))
             points.append({"users": users, "train_rows": size, **result})
         return points
 
@@ -273,7 +275,9 @@ class WildRewardRecipe:
             from posttrain.models.tiny import build_tiny_model
 
             texts = [m["content"] for r in read_jsonl(sft) for m in r["prompt"] + r["completion"]]
-            build_tiny_model(base, texts, size="micro", vocab_size=1024, seed=self.config.seed)
+            with atomic.staged_dir(base) as scratch:  # trusted once it exists
+                seed = self.config.seed
+                build_tiny_model(scratch, texts, size="micro", vocab_size=1024, seed=seed)
         settings = replace(self.config.policy_warm_start, base_model=str(base), train_file=str(sft))
         with Run(self.run.path / "policy-warm-start") as log:
             log.truncate_metrics_after(-1)  # a rerun logs the (cached) curve once
@@ -282,9 +286,9 @@ class WildRewardRecipe:
     def online_dpo(self, policy: str, reward_dir: Path) -> Path:
         folder = self.run.path / "policy-data"
         train, test = folder / "prompts.train.jsonl", folder / "prompts.test.jsonl"
-        if not train.exists():
-            write_jsonl(train, policy_prompts(self.config.policy_prompts, self.config.seed + 2))
+        if not train.exists():  # train last: it says both are there
             write_jsonl(test, policy_prompts(100, self.config.seed + 3))
+            write_jsonl(train, policy_prompts(self.config.policy_prompts, self.config.seed + 2))
         settings = replace(
             self.config.policy_rl,
             model=policy,

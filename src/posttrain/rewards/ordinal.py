@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.io import read_records
 from posttrain.eval.calibration import label_distribution
@@ -420,7 +421,8 @@ def train_ordinal_reward_model(
     with quiet_training():
         backbone.cpu().save_pretrained(final)
         tokenizer.save_pretrained(final)
-    (final / META_FILE).write_text(json.dumps(meta, indent=2))
+    # Written last, after the weights are durable: stages trust a model that has it.
+    atomic.mark_complete(final, META_FILE, json.dumps(meta, indent=2))
     if config.model is None:
         shutil.rmtree(out / "base", ignore_errors=True)
     if run is not None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
+from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.io import read_records
 from posttrain.rewards.registry import RewardFunc
@@ -441,7 +442,8 @@ def train_reward_model(config: RewardModelConfig, run: Run | None = None) -> Pat
         shutil.rmtree(final, ignore_errors=True)
         trainer.save_model(str(final))
         trainer.processing_class.save_pretrained(final)
-    (final / "reward_model.json").write_text(json.dumps(summary, indent=2))
+    # Written last, after the weights are durable: stages trust a model that has it.
+    atomic.mark_complete(final, "reward_model.json", json.dumps(summary, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
     if config.model is None:
         shutil.rmtree(out / "base", ignore_errors=True)
@@ -516,6 +518,9 @@ def load_classifier(
     and the classifier finds each row's last real token by it)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from posttrain.models.model_dir import require_model_dir
+
+    require_model_dir(model_dir)
     dtype = resolve_dtype(torch_dtype, device)
     with quiet_training():
         tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -108,6 +108,10 @@ class WorkerSettings:
     weights_endpoint: str = "/weights"
     """server, server_kind posttrain: path under the base URL that takes `{"path": dir,
     "version": v}` (posttrain serve's `/v1/weights`)."""
+    api_key_env: str = "POSTTRAIN_API_KEY"
+    """server, with urls: the environment variable holding the servers' API key, sent as
+    `Authorization: Bearer <key>` (unset or empty: none). The key itself never goes in a
+    config. Servers started here get a random key of their own."""
     ray_address: str | None = None
     """ray: a cluster address; None starts a local runtime."""
     ray_cpus: int | None = None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from posttrain import atomic
 from posttrain.rl.sample import Sample
 
 FILE_NAME = "rollouts.jsonl"
@@ -79,6 +80,4 @@ class RolloutLog:
                 continue
             if record.get("step", 0) <= step:
                 kept.append(line + "\n")
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        tmp.replace(self.path)
+        atomic.write_text(self.path, "".join(kept))

@@ -23,6 +23,7 @@ from posttrain.data.prompts import PromptStream, load_prompt_rows
 from posttrain.envs import env_factory
 from posttrain.models.chat.base import GenerationParams
 from posttrain.models.generation import LocalGenerator
+from posttrain.models.model_dir import require_model_dir
 from posttrain.report import write_report
 from posttrain.rewards import RewardSet
 from posttrain.rl import objectives, online_dpo
@@ -33,6 +34,7 @@ from posttrain.rl.checkpoint import (
     restore_rng_states,
     rng_states,
     save_checkpoint,
+    save_model_dir,
 )
 from posttrain.rl.config import RLConfig
 from posttrain.rl.distributed import Processes, make_accelerator
@@ -77,6 +79,18 @@ class RLTrainer:
         if config.loss.kind == "online_dpo":
             online_dpo.check_config(config)
         self.config = config
+        # The user's inputs first: a bad data file or model directory is named before any
+        # run directory is written or any weights load.
+        require_model_dir(config.model, key="model")
+        column = config.data.prompt_column
+        self.stream = PromptStream(load_prompt_rows(config.data.train, column), config.seed)
+        # Held-out rows: the given test file, or the embedded task's test split; a user's
+        # training file without a test file means no held-out evaluation (never train rows).
+        if config.data.test is not None or config.data.train is None:
+            test_rows = load_prompt_rows(config.data.test, column, split="test")
+        else:
+            test_rows = []
+        self.test_rows = test_rows[: config.eval_size]
         self.accelerator = make_accelerator(config.mixed_precision)
         self.processes = Processes(self.accelerator)
         seed_everything(config.seed)
@@ -133,20 +147,13 @@ class RLTrainer:
         self.make_env = env_factory(config.env, **config.env_args) if config.env else None
         if self.rewards is None and self.make_env is None:
             raise ValueError("no reward: set `rewards` or a multi-turn `env`")
-        column = config.data.prompt_column
-        self.stream = PromptStream(load_prompt_rows(config.data.train, column), config.seed)
-        # Held-out rows: the given test file, or the embedded task's test split; a user's
-        # training file without a test file means no held-out evaluation (never train rows).
-        if config.data.test is not None or config.data.train is None:
-            test_rows = load_prompt_rows(config.data.test, column, split="test")
-        else:
-            test_rows = []
-        self.test_rows = test_rows[: config.eval_size]
         self.step = 0
         if resume is not None:
             self._restore(resume)
-        elif self.rollout_log is not None and self.is_main:
-            self.rollout_log.truncate_after(0)  # lines of a run that crashed before a save
+        elif self.is_main:  # what a run killed before its first save logged is redone
+            self.run.truncate_metrics_after(-1)
+            if self.rollout_log is not None:
+                self.rollout_log.truncate_after(0)
 
     # ----------------------------------------------------------------- set-up
 
@@ -212,6 +219,8 @@ class RLTrainer:
             self.run.truncate_metrics_after(self.step)
             if self.rollout_log is not None:
                 self.rollout_log.truncate_after(self.step)
+            # A save killed while pruning: its checkpoint is complete, the old one still there.
+            prune_checkpoints(self.run.checkpoints, self.config.keep_checkpoints)
 
     # ----------------------------------------------------------------- loop
 
@@ -490,8 +499,7 @@ class RLTrainer:
             model = self.model
             if self.config.lora.enabled:
                 model = copy.deepcopy(self.model).merge_and_unload()
-            model.save_pretrained(final)
-            self.tokenizer.save_pretrained(final)
+            save_model_dir(final, model, self.tokenizer)  # recipes trust it once it exists
         self.processes.barrier()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posttrain.config import dump_config
+from posttrain.data.io import DataError
 from posttrain.runs import Run
 from posttrain.tracking import PROJECT, check_report_to, trl_report_to
 
@@ -105,16 +106,16 @@ def sft_rows(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
         elif "prompt" in row and "completion" in row:
             kept.append({"prompt": row["prompt"], "completion": row["completion"]})
         else:
-            raise ValueError(
+            raise DataError(
                 f"{source}: row {number} has neither 'messages' nor 'prompt'+'completion'"
             )
         if kept[-1].keys() != kept[0].keys():
-            raise ValueError(
+            raise DataError(
                 f"{source}: row {number} has {'+'.join(kept[-1])} but row 1 has "
                 f"{'+'.join(kept[0])}; use one layout for all rows"
             )
     if not kept:
-        raise ValueError(f"{source}: no rows to train on")
+        raise DataError(f"{source}: no rows to train on")
     return kept
 
 
@@ -235,11 +236,11 @@ def train_sft(config: SFTStageConfig) -> Path:
     SFT does not resume: a rerun into the same directory starts its curve afresh.
     """
     from posttrain.data.io import read_records
+    from posttrain.models.model_dir import require_model_dir
 
     if not config.model:
         raise ValueError("model is required: a model directory to fine-tune")
-    if not Path(config.model).is_dir():
-        raise ValueError(f"model: no such directory: {config.model}")
+    require_model_dir(config.model, key="model")
     if not config.train_file:
         raise ValueError("train_file is required: JSONL/parquet/dataset of TRL SFT rows")
     rows = sft_rows(read_records(config.train_file), str(config.train_file))

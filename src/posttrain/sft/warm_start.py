@@ -10,18 +10,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.arithmetic import ArithmeticTask, make_splits, tokenizer_corpus
-from posttrain.data.io import read_records, require_columns
+from posttrain.data.io import DataError, read_records, require_columns
 from posttrain.runs import Run
 from posttrain.sft.trainer import SFTStageConfig, fine_tune, sft_rows
 from posttrain.tracking import check_report_to
+
+META_FILE = "warm_start.json"
+"""Written last into a cached model: its presence is what makes a cache entry complete."""
+_OLD_SCRATCH = re.compile(r"^[0-9a-f]{16}\.tmp-(\d+)$")
 
 
 @dataclass
@@ -70,6 +76,18 @@ class WarmStartResult:
     train_seconds: float
 
 
+def clean_cache(root: Path) -> None:
+    """Remove the scratch that killed warm starts left in the cache (their process is gone),
+    including the `<key>.tmp-<pid>` of posttrain before `posttrain.atomic`."""
+    atomic.clean_stale(root)
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        old = _OLD_SCRATCH.match(entry.name)
+        if old is not None and not atomic.pid_alive(int(old[1])):
+            atomic.retire(entry, missing_ok=True)  # jobs sharing a cache may clean it at once
+
+
 def cache_root(config: WarmStartConfig) -> Path:
     base = config.cache_dir or os.environ.get("POSTTRAIN_CACHE") or Path.home() / ".cache/posttrain"
     return Path(base) / "warm-start"
@@ -77,9 +95,13 @@ def cache_root(config: WarmStartConfig) -> Path:
 
 def _rows(config: WarmStartConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if config.train_file is None:
-        return make_splits(config.task)
-    train = read_records(config.train_file)
-    test = read_records(config.test_file) if config.test_file else []
+        train, test = make_splits(config.task)
+    else:
+        train, test = read_records(config.train_file), []
+    if config.test_file:  # replaces the task's held-out split too: a given file is never ignored
+        test = read_records(config.test_file)
+        if not test:
+            raise DataError("no rows", config.test_file)
     if test:
         require_columns(test, ["prompt", "answer"], str(config.test_file))
     return train, test
@@ -108,37 +130,41 @@ def content_key(config: WarmStartConfig, train: list[dict[str, Any]]) -> str:
 
 def warm_start(config: WarmStartConfig, run: Run | None = None) -> WarmStartResult:
     """Fine-tune (or reuse from cache) and return the model directory and held-out accuracy."""
+    if config.base_model:
+        from posttrain.models.model_dir import require_model_dir
+
+        require_model_dir(config.base_model, key="base_model")
     train, test = _rows(config)
     rows = sft_rows(train, str(config.train_file or "arithmetic task"))
     key = content_key(config, rows)
     out = cache_root(config) / key
-    meta_path = out / "warm_start.json"
+    meta_path = out / META_FILE
+    clean_cache(out.parent)
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         _log_history(run, out, meta.get("history", []), meta["accuracy"], cached=True)
         return WarmStartResult(out, meta["accuracy"], cached=True, train_seconds=0.0)
+    if out.is_symlink() or out.exists():  # no warm_start.json: never finished, never trusted
+        atomic.retire(out, missing_ok=True)
 
-    # Train into a scratch directory and rename at the end: a crash never leaves a
-    # half-written model where the cache would find it.
-    scratch = out.with_name(f"{key}.tmp-{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    started = time.perf_counter()
-    history = _train(config, rows, scratch, run)
-    train_seconds = time.perf_counter() - started
-    accuracy = _evaluate(scratch, test, config) if test else None
-    meta = {
-        "key": key,
-        "accuracy": accuracy,
-        "train_seconds": round(train_seconds, 2),
-        "config": to_dict(config),
-        "n_train": len(rows),
-        "n_test": len(test),
-        "history": history,
-    }
-    (scratch / "warm_start.json").write_text(json.dumps(meta, indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    scratch.rename(out)
+    # Train in a scratch directory that only a finished run publishes (warm_start.json is
+    # written last; the rename is atomic), so a kill never leaves a model the cache trusts.
+    with atomic.staged_dir(out, replace=False) as scratch:
+        started = time.perf_counter()
+        history = _train(config, rows, scratch, run)
+        train_seconds = time.perf_counter() - started
+        accuracy = _evaluate(scratch, test, config) if test else None
+        meta = {
+            "key": key,
+            "accuracy": accuracy,
+            "train_seconds": round(train_seconds, 2),
+            "config": to_dict(config),
+            "n_train": len(rows),
+            "n_test": len(test),
+            "history": history,
+        }
+        (scratch / META_FILE).write_text(json.dumps(meta, indent=2))
+    # Another process may have published the same key first: the cache holds its copy.
     _log_history(run, out, history, accuracy, cached=False)
     return WarmStartResult(out, accuracy, cached=False, train_seconds=train_seconds)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.feedback.agreement import agreement
 from posttrain.data.feedback.filters import DROP_REASONS, drop_reason, map_label, split_of
@@ -275,5 +276,6 @@ def run_pipeline(
         "total": round(time.perf_counter() - started, 3),
     }
     summary["config"] = to_dict(config)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # Written last and atomically: a stage that finds it trusts the whole folder.
+    atomic.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

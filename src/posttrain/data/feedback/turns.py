@@ -49,6 +49,8 @@ def extract_turns(records: Sequence[dict[str, Any]], source: str = "input") -> l
     counts only when a user message precedes it and another follows it. Errors name
     `source` and the 1-based row.
     """
+    if not records:
+        raise DataError("no conversations", source)
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for row, record in enumerate(records, start=1):

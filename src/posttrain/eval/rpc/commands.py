@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.io import DataError
+from posttrain.data.io import DataError, read_text
 from posttrain.eval.core import ItemLog, chat_with_cache, map_items
 from posttrain.eval.rpc.answer import conversation, finish_answer
 from posttrain.eval.rpc.consistency import consistency_table
@@ -44,7 +44,7 @@ def _read_run(out: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{out} holds no answers ({RUN} missing); run `posttrain rpc answer`")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON: {err.msg}") from None
 

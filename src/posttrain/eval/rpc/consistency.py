@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from posttrain.data.io import DataError
+from posttrain.data.io import DataError, text_lines
 from posttrain.eval.rpc.data import item_key
 from posttrain.eval.rpc.judge import parse_rating
 
@@ -34,10 +34,8 @@ SCORE_SUFFIXES = (".json", ".jsonl")
 
 
 def _json_lines(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in text_lines(path):
         if not line.strip():
             continue
         try:

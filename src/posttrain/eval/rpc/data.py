@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.io import DataError
+from posttrain.data.io import DataError, text_lines
 
 CLAIM = "Claim_Verification"
 CATEGORIES = (
@@ -59,24 +59,20 @@ def _check_paper(paper: Any, where: str) -> None:
 
 def load_papers(path: str | Path) -> list[dict[str, Any]]:
     """The papers of a JSONL split, checked; errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
     papers, seen = [], set()
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                paper = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON: {err.msg}") from None
-            _check_paper(paper, where)
-            if paper["id"] in seen:
-                raise DataError(f"{where}: duplicate paper id {paper['id']!r}")
-            seen.add(paper["id"])
-            papers.append(paper)
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            paper = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not valid JSON: {err.msg}") from None
+        _check_paper(paper, where)
+        if paper["id"] in seen:
+            raise DataError(f"{where}: duplicate paper id {paper['id']!r}")
+        seen.add(paper["id"])
+        papers.append(paper)
     if not papers:
         raise DataError(f"{path}: no papers")
     return papers

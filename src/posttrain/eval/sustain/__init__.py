@@ -4,7 +4,8 @@ Take the instances a model solves; derive from its own successful output constra
 output already satisfies (`constraints.extract_constraints`); insert them into the instruction
 and ask again. SustainScore is the accuracy on those originally solved instances with the
 constraints in place (`metrics.summarise`). Domains: generated arithmetic word problems,
-multi-hop QA over the LongTraceRL synthetic world, and HumanEval code run in a subprocess
-sandbox (`sandbox.run_python`). `attention.constraint_attention_share` measures, for local
-models, how much attention the answer puts on the inserted constraint.
+multi-hop QA over the LongTraceRL synthetic world, and HumanEval code run in the bubblewrap
+sandbox (`posttrain.sandbox`; results say when the subprocess fallback ran instead).
+`attention.constraint_attention_share` measures, for local models, how much attention the
+answer puts on the inserted constraint.
 """

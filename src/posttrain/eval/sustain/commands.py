@@ -14,12 +14,23 @@ def _fmt(value: float | None) -> str:
     return "null" if value is None else f"{value:.3f}"
 
 
+def sandbox_line(results: dict[str, Any]) -> str | None:
+    """Which sandbox ran the code answers; the fallback is named as what it is."""
+    sandbox = results.get("sandbox")
+    if not sandbox:
+        return None
+    line = f"code ran in the {sandbox['backend']} sandbox"
+    if "why" in sandbox:
+        line += f" (NOT a jail: {sandbox['why']})"
+    return line
+
+
 def table(results: dict[str, Any]) -> Any:
     """A rich table: one row per domain and overall."""
     from rich.table import Table
 
     k_max = results["config"]["max_constraints"]
-    out = Table(title=f"SustainScore — {results['model']}")
+    out = Table(title=f"SustainScore — {results['model']}", caption=sandbox_line(results))
     for name in [
         "domain",
         "items",

@@ -11,7 +11,9 @@ for nothing it already has:
 4. `attention.jsonl` (local model directories only): the answer's attention share on the
    constraint tokens.
 
-`results.json` holds the summary (`metrics.summarise`), extraction counts and the model label.
+`results.json` holds the summary (`metrics.summarise`), extraction counts and the model label,
+and, with the code domain, which sandbox ran the programs (`sandbox`): bubblewrap, or the
+subprocess fallback, which is no jail, and why.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from posttrain.eval.core import ItemLog, Record, map_items
 from posttrain.eval.sustain import attention, constraints, metrics, tasks
 from posttrain.models.chat.base import ChatModel, GenerationParams
+from posttrain.sandbox import describe as describe_sandbox
 
 
 @dataclass
@@ -143,6 +146,13 @@ def _attention(model_dir: Path, variants: list[Record], done: dict[str, Record],
     return map_items(todo, run, log, "attention", batch_size=8)
 
 
+def sandbox_summary(rows: Sequence[Record]) -> dict[str, Any]:
+    """The sandbox now in use (`posttrain.sandbox.describe`) and how many graded code answers
+    each backend ran (a resumed run may hold rows graded before)."""
+    runs = Counter(r.get("sandbox", "unrecorded") for r in rows if r["domain"] == "code")
+    return {**describe_sandbox(), "code_runs_by_sandbox": dict(sorted(runs.items()))}
+
+
 def run_sustain(
     model: ChatModel,
     out_dir: Path,
@@ -180,6 +190,8 @@ def run_sustain(
         **metrics.summarise(baseline, constrained, config.max_constraints, config.domains),
         "extraction": extraction,
     }
+    if "code" in config.domains:
+        results["sandbox"] = sandbox_summary([*baseline, *constrained])
     if model_dir is not None and config.attention:
         done = {r["key"]: r for r in constrained}
         shares = _attention(model_dir, variants, done, ItemLog(out_dir / "attention.jsonl"))

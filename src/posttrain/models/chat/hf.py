@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from posttrain.models.chat.base import ChatResult, Conversation, GenerationParams
 from posttrain.models.generation import LocalGenerator
+from posttrain.models.model_dir import require_model_dir
 
 
 class HFChat:
@@ -24,6 +25,7 @@ class HFChat:
         dtype: torch.dtype | str = "auto",
         batch_size: int = 32,
     ) -> None:
+        require_model_dir(model_dir)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model_dir = Path(model_dir)

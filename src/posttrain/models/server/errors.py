@@ -27,6 +27,7 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         type_: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -34,6 +35,7 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.type = type_
+        self.headers = headers or {}
 
 
 def error_body(
@@ -45,10 +47,30 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+class ErrorJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error may quote the client's input, and a lone
+    surrogate in it (valid JSON, invalid UTF-8) must not turn a 400 into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def error_response(error: APIError) -> JSONResponse:
-    return JSONResponse(
-        error_body(error.message, error.type, error.param, error.code), status_code=error.status
+    return ErrorJSONResponse(
+        error_body(error.message, error.type, error.param, error.code),
+        status_code=error.status,
+        headers=error.headers or None,
     )
+
+
+async def send_error(
+    error: APIError, send: Send, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with `error` straight from ASGI middleware (before the app has run)."""
+    response = error_response(error)
+    headers = [*response.raw_headers, *(extra_headers or [])]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _field_path(loc: Sequence[str | int]) -> str:
@@ -95,9 +117,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else None
-        return error_response(APIError(str(exc.detail), status=exc.status_code, code=code))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        error = APIError(str(exc.detail), status=exc.status_code, code=code, headers=headers)
+        return error_response(error)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -110,6 +136,19 @@ def install_error_handlers(app: FastAPI) -> None:
                 type_="internal_server_error",
             )
         )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's own 405 lists only the first
+    route's, and GET and POST /v1/weights are two routes."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 class BodySizeLimit:
@@ -146,16 +185,12 @@ class BodySizeLimit:
         await self.app(scope, _replay(b"".join(body), receive), send)
 
     async def _reject(self, size: int, send: Send) -> None:
-        response = error_response(
-            APIError(
-                f"Request body of {size} bytes exceeds the limit of {self.max_bytes} bytes.",
-                status=413,
-                code="request_too_large",
-            )
+        error = APIError(
+            f"Request body of {size} bytes exceeds the limit of {self.max_bytes} bytes.",
+            status=413,
+            code="request_too_large",
         )
-        response.headers["connection"] = "close"
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await send_error(error, send, extra_headers=[(b"connection", b"close")])
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,24 +1,113 @@
 """Request bodies of the OpenAI chat-completions and completions APIs.
 
 Validation is strict (no "0.5" for a number, no `true` for an integer) so a wrong type is
-reported instead of guessed at. `null` means "use the default", as OpenAI clients send
+reported instead of guessed at; a whole number written as `2.0` is an integer, as JSON
+Schema counts it. `null` means "use the default", as OpenAI clients send
 it. Fields this server has no use for (`user`, `presence_penalty`, ...) are ignored.
+
+Fields that take several forms (`prompt`, `stop`, `content`) are normalised by validators;
+their OpenAPI schema is written out by hand (`*_SCHEMA`) to list exactly the forms taken.
+`posttrain.models.server.openapi` fills in the server's own limits (prompts, stop strings,
+vocabulary).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
+MAX_VERSION = 2**63 - 1  # weight versions are int64 wherever they are stored
+
+
+def _whole(value: Any) -> Any:
+    """`2.0` -> `2`: JSON Schema's "integer" takes any number with no fraction."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _int(**bounds: int) -> Any:
+    """An integer field type within `bounds` (ge, le, lt) that takes `2.0` for 2. The bounds
+    come before the validator: after it, the JSON schema would not state them."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole)]
+
+
+def _nonempty_string() -> dict[str, Any]:
+    return {"type": "string", "minLength": 1}
+
+
+def _token_ids() -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+
+
+# Fresh dicts everywhere: the OpenAPI document edits its copies one by one.
+PROMPT_SCHEMA: dict[str, Any] = {
+    "description": "A string, a list of strings, a list of token ids, or a list of "
+    "token-id lists; each one prompt (a string or token-id list alone is a batch of one).",
+    "anyOf": [
+        _nonempty_string(),
+        {"type": "array", "items": _nonempty_string(), "minItems": 1},
+        _token_ids(),
+        {"type": "array", "items": _token_ids(), "minItems": 1},
+    ],
+}
+STOP_SCHEMA: dict[str, Any] = {
+    "description": "Up to `maxItems` non-empty strings (or one string) that end a choice; "
+    "the text returned stops before the first of them.",
+    "anyOf": [
+        _nonempty_string(),
+        {"type": "array", "items": _nonempty_string()},
+        {"type": "null"},
+    ],
+}
+CONTENT_SCHEMA: dict[str, Any] = {
+    "description": "A string, a list of text parts, or null (no text).",
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/TextPart"}},
+        {"type": "null"},
+    ],
+}
+NOT_TRUE = {"description": "Not supported: false or null only.", "enum": [False, None]}
+
+
+def lone_surrogate(value: Any, where: str = "body") -> str | None:
+    """Where in a parsed JSON value a string holds a lone UTF-16 surrogate (`"\\ud800"` is
+    valid JSON but no Unicode text: tokenizers and UTF-8 encoders fail on it), else None."""
+    if isinstance(value, str):
+        return where if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+    if isinstance(value, dict):
+        items = ((f"{where}.{k}" if where != "body" else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for key, v in items if (found := lone_surrogate(v, key))), None)
+
+
+class RequestBody(BaseModel):
+    """A request body: strict types, unknown fields ignored, valid Unicode only."""
+
+    model_config = _STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate(data)
+        if where is not None:
+            raise ValueError(f"'{where}' holds a lone surrogate, which is not valid Unicode")
+        return data
 
 
 def _stop_list(value: Any) -> list[str]:
@@ -33,19 +122,18 @@ def _stop_list(value: Any) -> list[str]:
     return stops
 
 
-class SamplingRequest(BaseModel):
+class SamplingRequest(RequestBody):
     """Fields shared by both endpoints."""
 
-    model_config = _STRICT
-
     model: str | None = None
-    n: int | None = Field(None, ge=1)
+    n: _int(ge=1) | None = None
     temperature: float | None = Field(None, ge=0, le=2)
+    """Below 1e-5, sampling is greedy (as at 0)."""
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    stop: list[str] = Field(default_factory=list)
-    seed: int | None = Field(None, ge=-(2**63), lt=2**64)  # what torch.manual_seed takes
-    stream: bool | None = None
+    max_tokens: _int(ge=1) | None = None
+    stop: Annotated[list[str], WithJsonSchema(STOP_SCHEMA)] = Field(default_factory=list)
+    seed: _int(ge=-(2**63), lt=2**64) | None = None  # what torch.manual_seed takes
+    stream: Annotated[bool | None, WithJsonSchema(NOT_TRUE)] = None
 
     _check_stop = field_validator("stop", mode="before")(_stop_list)
 
@@ -60,10 +148,13 @@ class SamplingRequest(BaseModel):
 class TextPart(BaseModel):
     """One part of a multi-part message; only text parts can be given to a text model."""
 
-    model_config = _STRICT
+    # Both fields are checked by `_text_only` (to name the problem); the schema says so.
+    model_config = ConfigDict(
+        strict=True, extra="ignore", json_schema_extra={"required": ["type", "text"]}
+    )
 
-    type: str
-    text: str | None = None
+    type: Annotated[str, WithJsonSchema({"enum": ["text"]})]
+    text: Annotated[str | None, WithJsonSchema({"type": "string"})] = None
 
     @model_validator(mode="after")
     def _text_only(self) -> TextPart:
@@ -79,7 +170,7 @@ class ChatMessage(BaseModel):
 
     role: str = Field(min_length=1)
     # OpenAI allows a string, a list of parts, or null (an assistant turn with tool calls).
-    content: list[TextPart] = Field(default_factory=list)
+    content: Annotated[list[TextPart], WithJsonSchema(CONTENT_SCHEMA)] = Field(default_factory=list)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -97,10 +188,21 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(SamplingRequest):
+    # As `_top_needs_logprobs` checks: alternatives (top_logprobs > 0) need logprobs=true.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"top_logprobs": {"type": "integer", "minimum": 1}},
+                "required": ["top_logprobs"],
+            },
+            "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+        }
+    )
+
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: _int(ge=1) | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_logprobs: _int(ge=0, le=20) | None = None
 
     @field_validator("top_logprobs")
     @classmethod
@@ -115,9 +217,11 @@ class ChatCompletionRequest(SamplingRequest):
 
 class CompletionRequest(SamplingRequest):
     # A string, a list of strings, a list of token ids, or a list of token-id lists.
-    prompt: list[str] | list[list[int]] = Field(min_length=1)
-    logprobs: int | None = Field(None, ge=0, le=20)
-    echo: bool | None = None
+    prompt: Annotated[list[str] | list[list[int]], WithJsonSchema(PROMPT_SCHEMA)] = Field(
+        min_length=1
+    )
+    logprobs: _int(ge=0, le=20) | None = None
+    echo: Annotated[bool | None, WithJsonSchema(NOT_TRUE)] = None
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -126,15 +230,20 @@ class CompletionRequest(SamplingRequest):
 
         def is_ids(item: Any) -> bool:
             return isinstance(item, list) and all(
-                isinstance(t, int) and not isinstance(t, bool) for t in item
+                isinstance(_whole(t), int) and not isinstance(t, bool) for t in item
             )
 
-        if isinstance(value, str) or (is_ids(value) and value):
+        def ids(item: list[Any]) -> list[int]:
+            return [_whole(t) for t in item]
+
+        if isinstance(value, str):
             return [value]
-        if isinstance(value, list) and (
-            all(isinstance(item, str) for item in value) or all(is_ids(i) for i in value)
-        ):
+        if is_ids(value) and value:
+            return [ids(value)]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return value
+        if isinstance(value, list) and all(is_ids(item) for item in value):
+            return [ids(item) for item in value]
         raise ValueError(
             "prompt must be a string, a list of strings, a list of token ids "
             "or a list of token-id lists"
@@ -148,18 +257,18 @@ class CompletionRequest(SamplingRequest):
         return value
 
 
-class WeightUpdateRequest(BaseModel):
+class WeightUpdateRequest(RequestBody):
     """`POST /v1/weights`: new weights for the served model, from a path on the server."""
 
-    model_config = _STRICT
+    path: str = Field(min_length=1)
+    """A checkpoint directory (`save_pretrained`) or a `.safetensors` / `.pt` state dict,
+    under the server's `--weights-root` (a relative path is taken from there)."""
+    version: _int(ge=0, le=MAX_VERSION) | None = None
+    """The weight version to report from now on (above the current one); default: the
+    current one plus 1."""
 
-    path: str
-    """A checkpoint directory (`save_pretrained`) or a `.safetensors` / `.pt` state dict."""
-    version: int | None = None
-    """The weight version to report from now on; default: the current one plus 1."""
 
-
-class DiskWeightUpdateRequest(BaseModel):
+class DiskWeightUpdateRequest(RequestBody):
     """`POST /update_weights_from_disk`, SGLang's request: reload weights from a directory.
 
     SGLang's other fields (`abort_all_requests`, `flush_cache`, ...) are accepted and
@@ -179,10 +288,14 @@ class DiskWeightUpdateRequest(BaseModel):
     @field_validator("weight_version")
     @classmethod
     def _integer_version(cls, value: str | int | None) -> str | int | None:
-        if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and not (text.isascii() and text.lstrip("-").isdigit()):
             raise ValueError(
                 f"weight_version must be an integer or its decimal string, got {value!r}"
             )
+        number = int(text) if text is not None else value
+        if number is not None and not 0 <= number <= MAX_VERSION:
+            raise ValueError(f"weight_version must be in [0, 2**63 - 1], got {value!r}")
         return value
 
     def version(self) -> int | None:

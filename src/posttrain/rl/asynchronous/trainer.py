@@ -50,7 +50,10 @@ class AsyncRLTrainer(RLTrainer):
         self.gate.version = self.step
         self.gate.admitted = self.step * batch  # groups already trained on, when resuming
         self.engines: list[BatchedEngine] = build_engines(
-            settings.workers, self.model_dir, log_dir=self.run.path
+            settings.workers,
+            self.model_dir,
+            log_dir=self.run.path,
+            weights_root=self.run.path / "weights",  # where `_save_weights` writes
         )
         self._push(self.version, wait=True)
         threads = settings.rollout_threads or min(64, (settings.eta + 1) * batch)

@@ -4,7 +4,8 @@ The trainer saves the policy with `save_pretrained` into a directory the server 
 then one of these clients asks the server to load it:
 
 - `posttrain` (`posttrain serve`): `POST <base_url>/weights {"path": dir, "version": v}`,
-  answered with `{"weight_version": v}`.
+  answered with `{"weight_version": v}`. The server loads only from under its
+  `--weights-root` and only versions that move forward (`ServerBackend` shifts them).
 - `sglang`: `POST <root>/update_weights_from_disk {"model_path": dir, "weight_version":
   "v"}` (plus `load_format` when set), answered with `{"success": ..., "message": ...}`;
   SGLang serves it at the root, not under /v1. `posttrain serve` accepts it too.

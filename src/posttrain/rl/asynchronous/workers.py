@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from posttrain.rl.asynchronous.engines import BatchedEngine, EngineCore
@@ -9,9 +11,13 @@ from posttrain.rl.config import WorkerSettings
 
 
 def build_engines(
-    settings: WorkerSettings, model_dir: str, log_dir: Path | None = None
+    settings: WorkerSettings,
+    model_dir: str,
+    log_dir: Path | None = None,
+    weights_root: Path | None = None,
 ) -> list[BatchedEngine]:
-    """`settings.count` engines over `model_dir` (a servers' list: one engine per URL)."""
+    """`settings.count` engines over `model_dir` (a servers' list: one engine per URL);
+    servers started here take weight pushes from under `weights_root`."""
     if settings.count < 1 and not settings.urls:
         raise ValueError(f"async.workers.count must be >= 1, got {settings.count}")
     engines: list[BatchedEngine] = []
@@ -33,7 +39,7 @@ def build_engines(
                 backend = RayBackend(model_dir, settings.torch_threads)
                 engines.append(BatchedEngine(backend, f"ray-{i}"))
         else:
-            engines += _server_engines(settings, model_dir, log_dir)
+            engines += _server_engines(settings, model_dir, log_dir, weights_root)
     except BaseException:
         for engine in engines:
             engine.close()
@@ -42,10 +48,12 @@ def build_engines(
 
 
 def _server_engines(
-    settings: WorkerSettings, model_dir: str, log_dir: Path | None
+    settings: WorkerSettings, model_dir: str, log_dir: Path | None, weights_root: Path | None
 ) -> list[BatchedEngine]:
-    """One engine per server in `urls`; without urls, `count` `posttrain serve` processes
-    started here (they take posttrain's and SGLang's weight pushes, not vLLM's)."""
+    """One engine per server in `urls`, sent the key in the `api_key_env` variable; without
+    urls, `count` `posttrain serve` processes started here, each with a fresh random key
+    and `--weights-root weights_root` (they take posttrain's and SGLang's weight pushes,
+    not vLLM's)."""
     from posttrain.models.server_process import serve_model
     from posttrain.rl.asynchronous.server_engine import ServerBackend
     from posttrain.rl.asynchronous.weight_sync import SERVER_KINDS
@@ -64,6 +72,7 @@ def _server_engines(
                 weight_sync=settings.weight_sync,
                 server_kind=settings.server_kind,
                 weights_endpoint=settings.weights_endpoint,
+                api_key=os.environ.get(settings.api_key_env) or None,
             )
             engines.append(BatchedEngine(backend, f"server-{i}", gather_s=0.0))
         return engines
@@ -74,7 +83,12 @@ def _server_engines(
         )
     for i in range(settings.count):
         log_path = log_dir / f"server-{i}.log" if log_dir else None
-        process = serve_model(model_dir, log_path=log_path).start()
+        extra = []
+        if weights_root is not None:
+            weights_root.mkdir(parents=True, exist_ok=True)
+            extra = ["--weights-root", str(weights_root)]
+        key = secrets.token_urlsafe(24)  # only this trainer talks to its own servers
+        process = serve_model(model_dir, *extra, log_path=log_path, api_key=key).start()
         try:
             backend = ServerBackend(
                 process.base_url,
@@ -82,6 +96,7 @@ def _server_engines(
                 weight_sync="push",
                 server_kind=settings.server_kind,
                 process=process,
+                api_key=key,
             )
         except BaseException:
             process.stop()
