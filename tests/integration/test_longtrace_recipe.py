@@ -114,10 +114,15 @@ def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(finished):
 
 
 def test_bad_settings_are_named(tmp_path):
-    done = longtrace_run(tmp_path, "variants={}")
-    assert done.returncode == 2 and "variants" in done.stderr
-    done = longtrace_run(tmp_path, "data.eval_settings=[nearby]")
-    assert done.returncode == 2 and "nearby" in done.stderr
+    # Refused before any work starts, so in-process: a subprocess would pay seconds of imports.
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    for setting, named in [("variants={}", "variants"), ("data.eval_settings=[nearby]", "nearby")]:
+        flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path / 'runs'}", setting]]
+        result = CliRunner().invoke(app, ["longtrace", "run", *flags])
+        assert result.exit_code == 2 and named in result.stderr, (setting, result.output)
 
 
 def test_the_demo_config_file_states_the_defaults():

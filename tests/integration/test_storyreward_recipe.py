@@ -87,10 +87,18 @@ def test_a_rerun_reuses_the_trained_model_and_the_scores(finished):
 
 
 def test_bad_settings_are_named(tmp_path):
-    done = storyreward_run(tmp_path, "best_of_n=[1, 16]")
-    assert done.returncode == 2 and "pool_size" in done.stderr
-    done = storyreward_run(tmp_path, "world.n_rejected=0")
-    assert done.returncode == 2 and "n_rejected" in done.stderr
+    # Refused before any work starts, so in-process: a subprocess would pay seconds of imports.
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    for setting, named in [
+        ("best_of_n=[1, 16]", "pool_size"),
+        ("world.n_rejected=0", "n_rejected"),
+    ]:
+        flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path}", setting]]
+        result = CliRunner().invoke(app, ["storyreward", "run", *flags])
+        assert result.exit_code == 2 and named in result.stderr, (setting, result.output)
 
 
 def test_the_demo_config_file_states_the_defaults():

@@ -119,10 +119,18 @@ def test_train_and_eval_commands_on_the_pipeline_output(finished, tmp_path):
 
 
 def test_bad_settings_are_named(tmp_path):
-    done = wildreward_run(tmp_path, "policy_rl.loss.kind=ppo")
-    assert done.returncode == 2 and "online_dpo" in done.stderr
-    done = wildreward_run(tmp_path, "reward_model.head=cubic")
-    assert done.returncode == 2 and "head" in done.stderr
+    # Refused before any work starts, so in-process: a subprocess would pay seconds of imports.
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    for setting, named in [
+        ("policy_rl.loss.kind=ppo", "online_dpo"),
+        ("reward_model.head=cubic", "head"),
+    ]:
+        flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path}", setting]]
+        result = CliRunner().invoke(app, ["wildreward", "run", *flags])
+        assert result.exit_code == 2 and named in result.stderr, (setting, result.output)
 
 
 def test_the_demo_config_file_states_the_defaults():
