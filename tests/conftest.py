@@ -38,14 +38,23 @@ with FileLock(sys.argv[1] + "/" + sys.argv[2]):
 """
 
 
+_BUILDING = "POSTTRAIN_TEST_WARM_START_BUILDER"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     workers = getattr(config.option, "numprocesses", None) or 0
     is_controller = not hasattr(config, "workerinput")
+    if not is_controller and os.environ.get(_BUILDING):
+        # Lower the workers' priority so the one-thread build gets a whole core and is done
+        # before the files that need it come up; the workers still share the other core,
+        # and once the build ends they have both (niceness only weighs competitors).
+        os.nice(5)
     whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
     if not (is_controller and workers and whole_suite) or os.environ.get("POSTTRAIN_TEST_CACHE"):
         return
     shared = tempfile.mkdtemp(prefix="posttrain-test-cache-")
     os.environ["POSTTRAIN_TEST_CACHE"] = shared  # the workers inherit it
+    os.environ[_BUILDING] = "1"
     log = open(Path(shared) / "warm-start-builder.log", "w")  # noqa: SIM115 (closed at exit)
     config._posttrain_builder = (  # type: ignore[attr-defined]
         subprocess.Popen(
@@ -66,6 +75,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     log.close()
     shutil.rmtree(shared, ignore_errors=True)
     os.environ.pop("POSTTRAIN_TEST_CACHE", None)
+    os.environ.pop(_BUILDING, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
