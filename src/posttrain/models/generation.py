@@ -33,7 +33,8 @@ class LocalGenerator:
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
 
-    def _stop_ids(self) -> list[int]:
+    def stop_ids(self) -> list[int]:
+        """Token ids that end a row: the generation config's eos ids and the tokenizer's."""
         ids = self.model.generation_config.eos_token_id
         ids = [ids] if isinstance(ids, int) else list(ids or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
@@ -65,7 +66,7 @@ class LocalGenerator:
         input_ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         sample = params.temperature > 0
-        stop_ids = self._stop_ids()
+        stop_ids = self.stop_ids()
         with self._lock:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
@@ -95,12 +96,12 @@ class LocalGenerator:
             picked = steps.gather(-1, out.sequences[:, width:, None].to(steps.device))
             logprobs = picked.squeeze(-1).tolist()
         choices = [
-            self._finish(tokens, logprobs[i] if logprobs else None, stop_ids, params, max_new)
+            self.finish_row(tokens, logprobs[i] if logprobs else None, stop_ids, params, max_new)
             for i, tokens in enumerate(new_tokens)
         ]
         return [choices[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
-    def _finish(
+    def finish_row(
         self,
         tokens: list[int],
         logprobs: list[float] | None,
@@ -108,7 +109,8 @@ class LocalGenerator:
         params: GenerationParams,
         max_new: int,
     ) -> Choice:
-        """Cut a generated row at its stop token or stop string and name why it ended."""
+        """Cut a generated row at its stop token or stop string and name why it ended (public:
+        the server's engine finishes rows it generated in several time slices with it)."""
         end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
         finish = "stop" if end is not None else "length"
         # The stop token itself is kept in token_ids (it was sampled and is trained on),

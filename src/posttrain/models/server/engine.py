@@ -278,7 +278,7 @@ class Engine:
             return yielded
 
         choices = self.generator.generate(prompts, params, should_stop=should_stop)
-        stop_ids = self.generator._stop_ids()
+        stop_ids = self.generator.stop_ids()
         for (job, row), [choice] in zip(rows, choices, strict=True):
             self._advance(job, row, choice, stop_ids, cut=yielded)
         results: list[Answer | Again] = []
@@ -305,7 +305,7 @@ class Engine:
             if row.logprobs is not None and choice.logprobs is not None:
                 logprobs = row.logprobs + choice.logprobs
             # Stop tokens and stop strings are looked for again across the pieces' seam.
-            whole = self.generator._finish(tokens, logprobs, stop_ids, job.params, job.max_new)
+            whole = self.generator.finish_row(tokens, logprobs, stop_ids, job.params, job.max_new)
         length = len(whole.token_ids or [])
         if cut and whole.finish_reason == "length" and length < job.max_new:
             row.tokens = list(whole.token_ids or [])
