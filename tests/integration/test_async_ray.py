@@ -47,3 +47,16 @@ def test_ray_actors_generate_and_take_weight_pushes(ray_runtime, tiny_model_dir)
     finally:
         for engine in engines:
             engine.close()
+
+
+def test_ray_engine_aborts_mid_generation_on_an_interrupting_push(ray_runtime, tiny_model_dir):
+    from interrupted_push import check_interrupting_pushes  # beside this file
+    from transformers import AutoTokenizer
+
+    from posttrain.rl.asynchronous.ray_engine import RayBackend
+
+    prompt = encode_prompt(AutoTokenizer.from_pretrained(tiny_model_dir), "What is 3+4?")
+    landed = check_interrupting_pushes(
+        lambda: RayBackend(str(tiny_model_dir)), str(tiny_model_dir), prompt
+    )
+    assert 0 < landed[-1] < 48

@@ -247,3 +247,14 @@ def test_cli_trains_asynchronously_on_a_served_policy(tiny_model_dir, tmp_path):
     assert summary["workers"] == "1 x server" and summary["steps"] == 2
     # The served policy got each pushed checkpoint directory; the two newest are kept.
     assert sorted(p.name for p in (run / "weights").iterdir()) == ["v000001", "v000002"]
+
+
+def test_process_engine_aborts_mid_generation_on_an_interrupting_push(tiny_model_dir, prompts):
+    from interrupted_push import check_interrupting_pushes  # beside this file
+
+    from posttrain.rl.asynchronous.process_engine import ProcessBackend
+
+    landed = check_interrupting_pushes(
+        lambda: ProcessBackend(str(tiny_model_dir)), str(tiny_model_dir), prompts[0]
+    )
+    assert 0 < landed[-1] < 48

@@ -133,7 +133,7 @@ class AsyncSettings:
     partial_rollout: Literal["finish", "resume"] = "finish"
     """finish: a request in flight completes with the weights it started with; resume: a push
     aborts the batch being generated at its next decode step, and each unfinished response
-    continues from its prefix with the new weights (thread engines; process, Ray and server
+    continues from its prefix with the new weights (thread, process and Ray engines; server
     engines finish the batch first)."""
     mask_stale_prefix: bool = False
     """Leave tokens written by older weights than a sample's newest out of the loss."""

@@ -2,13 +2,13 @@
 
 slime and AReaL interrupt in-flight generation when weights change and resume it from the
 prefix with the new weights. With `async.partial_rollout: resume` the trainer pushes with
-`interrupt=True`: an engine that can stop between decode steps (`EngineCore`, the thread
-engine) ends the batch it is generating at the next step and returns the unfinished
-responses with finish reason "abort"; `generate_resuming` then has the new weights loaded
-and continues each of them from prompt + the tokens it has so far, keeping those tokens and
-their log-probs. Every token records the weight version that generated it. Engines that
-cannot stop mid-batch (process, Ray, server) finish the batch and load the push after it,
-as `finish` always does.
+`interrupt=True`: an engine that can stop between decode steps (`EngineCore` in a thread,
+a child process or a Ray actor) ends the batch it is generating at the next step and
+returns the unfinished responses with finish reason "abort"; `generate_resuming` then has
+the new weights loaded and continues each of them from prompt + the tokens it has so far,
+keeping those tokens and their log-probs. Every token records the weight version that
+generated it. Server engines cannot stop mid-batch (the OpenAI API has no abort): they
+finish the batch and load the push after it, as `finish` always does.
 """
 
 from __future__ import annotations

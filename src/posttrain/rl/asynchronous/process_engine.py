@@ -3,13 +3,15 @@
 The child is started with `spawn` (safe with torch and threads) and answers one call at a
 time over a pipe; the trainer-side `BatchedEngine` is its only caller, so no request ids
 are needed. Weights travel as a pickled state dict (torch moves the tensors through shared
-memory).
+memory). An interrupting push (partial rollouts) reaches the child through a shared
+`multiprocessing.Event`, which the child's `EngineCore` checks at every decode step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +20,7 @@ from posttrain.models.chat.base import Choice
 from posttrain.rl.asynchronous.engines import EngineCore, Request, WeightUpdate
 
 
-def _serve(conn: Any, model_dir: str, torch_threads: int | None) -> None:
+def _serve(conn: Any, model_dir: str, torch_threads: int | None, interrupt: Any) -> None:
     try:
         core = EngineCore(model_dir, torch_threads)
     except Exception:  # noqa: BLE001 - reported to the parent, which raises it
@@ -34,7 +36,10 @@ def _serve(conn: Any, model_dir: str, torch_threads: int | None) -> None:
             conn.send(("ok", None))
             return
         try:
-            value = getattr(core, op)(*args)
+            if op == "generate_many":  # stops at the decode step where `interrupt` is set
+                value = core.generate_many(*args, interrupt)
+            else:
+                value = getattr(core, op)(*args)
         except Exception:  # noqa: BLE001
             conn.send(("error", traceback.format_exc()))
         else:
@@ -44,28 +49,40 @@ def _serve(conn: Any, model_dir: str, torch_threads: int | None) -> None:
 class ProcessBackend:
     """`EngineCore` in a child process, driven through a pipe."""
 
+    interruptible = True
+
     def __init__(self, model_dir: str, torch_threads: int | None = 1, start_timeout: float = 300):
         import torch.multiprocessing  # noqa: F401  (registers tensor pickling via shared memory)
+        from transformers import AutoTokenizer
 
         context = mp.get_context("spawn")
         self._conn, child = context.Pipe()
+        self._interrupt = context.Event()
         self._process = context.Process(
-            target=_serve, args=(child, model_dir, torch_threads), daemon=True
+            target=_serve, args=(child, model_dir, torch_threads, self._interrupt), daemon=True
         )
         self._process.start()
         child.close()
         if not self._conn.poll(start_timeout):
             self._process.kill()
             raise RuntimeError(f"engine process did not start within {start_timeout}s")
-        status, value = self._conn.recv()
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            status, value = "error", f"exit code {self._process.join(5) or self._process.exitcode}"
         if status != "ok":
             raise RuntimeError(f"engine process failed to start:\n{value}")
         self.version = int(value)
+        self._tokenizer = AutoTokenizer.from_pretrained(model_dir)  # for `decode`, here
 
-    def _call(self, op: str, *args: Any) -> Any:
+    def _call(self, op: str, *args: Any, interrupt: threading.Event | None = None) -> Any:
         if not self._process.is_alive():
             raise RuntimeError(f"engine process {self._process.pid} has exited")
         self._conn.send((op, args))
+        while interrupt is not None and not self._conn.poll(0.005):
+            if interrupt.is_set():  # pass the trainer's interrupt on to the child
+                self._interrupt.set()
+                interrupt = None
         try:
             status, value = self._conn.recv()
         except EOFError:
@@ -74,8 +91,16 @@ class ProcessBackend:
             raise RuntimeError(f"engine process {self._process.pid}:\n{value}")
         return value
 
-    def generate_many(self, requests: Sequence[Request]) -> list[list[list[Choice]]]:
-        return self._call("generate_many", list(requests))
+    def generate_many(
+        self, requests: Sequence[Request], interrupt: threading.Event | None = None
+    ) -> list[list[list[Choice]]]:
+        self._interrupt.clear()
+        if interrupt is not None and interrupt.is_set():
+            self._interrupt.set()
+        return self._call("generate_many", list(requests), interrupt=interrupt)
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
 
     def load(self, update: WeightUpdate) -> None:
         self._call("load", update)
