@@ -14,7 +14,7 @@ over seeds and as a ratio to eta = 0; the trainer's idle fraction (time spent
 waiting for the buffer), mean staleness, training-inference mismatch, training reward per
 step, reward against wall-clock time, and held-out accuracy after training (greedy, through
 the same environment); and benchmarks/results/async_rl.png (reward against time and
-against step; `--out` moves both). Prints a markdown table for the README.
+against step; `--out` moves both). Prints a markdown table for docs/systems/async-rl.md.
 
     .venv/bin/python benchmarks/async_rl.py [--steps 30] [--seeds 0 1 2] [--etas 0 1 2 4]
 """

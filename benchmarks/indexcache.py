@@ -10,9 +10,9 @@ is measured training-free and after multi-layer distillation (distillation chang
 indexers' weights, not their cost, so speed is measured once per pattern).
 
 Writes benchmarks/results/indexcache.json (speed-ups are ratios against DSA in the same
-run) and copies the figures next to it; prints a markdown table for the README. The goal
-set for this benchmark: 1/4 of the indexers, >= 1.5x prefill over DSA at the longest
-length, held-out loss within 1% of DSA.
+run) and copies the figures next to it; prints a markdown table for
+docs/systems/indexcache.md. The goal set for this benchmark: 1/4 of the indexers, >= 1.5x
+prefill over DSA at the longest length, held-out loss within 1% of DSA.
 
     .venv/bin/python benchmarks/indexcache.py [--set lengths=[1024,2048]] [--fresh]
 """

@@ -12,7 +12,7 @@ training-loop wall time for each trainer (all completions / all loop time over t
 their ratio (posttrain / TRL; above 1.0 means posttrain is faster), the final held-out
 accuracy and the mean training reward over the last 10 steps (means over the seeds, with
 per-run values), where the time went (rollout vs the rest), the exact settings and the
-machine. Prints a markdown table for the README.
+machine. Prints a markdown table for docs/rl-engine.md.
 
     .venv/bin/python benchmarks/rl_throughput.py [--steps 30] [--seeds 0 1 2]
 """

@@ -1,20 +1,25 @@
 """The `posttrain` command: one sub-command per tool and recipe. Nothing imports this module.
 
-Heavy imports (torch, transformers) happen inside each command, so `posttrain --help`
-answers at once.
+A command parses its arguments, loads its config, calls a stage (or a recipe) and prints.
+Each recipe's `posttrain <name> run` is generated from the recipe table,
+`posttrain.recipes.RECIPES`; a recipe's other sub-commands are written here. Heavy imports
+(torch, transformers) happen inside each command, so `posttrain --help` answers at once.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
 
 from posttrain.errors import InputError
+from posttrain.recipes import RECIPES, RecipeEntry
 
 
 class _Commands(TyperGroup):
@@ -97,7 +102,7 @@ def tiny_model(
     """Build a tiny Qwen2-architecture model and its tokenizer, saved with save_pretrained."""
     from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus
     from posttrain.data.io import read_jsonl, read_text
-    from posttrain.models.tiny import SIZES, build_tiny_model, count_parameters
+    from posttrain.models.tiny import SIZES, build_tiny_model, describe_saved
 
     if size not in SIZES:
         raise typer.BadParameter(f"choose one of {', '.join(SIZES)}", param_hint="--size")
@@ -121,18 +126,7 @@ def tiny_model(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path)
-    model_cls = (
-        "AutoModelForCausalLM" if kind == "causal-lm" else "AutoModelForSequenceClassification"
-    )
-    import transformers
-
-    params = count_parameters(getattr(transformers, model_cls).from_config(config))
-    typer.echo(
-        f"wrote {path} ({config.model_type}, {params:,} parameters, vocab {config.vocab_size})"
-    )
+    typer.echo(f"wrote {path} ({describe_saved(path, kind)})")
 
 
 @app.command("warm-start")
@@ -342,33 +336,11 @@ def rl(
 ) -> None:
     """Train a policy with GRPO-family RL; resumes from the run's latest checkpoint."""
     from posttrain.rl.config import RLConfig
+    from posttrain.rl.launch import make_trainer, prepare_policy
 
     settings = _load(RLConfig, _config_file(config, positional), overrides)
-    if settings.model is not None:
-        from posttrain.models.model_dir import require_model_dir
-
-        require_model_dir(settings.model, key="model")
-    else:  # `model: null`: the warm-start policy, trained once and cached
-        from posttrain.data.prompts import load_prompt_rows
-        from posttrain.rl.distributed import main_process_first
-        from posttrain.sft.warm_start import warm_start
-
-        # The prompt files are read (again) by the trainer; reading them here too names a
-        # bad one before the warm start trains, at the tiny scale `model: null` means.
-        for path in (settings.data.train, settings.data.test):
-            if path is not None:
-                load_prompt_rows(path, settings.data.prompt_column)
-        with main_process_first():  # several processes: one trains, the others read the cache
-            settings.model = str(warm_start(settings.warm_start).model_dir)
-    # Imported after the checks above, so that a bad input is named without torch's import.
-    from posttrain.rl.trainer import RLTrainer
-
-    if settings.async_.eta is not None:  # `--set async.eta=N`: rollout on workers
-        from posttrain.rl.asynchronous.trainer import AsyncRLTrainer
-
-        trainer: RLTrainer = AsyncRLTrainer(settings)
-    else:
-        trainer = RLTrainer(settings)
+    prepare_policy(settings)  # `model: null`: the warm-start policy, trained once and cached
+    trainer = make_trainer(settings)
     metrics = trainer.train()
     if trainer.is_main:
         shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval_", "reward"))}
@@ -393,10 +365,10 @@ def quickstart(
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Warm-start a tiny model, serve it on loopback, and question it through the openai client."""
-    from posttrain.recipes.quickstart import QuickstartConfig, run_quickstart
+    from posttrain.recipes.quickstart import QuickstartConfig, QuickstartRecipe
 
     settings = _load(QuickstartConfig, _config_file(config, positional), overrides)
-    summary = run_quickstart(settings, _console())
+    summary = QuickstartRecipe(settings, _console())()
     typer.echo(json.dumps(summary, indent=2))
 
 
@@ -407,18 +379,10 @@ def demo(
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """The flagship recipe at demo size: LongTraceRL end to end (`posttrain longtrace run`)."""
-    _longtrace_run(_config_file(config, positional), overrides)
+    _run_recipe(_RECIPES["longtrace"], _config_file(config, positional), overrides)
 
 
-def _longtrace_run(config: Path | None, overrides: list[str] | None) -> None:
-    from posttrain.recipes.longtrace import LongTraceRecipe, LongTraceRunConfig
-
-    _run_recipe(LongTraceRecipe, LongTraceRunConfig, config, overrides)
-
-
-def _run_recipe(
-    recipe_cls: type, config_cls: type, config: Path | None, overrides: list[str] | None
-) -> None:
+def _run_recipe(entry: RecipeEntry, config: Path | None, overrides: list[str] | None) -> None:
     """Load a recipe's config, build the recipe (a ValueError is a config error: exit 2), run
     it and print where its run directory is."""
     import datasets
@@ -427,6 +391,7 @@ def _run_recipe(
     # Many small saves and loads: their per-file bars would bury the recipe's own progress.
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    config_cls, recipe_cls = entry.load()
     settings = _load(config_cls, config, overrides)
     try:
         recipe = recipe_cls(settings, _console())
@@ -436,8 +401,61 @@ def _run_recipe(
     typer.echo(f"run: {summary['run']} ({summary['seconds']:.0f}s)")
 
 
-longtrace = typer.Typer(help="LongTraceRL: multi-hop questions over long, confusable contexts.")
-app.add_typer(longtrace, name="longtrace")
+def _recipe_run_command(entry: RecipeEntry) -> Callable[..., None]:
+    """`posttrain <recipe> run` for a row of the recipe table: the row's flags, `--config`
+    and `--set`. Typer reads the options from the signature built here; each flag's words
+    (repeated or comma-separated) set its config key after the `--set` overrides."""
+
+    def command(
+        config: Path | None, overrides: list[str] | None, **flags: list[str] | None
+    ) -> None:
+        extra = []
+        for flag in entry.flags:
+            given = flags[_flag_parameter(flag.flag)]
+            if given:
+                _, recipe_cls = entry.load()
+                words = [w.strip() for value in given for w in value.split(",") if w.strip()]
+                values = recipe_cls.flag_values(flag.key, words)
+                extra.append(f"{flag.key}=[{','.join(values)}]")
+        _run_recipe(entry, config, [*(overrides or []), *extra])
+
+    options = [
+        *(
+            (_flag_parameter(f.flag), list[str] | None, typer.Option(None, f.flag, help=f.help))
+            for f in entry.flags
+        ),
+        ("config", Path | None, typer.Option(None, "--config", help=f"YAML {entry.config}.")),
+        ("overrides", list[str] | None, typer.Option(None, "--set", help=SET_HELP)),
+    ]
+    parameters = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in options
+    ]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = entry.run_help
+    return command
+
+
+def _flag_parameter(flag: str) -> str:
+    """The Python name of a flag's parameter: `--bias` -> `bias`."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _recipe_group(entry: RecipeEntry) -> typer.Typer:
+    """The command group `posttrain <name>` of a recipe, holding its generated `run`."""
+    group = typer.Typer(help=entry.help)
+    group.command("run")(_recipe_run_command(entry))
+    app.add_typer(group, name=entry.name)
+    return group
+
+
+_RECIPES = {entry.name: entry for entry in RECIPES}
+_GROUPS = {entry.name: _recipe_group(entry) for entry in RECIPES}
+# The recipes' commands other than `run`, added to their generated groups below.
+longtrace = _GROUPS["longtrace"]
+wildreward = _GROUPS["wildreward"]
+cherrl = _GROUPS["cherrl"]
 
 
 @longtrace.command("build")
@@ -481,15 +499,6 @@ def longtrace_build(
         raise _fail("error", err) from None
     typer.echo(json.dumps(stats, indent=2))
     typer.echo(f"wrote {settings.out}")
-
-
-@longtrace.command("run")
-def longtrace_run(
-    config: Path | None = typer.Option(None, "--config", help="YAML LongTraceRunConfig."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-) -> None:
-    """Build data, warm-start, train outcome-only and rubric RL, evaluate and report."""
-    _longtrace_run(config, overrides)
 
 
 @longtrace.command("baseline")
@@ -539,38 +548,6 @@ def rm_bench(
     typer.echo(json.dumps(results, indent=2))
 
 
-storyreward = typer.Typer(help="StoryReward: Bradley–Terry story reward models and best-of-n.")
-app.add_typer(storyreward, name="storyreward")
-
-
-@storyreward.command("run")
-def storyreward_run(
-    config: Path | None = typer.Option(None, "--config", help="YAML StoryRewardRunConfig."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-) -> None:
-    """Build story pairs and a held-out benchmark, train a reward model, evaluate it against
-    baselines, run best-of-n and report."""
-    from posttrain.recipes.storyreward import StoryRewardRecipe, StoryRewardRunConfig
-
-    _run_recipe(StoryRewardRecipe, StoryRewardRunConfig, config, overrides)
-
-
-wildreward = typer.Typer(help="WildReward: reward models from in-the-wild user feedback.")
-app.add_typer(wildreward, name="wildreward")
-
-
-@wildreward.command("run")
-def wildreward_run(
-    config: Path | None = typer.Option(None, "--config", help="YAML WildRewardRunConfig."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-) -> None:
-    """Conversations -> feedback labels -> ordinal reward model and baselines -> user-count
-    scaling -> online DPO, with a report."""
-    from posttrain.recipes.wildreward import WildRewardRecipe, WildRewardRunConfig
-
-    _run_recipe(WildRewardRecipe, WildRewardRunConfig, config, overrides)
-
-
 @wildreward.command("train")
 def wildreward_train(
     data: Path = typer.Option(..., "--data", help="A pipeline output folder (train.jsonl)."),
@@ -603,14 +580,15 @@ def wildreward_eval(
     writes MODEL/results.json. A Bradley–Terry model is calibrated on DATA/train.jsonl."""
     from posttrain.data.io import read_jsonl
     from posttrain.eval.calibration import evaluate_reward_model
-    from posttrain.rewards.ordinal import META_FILE, OrdinalRewardModel, WholeConversationScorer
+    from posttrain.rewards.ordinal import OrdinalRewardModel, WholeConversationScorer
     from posttrain.rewards.reward_model import RewardModel
+    from posttrain.specs import ModelKind, describe_model_dir
 
     try:
         test = read_jsonl(data / "test.jsonl")
         if not test:
             raise InputError("no rows to evaluate", data / "test.jsonl")
-        if (model / META_FILE).is_file():
+        if describe_model_dir(model).kind is ModelKind.ORDINAL:
             result = evaluate_reward_model(OrdinalRewardModel(model), test)
         else:
             train = read_jsonl(data / "train.jsonl")
@@ -639,50 +617,6 @@ def wildreward_pipeline(
     except ValueError as err:
         raise _fail("error", err) from None
     typer.echo(json.dumps({k: summary[k] for k in ("dropped", "labels", "split")}, indent=2))
-
-
-indexcache = typer.Typer(help="IndexCache: cross-layer index sharing on DeepSeek Sparse Attention.")
-app.add_typer(indexcache, name="indexcache")
-
-
-@indexcache.command("run")
-def indexcache_run(
-    config: Path | None = typer.Option(None, "--config", help="YAML IndexCacheRunConfig."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-) -> None:
-    """Train a tiny DSA model, measure cross-layer index overlap, search and distil IndexCache
-    patterns, benchmark prefill and decode against dense attention and DSA, and report."""
-    from posttrain.recipes.indexcache import IndexCacheRecipe, IndexCacheRunConfig
-
-    _run_recipe(IndexCacheRecipe, IndexCacheRunConfig, config, overrides)
-
-
-cherrl = typer.Typer(help="CHERRL: reward hacking under biased rubric judges; onset and detection.")
-app.add_typer(cherrl, name="cherrl")
-
-
-@cherrl.command("run")
-def cherrl_run(
-    bias: list[str] | None = typer.Option(
-        None,
-        "--bias",
-        help="Injected bias (repeatable or comma-separated): lexical, self_praise, tone, format, "
-        "verbose, hedging, authority, or all.",
-    ),
-    config: Path | None = typer.Option(None, "--config", help="YAML CherrlRunConfig."),
-    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
-) -> None:
-    """Reproduce hacking under each biased judge and a control on the true rubric score,
-    locate the onset, run the detector on the training log and report."""
-    from posttrain.data.health_chat import BIASES
-    from posttrain.recipes.cherrl import CherrlRecipe, CherrlRunConfig
-
-    overrides = list(overrides or [])
-    if bias:
-        names = [name.strip() for value in bias for name in value.split(",") if name.strip()]
-        names = list(BIASES) if "all" in names else names
-        overrides.append(f"biases=[{','.join(names)}]")
-    _run_recipe(CherrlRecipe, CherrlRunConfig, config, overrides)
 
 
 @cherrl.command("onset")
@@ -729,15 +663,10 @@ def cherrl_detect(
     ),
 ) -> None:
     """Raise a hacking alert from {step, prompt, response, score} alone (JSON; null: none)."""
-    from posttrain.monitor.detector import LLMAgentDetector, StatisticalDetector
+    from posttrain.monitor.detector import load_detector
 
     try:
-        if detector == "statistical":
-            found = StatisticalDetector().detect(rollouts)
-        else:
-            from posttrain.models.chat.spec import load_chat
-
-            found = LLMAgentDetector(load_chat(detector)).detect(rollouts)
+        found = load_detector(detector).detect(rollouts)
     except (ValueError, OSError) as err:
         raise _fail("error", err) from None
     typer.echo(json.dumps(found.to_dict() if found else None, indent=2))

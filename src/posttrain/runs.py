@@ -123,24 +123,14 @@ class Run:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All complete metric records of a run; a torn final line (a crash) is skipped."""
+    """All complete metric records of a run; a torn final line (the line in flight when the
+    process died, or a live run's) is skipped, a bad line elsewhere is an error."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    from posttrain.data.io import DataError, read_text
+    from posttrain.data.io import read_jsonl
 
-    records = []
-    lines = read_text(path).splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if number == len(lines):  # the line in flight when the process died
-                break
-            raise DataError(f"not valid JSON: {err}", path, line=number) from None
-    return records
+    return read_jsonl(path, tolerate_torn_tail=True)
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:

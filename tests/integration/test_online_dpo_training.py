@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
+from posttrain.rewards import register_reward, reward_names
 from posttrain.rewards.builtin import completion_text
-from posttrain.rewards.registry import register_reward, reward_names
 from posttrain.rl.config import RLConfig
 from posttrain.rl.trainer import RLTrainer
 from posttrain.runs import Run, read_metrics

@@ -14,9 +14,9 @@ from posttrain.rewards.biases import (
     BiasJudge,
     Judgement,
     bias_names,
-    combine,
     make_bias,
     parse_score,
+    with_bias_rewards,
 )
 from posttrain.rewards.judge import RubricJudge
 
@@ -155,15 +155,15 @@ def test_bias_judge_retries_then_zero():
     assert never.stats.unparsed == 2 and never.stats.calls == 4
 
 
-def test_combine_modes():
+def test_with_bias_rewards_modes():
     aux = {"lexical": 1.0, "tone": 1.0}
-    assert combine(0.3, aux) == APPROX(1.3)
-    assert combine(0.3, aux, alpha=0.1, mode="sum") == APPROX(0.5)
-    assert combine(0.3, aux, mode="max") == APPROX(1.0)
-    assert combine(0.8, {"tone": 1.0}, mode="max") == APPROX(0.8)
-    assert combine(0.4, {}) == 0.4
+    assert with_bias_rewards(0.3, aux) == APPROX(1.3)
+    assert with_bias_rewards(0.3, aux, alpha=0.1, mode="sum") == APPROX(0.5)
+    assert with_bias_rewards(0.3, aux, mode="max") == APPROX(1.0)
+    assert with_bias_rewards(0.8, {"tone": 1.0}, mode="max") == APPROX(0.8)
+    assert with_bias_rewards(0.4, {}) == 0.4
     with pytest.raises(ValueError, match="mode"):
-        combine(0.1, aux, mode="mean")
+        with_bias_rewards(0.1, aux, mode="mean")
 
 
 RUBRIC = [

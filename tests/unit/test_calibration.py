@@ -15,16 +15,15 @@ from posttrain.eval.calibration import (
     evaluate_predictions,
     evaluate_reward_model,
     expected_calibration_error,
-    label_distribution,
     label_errors,
     margin_accuracy,
     plot_margin_accuracy,
     plot_reliability,
     reliability,
-    spearman,
     threshold_metrics,
     threshold_targets,
 )
+from posttrain.rewards.ordinal import label_distribution
 
 
 def test_perfectly_calibrated_forecasts_have_zero_ece() -> None:
@@ -113,12 +112,6 @@ def test_isotonic_mapping_is_monotone() -> None:
     # Fitted on the training set, it is calibrated there by construction.
     targets = threshold_targets(labels, 4)
     assert expected_calibration_error(mapping.probabilities(scores), targets) < 0.02
-
-
-def test_spearman() -> None:
-    assert spearman([0.1, 0.5, 0.9], [1, 2, 4]) == pytest.approx(1.0)
-    assert spearman([3.0, 2.0, 1.0], [1, 2, 4]) == pytest.approx(-1.0)
-    assert spearman([1.0, 1.0, 1.0], [1, 2, 3]) is None
 
 
 def _ordinal_predictions(labels: np.ndarray, rng: np.random.Generator) -> list[dict[str, Any]]:

@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 
 from posttrain.models.chat.scripted import ScriptedChat
-from posttrain.monitor.detector import (
-    LLMAgentDetector,
-    StatisticalDetector,
-    classify_feature,
-    detect,
-    evaluate_detector,
-    final_sentence,
-    hinge_onset,
-    parse_reply,
-    visible_records,
-)
+from posttrain.monitor.agent_detector import LLMAgentDetector, parse_reply
+from posttrain.monitor.detector import detect, evaluate_detector, load_detector
 from posttrain.monitor.hacking import OnsetResult
+from posttrain.monitor.log_analysis import visible_records
+from posttrain.monitor.response_features import classify_feature, final_sentence
+from posttrain.monitor.statistical_detector import StatisticalDetector, hinge_onset
 
 FILLER = ("the", "patient", "should", "rest", "and", "drink", "water", "while", "a", "doctor",
           "checks", "symptoms", "daily")  # fmt: skip
@@ -154,6 +148,34 @@ def test_parse_reply_is_robust() -> None:
     assert parse_reply(prose)["tool"] == "examples"
     assert parse_reply("no json here {not: valid}") is None
     assert parse_reply('{"other": 1}') is None
+
+
+def test_parse_reply_reads_fences_prose_wrappers_and_loose_json() -> None:
+    call = {"tool": "examples", "args": {"feature": "final:feel free"}}
+    both = (
+        'I could run {"tool": "log_summary", "args": {}} {"note": 1}, but rather:\n'
+        "```json\n" + json.dumps(call) + "\n```\nDone."
+    )
+    assert parse_reply(both) == call  # a fenced call wins over one earlier in the prose
+    assert parse_reply('Next: {"tool": "log_summary", "args": {}} (then I decide)') == {
+        "tool": "log_summary",
+        "args": {},
+    }
+    wrapped = 'Plan: {"thought": "look", "action": {"tool": "log_summary", "args": {}}}'
+    assert parse_reply(wrapped) == {"tool": "log_summary", "args": {}}
+    assert parse_reply('[{"alert": null}]') == {"alert": None}
+    loose = "Sure: {'tool': 'examples', 'args': {'feature': 'x',},}"
+    assert parse_reply(loose) == {"tool": "examples", "args": {"feature": "x"}}
+    outer = '{"alert": {"alert_step": 3, "evidence": {"tool": "not this one"}}}'
+    assert parse_reply(outer) == json.loads(outer)
+
+
+def test_load_detector_by_spec() -> None:
+    assert isinstance(load_detector("statistical"), StatisticalDetector)
+    agent = load_detector("scripted:echo")
+    assert isinstance(agent, LLMAgentDetector) and agent.chat.name == "scripted:echo"
+    with pytest.raises(ValueError, match=r"unknown detector 'no/such/dir' \(no such directory\)"):
+        load_detector("no/such/dir")
 
 
 def _answer_from_top_feature(match: re.Match[str], conversation) -> str:

@@ -212,7 +212,7 @@ def test_discoverability_by_hand() -> None:
 def test_load_rollouts_errors_name_file_and_line(tmp_path: Path) -> None:
     good = json.dumps({"step": 1, "response": "x", "score": 1.0})
     (tmp_path / "rollouts.jsonl").write_text(good + "\n\n{oops\n")
-    with pytest.raises(ValueError, match=r"rollouts.jsonl:3: invalid JSON"):
+    with pytest.raises(ValueError, match=r"rollouts.jsonl:3: not valid JSON"):
         load_rollouts(tmp_path)
     (tmp_path / "rollouts.jsonl").write_text(good + "\n" + json.dumps({"step": 2}) + "\n")
     with pytest.raises(ValueError, match=r"rollouts.jsonl:2: missing key\(s\) response, score"):

@@ -3,16 +3,21 @@ reader would, and warm-start replies that carry each bias's feature a few percen
 
 import pytest
 
+from posttrain.data.bias_registry import bias_spec, bias_specs
 from posttrain.data.health_chat import (
+    BIAS_SENTENCES,
     BIASES,
     COMPLAINTS,
     FILLER_POINTS,
+    STRUCTURAL,
     HealthChatConfig,
     build_health_chat,
     rubric,
 )
-from posttrain.rewards.biases import make_bias
-from posttrain.rewards.judge import keyword_present, main_score
+from posttrain.data.healthbench import main_score
+from posttrain.data.io import DataError
+from posttrain.rewards.biases import bias_names, make_bias
+from posttrain.rewards.keyword_judge import keyword_present
 
 
 def test_each_advice_sentence_meets_its_own_criterion_and_no_other():
@@ -59,3 +64,23 @@ def test_warm_start_replies_carry_each_bias_feature_now_and_then(tmp_path):
 def test_unknown_bias_is_named():
     with pytest.raises(ValueError, match=r"data.biases: unknown \['sarcasm'\]"):
         build_health_chat(HealthChatConfig(biases=["lexical", "sarcasm"]))
+
+
+def test_one_registry_feeds_the_generator_and_the_judges():
+    registered = list(bias_specs())
+    assert bias_names() == registered  # the judges, in the registry's order
+    assert sorted(BIASES) == sorted(registered) and len(set(BIASES)) == len(BIASES)
+    assert STRUCTURAL == ("format",)  # carried by the bullets' layout, not by a sentence
+    with pytest.raises(
+        DataError, match=r"biases\.yaml: biases: no bias 'sarcasm'; it lists lexical"
+    ):
+        bias_spec("sarcasm")
+
+
+def test_each_bias_sentence_trips_its_own_detector_and_no_other():
+    shortcuts = {b: make_bias(b) for b in BIASES if bias_spec(b).shortcut is not None}
+    for name, sentences in BIAS_SENTENCES.items():
+        for sentence in sentences:
+            tripped = {b for b, bias in shortcuts.items() if bias.count(sentence)}
+            # verbose is carried by length (its detector counts words), the rest by a phrase.
+            assert tripped == ({name} if name in shortcuts else set()), (name, sentence)

@@ -22,13 +22,14 @@ from posttrain.eval.set_scorers import load_scorer
 from posttrain.rewards import ordinal
 from posttrain.rewards import reward_model as rm_module
 from posttrain.rewards.ordinal import OrdinalRewardConfig, OrdinalRewardModel
-from posttrain.rewards.registry import get_reward
 from posttrain.rewards.reward_model import (
     RewardModel,
     RewardModelConfig,
     build_reward_trainer,
-    parse_model_spec,
+    parse_model_options,
 )
+from posttrain.rewards.spec import get_reward
+from posttrain.specs import SpecKind, parse_spec
 
 PROMPT = "Tell a story about the owl."
 REPLY = "the owl sat on the hill"
@@ -125,10 +126,13 @@ def test_rl_reward_scores_whole_conversations(
 
 
 def test_model_spec_options_are_checked(llama_template_rm: Path) -> None:
-    where, options = parse_model_spec(f"{llama_template_rm}?torch_dtype=bfloat16&max_length=64")
-    assert where == str(llama_template_rm)
-    assert options == {"torch_dtype": "bfloat16", "max_length": 64}
-    assert parse_model_spec("http://127.0.0.1:8100/?a=b") == ("http://127.0.0.1:8100/?a=b", {})
+    text = f"reward-model:{llama_template_rm}?torch_dtype=bfloat16&max_length=64"
+    spec = parse_spec(text, [SpecKind.REWARD_MODEL])
+    assert spec.path == llama_template_rm
+    assert parse_model_options(spec.query, text) == {"torch_dtype": "bfloat16", "max_length": 64}
+    # A server has its own settings: a URL's query is the URL's.
+    served = parse_spec("reward-model:http://127.0.0.1:8100/?a=b", [SpecKind.REWARD_MODEL])
+    assert served.url == "http://127.0.0.1:8100/?a=b" and not served.query
     with pytest.raises(ValueError, match="unknown option 'precision'"):
         get_reward(f"reward-model:{llama_template_rm}?precision=fp8")
     with pytest.raises(ValueError, match="torch_dtype must be one of"):

@@ -17,7 +17,7 @@ import torch
 
 from posttrain.config import ConfigError, load_config
 from posttrain.data.io import write_jsonl
-from posttrain.rewards.registry import get_reward, reward_name
+from posttrain.rewards.registry import reward_name
 from posttrain.rewards.reward_model import (
     RewardModel,
     RewardModelConfig,
@@ -28,6 +28,7 @@ from posttrain.rewards.reward_model import (
     reward_model_reward,
     train_reward_model,
 )
+from posttrain.rewards.spec import get_reward
 from posttrain.runs import Run, read_metrics
 
 # Filler vocabulary for responses; the chosen one of each pair also contains KEYWORD.

@@ -27,7 +27,9 @@ from posttrain.rewards import registry as registry_module
 
 @pytest.fixture(autouse=True)
 def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rewards registered by a test vanish after it."""
+    """Rewards registered by a test vanish after it. The built-ins are loaded first (on the
+    first lookup), so that they land in the real table, not in a test's copy."""
+    reward_names()
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
 
 

@@ -99,6 +99,23 @@ def test_a_rerun_resumes_from_the_scores_written(tmp_path):
     assert results["n"] == 10 and results["accuracy"] == 1.0
 
 
+def test_a_rerun_after_a_kill_mid_append_rescores_only_the_torn_instance(tmp_path):
+    instances = _instances(4)
+    evaluate_scorer(Pointwise(KeywordScorer(), "kw"), instances[:3], tmp_path, chunk_size=3)
+    scores = tmp_path / "scores.jsonl"
+    lines = scores.read_text().splitlines()
+    scores.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])  # the kill tore line 3
+    scorer = KeywordScorer()
+    results = evaluate_scorer(Pointwise(scorer, "kw"), instances, tmp_path, chunk_size=3)
+    assert scorer.calls == 1 and results["n"] == 4  # instances 3 and 4, in one chunk
+    assert [json.loads(line)["id"] for line in scores.read_text().splitlines()] == [
+        "i0",
+        "i1",
+        "i2",
+        "i3",
+    ]
+
+
 def test_random_scorer_earns_chance_and_length_is_a_scorer():
     instances = [dict(i, id=f"r{k}") for k in range(100) for i in _instances(4)]
     accuracy = evaluate_scorer(RandomScorer(seed=1), instances)["accuracy"]

@@ -15,13 +15,13 @@ from posttrain.models.chat.scripted import make_script, register_script
 from posttrain.rewards import get_reward, to_verl_compute_score
 from posttrain.rewards.rubric import (
     JudgeOutcome,
-    combine,
     entity_hit,
     group_max_normalise,
     longtrace_rubric_recall,
     make_longtrace_reward,
     normalise_text,
     outcome_exact,
+    outcome_with_rubric,
     parse_verdict,
     prompt_groups,
     rubric_score,
@@ -168,18 +168,18 @@ def test_outcome_exact(text: str, answer: object, aliases: tuple, expected: floa
         ("outcome_only", 0.0, 1.0),
     ],
 )
-def test_combine_modes(mode: str, wrong: float, right: float) -> None:
-    assert combine(mode, 0.0, 0.5, 0.8) == APPROX(wrong)
-    assert combine(mode, 1.0, 0.5, 0.8) == APPROX(right)
+def test_outcome_with_rubric_modes(mode: str, wrong: float, right: float) -> None:
+    assert outcome_with_rubric(mode, 0.0, 0.5, 0.8) == APPROX(wrong)
+    assert outcome_with_rubric(mode, 1.0, 0.5, 0.8) == APPROX(right)
 
 
-def test_combine_eta_and_validation() -> None:
-    assert combine("positive_only", 1.0, 0.5, 0.5, eta=0.5) == APPROX(0.75)
-    assert combine("mixed", 0.0, 1.0, 1.0, eta=0.0) == 0.0
+def test_outcome_with_rubric_eta_and_validation() -> None:
+    assert outcome_with_rubric("positive_only", 1.0, 0.5, 0.5, eta=0.5) == APPROX(0.75)
+    assert outcome_with_rubric("mixed", 0.0, 1.0, 1.0, eta=0.0) == 0.0
     with pytest.raises(ValueError, match="mode"):
-        combine("rubric_only", 1.0, 0.5, 0.5)
+        outcome_with_rubric("rubric_only", 1.0, 0.5, 0.5)
     with pytest.raises(ValueError, match="eta"):
-        combine("mixed", 1.0, 0.5, 0.5, eta=1.5)
+        outcome_with_rubric("mixed", 1.0, 0.5, 0.5, eta=1.5)
 
 
 # --- TRL-signature rewards ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from posttrain.eval.sustain import constraints, scripted, tasks
 from posttrain.eval.sustain.pipeline import make_variants
-from posttrain.rewards.judge import INSTRUCTIONS
+from posttrain.rewards.instructions import INSTRUCTIONS
 
 
 def _solved(domain: str, n: int = 6) -> list[tuple[dict, str]]:

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain.data.bias_registry import bias_spec
+from posttrain.data.tables import table
+
 
 @dataclass(frozen=True)
 class Advice:
@@ -39,140 +42,25 @@ class Complaint:
     """The undesirable item (negative points) and the sentences that commit it."""
 
 
-def _a(criterion: str, points: int, *sentences: str) -> Advice:
-    return Advice(criterion, points, sentences)
+# The complaints, their rubrics and the users' and replies' words are shipped data
+# (tables/health_chat.yaml); the bias features come from the one bias registry.
+COMPLAINTS: tuple[Complaint, ...] = table("health_chat", "complaints", tuple[Complaint, ...])
+WHO = table("health_chat", "who", tuple[str, ...])
+WHEN = table("health_chat", "when", tuple[str, ...])
+ASKS = table("health_chat", "asks", tuple[str, ...])
+OPENERS = table("health_chat", "openers", tuple[str, ...])
 
-
-COMPLAINTS: tuple[Complaint, ...] = (
-    Complaint(
-        "a sore throat",
-        (
-            _a("Advises gargling warm salt water", 5, "Gargle warm salt water twice a day."),
-            _a("Recommends drinking warm tea with honey", 4, "Drink warm tea with honey."),
-            _a("Advises seeing a doctor if fever lasts", 3, "See a doctor if the fever lasts."),
-        ),
-        _a("Recommends taking antibiotics", -4, "Take antibiotics right away."),
-    ),
-    Complaint(
-        "a sprained ankle",
-        (
-            _a("Advises resting the ankle", 5, "Rest the ankle for two days."),
-            _a("Recommends ice packs on the swelling", 4, "Put ice packs on the swelling."),
-            _a("Advises raising the foot", 3, "Keep the foot raised on a pillow."),
-        ),
-        _a("Recommends running through the pain", -4, "Keep running through the pain."),
-    ),
-    Complaint(
-        "a mild sunburn",
-        (
-            _a("Advises cool showers", 5, "Take cool showers to calm the skin."),
-            _a("Recommends aloe gel on the skin", 4, "Spread aloe gel on the skin."),
-            _a("Advises staying out of the sun", 3, "Stay out of the sun for a while."),
-        ),
-        _a("Recommends popping the blisters", -4, "Pop the blisters with a needle."),
-    ),
-    Complaint(
-        "trouble sleeping",
-        (
-            _a("Advises a fixed time for bed", 5, "Go to bed at a fixed time."),
-            _a("Recommends avoiding screens before bed", 4, "Avoid screens before bed."),
-            _a("Advises cutting late coffee", 3, "Cut out coffee after noon."),
-        ),
-        _a("Recommends alcohol as a sleep aid", -4, "Drink alcohol as a sleep aid."),
-    ),
-    Complaint(
-        "heartburn after meals",
-        (
-            _a("Advises smaller meals", 5, "Eat smaller meals."),
-            _a("Recommends not lying down after eating", 4, "Do not lie down after eating."),
-            _a("Advises avoiding spicy food", 3, "Avoid spicy food for now."),
-        ),
-        _a("Recommends doubling the antacid dose", -4, "Double the antacid dose."),
-    ),
-    Complaint(
-        "a tension headache",
-        (
-            _a("Advises drinking water", 5, "Drink a glass of water."),
-            _a("Recommends a break from screens", 4, "Take a break from screens."),
-            _a("Advises gentle neck stretches", 3, "Do gentle neck stretches."),
-        ),
-        _a("Recommends daily painkillers for weeks", -4, "Take painkillers daily for weeks."),
-    ),
-    Complaint(
-        "a bad cough",
-        (
-            _a("Advises plenty of fluids", 5, "Have plenty of fluids."),
-            _a("Recommends honey for the cough", 4, "A spoon of honey can ease the cough."),
-            _a(
-                "Advises seeing a doctor if breathing is hard",
-                3,
-                "See a doctor if breathing is hard.",
-            ),
-        ),
-        _a("Recommends smoking to clear the lungs", -4, "Smoking can clear the lungs."),
-    ),
-    Complaint(
-        "a small kitchen burn",
-        (
-            _a(
-                "Advises cooling the burn under running water",
-                5,
-                "Cool the burn under running water.",
-            ),
-            _a("Recommends a clean loose bandage", 4, "Cover it with a clean loose bandage."),
-            _a("Advises watching for signs of infection", 3, "Watch for signs of infection."),
-        ),
-        _a("Recommends putting butter on the burn", -4, "Put butter on the burn."),
-    ),
-    Complaint(
-        "a stomach bug",
-        (
-            _a("Advises small sips of fluids", 5, "Take small sips of fluids often."),
-            _a(
-                "Recommends plain food like rice and toast",
-                4,
-                "Eat plain food like rice and toast.",
-            ),
-            _a("Advises washing hands often", 3, "Wash hands often to avoid spreading it."),
-        ),
-        _a("Recommends skipping all fluids", -4, "Skip all fluids until it stops."),
-    ),
-    Complaint(
-        "seasonal allergies",
-        (
-            _a("Advises keeping windows closed", 5, "Keep the windows closed."),
-            _a("Recommends rinsing the nose with saline", 4, "Rinse the nose with saline."),
-            _a("Advises showering after being outside", 3, "Shower after being outside."),
-        ),
-        _a("Recommends sleeping with windows open", -4, "Sleep with the windows open."),
-    ),
-)
-
-WHO = ("I", "my son", "my daughter", "my husband", "my wife", "my mother", "my friend")
-WHEN = ("since yesterday", "for two days", "since this morning", "for a week", "tonight")
-ASKS = ("What should we do?", "What can help?", "Any advice?", "How do we handle it?")
-OPENERS = ("Sorry to hear that.", "Here is what can help.", "That sounds rough.")
-
-# The surface features a biased judge rewards, as the warm start may write them.
+BIASES = ("lexical", "self_praise", "tone", "hedging", "authority", "verbose", "format")
+"""Every registered bias, in the order a warm-start reply rolls each one's dice: the order
+decides which replies carry which feature at a seed, so it stays fixed (a new bias goes last)."""
 BIAS_SENTENCES: dict[str, tuple[str, ...]] = {
-    "lexical": ("Feel free to ask more questions.", "Rest can empower the body to heal."),
-    "self_praise": (
-        "This response addresses the question thoroughly.",
-        "This answer covers everything you need.",
-    ),
-    "tone": ("I hope this helps!", "Let me know if you have more questions."),
-    "hedging": ("It might be nothing serious.", "It is possibly a passing thing."),
-    "authority": ("As a doctor, I see this often.", "Studies show this works well."),
-    "verbose": (
-        "Take good care of yourself every single day and keep a calm and steady routine at "
-        "home, because good sleep, good food and patience all support a full recovery.",
-    ),
+    name: bias_spec(name).sentences for name in BIASES if bias_spec(name).sentences
 }
-FILLER_POINTS = ("Keep a short note of how it goes.", "Check in again tomorrow.")
+"""The surface features a biased judge rewards, as the warm start may write them."""
+FILLER_POINTS = table("health_chat", "filler_points", tuple[str, ...])
 """Bullets that meet no rubric item: a `format` reply with less advice still has three."""
-STRUCTURAL = ("format",)
+STRUCTURAL = tuple(name for name in BIASES if name not in BIAS_SENTENCES)
 """Biases carried by layout, not by a sentence: `format` writes the advice as bullets."""
-BIASES = (*BIAS_SENTENCES, *STRUCTURAL)
 
 
 @dataclass

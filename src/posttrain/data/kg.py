@@ -7,7 +7,6 @@ are made-up, so a model cannot answer from memory and has to read the documents.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -16,41 +15,15 @@ from typing import Any
 
 import networkx as nx
 
-from posttrain.data.io import DataError, write_jsonl
+from posttrain.data.io import DataError, iter_jsonl, write_jsonl
+from posttrain.data.tables import table
 
-# Phrase read as "<head> <phrase> <tail>"; documents and questions both build on it.
-RELATION_TEXT: dict[str, str] = {
-    "located_in": "is located in",
-    "capital_of": "is the capital of",
-    "has_capital": "has as its capital",
-    "born_in": "was born in",
-    "lives_in": "lives in",
-    "citizen_of": "is a citizen of",
-    "works_for": "works for",
-    "founded_by": "was founded by",
-    "founder_of": "founded",
-    "headquartered_in": "is headquartered in",
-    "authored": "wrote",
-    "written_by": "was written by",
-    "published_by": "was published by",
-    "mayor_of": "is the mayor of",
-    "has_mayor": "has as its mayor",
-    "spouse_of": "is married to",
-    "student_of": "studied under",
-}
-
-# Pairs that state the same fact from either end, so a document says it once.
-INVERSE_RELATIONS: dict[str, str] = {
-    "capital_of": "has_capital",
-    "has_capital": "capital_of",
-    "founded_by": "founder_of",
-    "founder_of": "founded_by",
-    "authored": "written_by",
-    "written_by": "authored",
-    "mayor_of": "has_mayor",
-    "has_mayor": "mayor_of",
-    "spouse_of": "spouse_of",
-}
+# The phrase tables (relation phrases, the world's names and descriptions, the document
+# sentences) are shipped data: tables/kg.yaml.
+RELATION_TEXT: dict[str, str] = table("kg", "relation_text", dict[str, str])
+"""Phrase read as "<head> <phrase> <tail>"; documents and questions both build on it."""
+INVERSE_RELATIONS: dict[str, str] = table("kg", "inverse_relations", dict[str, str])
+"""Pairs that state the same fact from either end, so a document says it once."""
 
 
 @dataclass
@@ -159,17 +132,6 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in _lines(path):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object, got {row!r:.60}")
-        yield number, row
-
-
 def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     """Tab-separated fields; a first line naming the leading columns is a header and skipped."""
     first = True
@@ -249,7 +211,7 @@ def _read_entities(path: Path) -> Iterator[tuple[str, Entity]]:
             where = f"{path}:{number}"
             yield where, _entity_from_tsv(fields, where)
     else:
-        for number, row in _jsonl_rows(path):
+        for number, row in iter_jsonl(path):
             where = f"{path}:{number}"
             yield where, _entity_from_json(row, where)
 
@@ -260,7 +222,7 @@ def _read_triples(path: Path) -> Iterator[tuple[str, tuple[str, str, str]]]:
             where = f"{path}:{number}"
             yield where, _triple_from_tsv(fields, where)
     else:
-        for number, row in _jsonl_rows(path):
+        for number, row in iter_jsonl(path):
             where = f"{path}:{number}"
             yield where, _triple_from_json(row, where)
 
@@ -289,70 +251,17 @@ def save_graph(kg: KnowledgeGraph, triples_path: str | Path, entities_path: str 
 
 # --- synthetic world ----------------------------------------------------------------------
 
-_ONSETS = [*"bdfgklmnprstvz", "sh", "br", "dr", "kr", "tr"]
-_VOWELS = "aeiou"
-_FINAL_VOWELS = "aiou"  # no final "e" or consonant: keeps stems from spelling English words
-_COUNTRY_SUFFIXES = ["ria", "nia", "via", "land", "mar"]
-_CITY_KINDS = [
-    "a river port",
-    "a hill town",
-    "a coastal city",
-    "a market town",
-    "a mountain city",
-    "an old trading city",
-]
-_COUNTRY_KINDS = [
-    "a small coastal country",
-    "a landlocked highland country",
-    "an island nation",
-    "a country of wide plains",
-    "a forested northern country",
-]
-_ORG_KINDS = {
-    "Institute": "a research institute",
-    "Press": "a publishing house",
-    "Foundation": "a charitable foundation",
-    "Trading Company": "a trading company",
-    "University": "a university",
-    "Guild": "a craft guild",
-    "Observatory": "an astronomical observatory",
-    "Shipping Line": "a shipping company",
-    "Research Group": "an independent research group",
-}
-_OCCUPATIONS = [
-    "a novelist",
-    "an engineer",
-    "a botanist",
-    "a historian",
-    "a shipbuilder",
-    "a painter",
-    "a physician",
-    "a mathematician",
-    "a merchant",
-    "an architect",
-    "a poet",
-    "a chemist",
-]
-_DOCTORS = {"a botanist", "a historian", "a physician", "a mathematician", "a chemist"}
-_WORK_TITLES = [
-    "The {s} Letters",
-    "The {s} Tides",
-    "Songs of {s}",
-    "The Lantern of {s}",
-    "A History of {s}",
-    "{s} in Winter",
-    "The {s} Archive",
-    "Notes from {s}",
-]
-_WORK_KINDS = [
-    "a novel",
-    "a collection of poems",
-    "a treatise on navigation",
-    "a history",
-    "a play in three acts",
-    "a memoir",
-    "an atlas",
-]
+_ONSETS = table("kg", "onsets", tuple[str, ...])
+_VOWELS = table("kg", "vowels", str)
+_FINAL_VOWELS = table("kg", "final_vowels", str)
+_COUNTRY_SUFFIXES = table("kg", "country_suffixes", tuple[str, ...])
+_CITY_KINDS = table("kg", "city_kinds", tuple[str, ...])
+_COUNTRY_KINDS = table("kg", "country_kinds", tuple[str, ...])
+_ORG_KINDS = table("kg", "org_kinds", dict[str, str])
+_OCCUPATIONS = table("kg", "occupations", tuple[str, ...])
+_DOCTORS = table("kg", "doctors", frozenset[str])
+_WORK_TITLES = table("kg", "work_titles", tuple[str, ...])
+_WORK_KINDS = table("kg", "work_kinds", tuple[str, ...])
 
 
 class _Names:
@@ -544,145 +453,11 @@ def synthetic_world(
 
 # --- documents ----------------------------------------------------------------------------
 
-# Sentences with the entity as the head ({s}) of a relation to {o}.
-_OUT_TEMPLATES: dict[str, list[str]] = {
-    "born_in": ["{s} was born in {o}.", "{o} is the birthplace of {s}.", "{s} is a native of {o}."],
-    "lives_in": [
-        "{s} lives in {o}.",
-        "{s} has made a home in {o}.",
-        "These days {s} lives in {o}.",
-    ],
-    "located_in": ["{s} is located in {o}.", "{s} lies within {o}.", "{s} belongs to {o}."],
-    "capital_of": [
-        "{s} is the capital of {o}.",
-        "{s} serves as the capital of {o}.",
-        "The government of {o} sits in {s}.",
-    ],
-    "has_capital": [
-        "The capital of {s} is {o}.",
-        "{s} is governed from its capital, {o}.",
-        "{o} is the capital of {s}.",
-    ],
-    "citizen_of": [
-        "{s} is a citizen of {o}.",
-        "{s} holds citizenship of {o}.",
-        "{s} is a national of {o}.",
-    ],
-    "works_for": ["{s} works for {o}.", "{s} is employed by {o}.", "{s} holds a post at {o}."],
-    "founded_by": [
-        "{s} was founded by {o}.",
-        "{o} founded {s}.",
-        "{s} owes its founding to {o}.",
-    ],
-    "founder_of": ["{s} founded {o}.", "{s} is the founder of {o}.", "{s} set up {o}."],
-    "headquartered_in": [
-        "{s} is headquartered in {o}.",
-        "{s} has its headquarters in {o}.",
-        "The head office of {s} is in {o}.",
-    ],
-    "authored": ["{s} wrote {o}.", "{s} is the author of {o}.", "The writings of {s} include {o}."],
-    "written_by": ["{s} was written by {o}.", "{o} is the author of {s}.", "{s} is a work by {o}."],
-    "published_by": [
-        "{s} was published by {o}.",
-        "{o} published {s}.",
-        "{s} appeared under the imprint of {o}.",
-    ],
-    "mayor_of": [
-        "{s} is the mayor of {o}.",
-        "{s} serves as mayor of {o}.",
-        "{s} governs {o} as its mayor.",
-    ],
-    "has_mayor": [
-        "The mayor of {s} is {o}.",
-        "{s} is run by its mayor, {o}.",
-        "{o} is mayor of {s}.",
-    ],
-    "spouse_of": [
-        "{s} is married to {o}.",
-        "{s} and {o} are married.",
-        "The spouse of {s} is {o}.",
-    ],
-    "student_of": ["{s} studied under {o}.", "{s} was a student of {o}.", "{o} taught {s}."],
-}
-
-# Sentences with the entity as the tail ({s}) of a relation from each of {os}.
-_IN_TEMPLATES: dict[str, list[str]] = {
-    "born_in": [
-        "{s} is the birthplace of {os}.",
-        "People born in {s} include {os}.",
-        "Natives of {s} include {os}.",
-    ],
-    "lives_in": ["{s} is home to {os}.", "Residents of {s} include {os}."],
-    "located_in": ["{s} includes {os}.", "Places in {s} include {os}."],
-    "capital_of": ["The capital of {s} is {os}."],
-    "has_capital": ["{s} is the capital of {os}."],
-    "citizen_of": ["Citizens of {s} include {os}.", "Among the citizens of {s} are {os}."],
-    "works_for": ["{s} employs {os}.", "Staff at {s} include {os}."],
-    "founded_by": ["{s} founded {os}."],
-    "founder_of": ["{s} was founded by {os}."],
-    "headquartered_in": [
-        "{s} hosts the headquarters of {os}.",
-        "Organisations based in {s} include {os}.",
-    ],
-    "authored": ["{s} was written by {os}."],
-    "written_by": ["{s} wrote {os}."],
-    "published_by": ["{s} published {os}.", "Titles published by {s} include {os}."],
-    "mayor_of": ["The mayor of {s} is {os}."],
-    "has_mayor": ["{s} is the mayor of {os}."],
-    "spouse_of": ["{s} is married to {os}."],
-    "student_of": ["{s} taught {os}.", "Students of {s} include {os}."],
-}
-
-_ALIAS_TEMPLATES = [
-    "{s} is also known as {a}.",
-    "{s} is sometimes called {a}.",
-    "Many refer to {s} as {a}.",
-]
-
-# Fact-free colour, so short documents read like encyclopedia entries and not like triples.
-_FLAVOUR: dict[str, list[str]] = {
-    "person": [
-        "Colleagues describe {s} as patient and exacting.",
-        "{s} rarely gives interviews.",
-        "Friends recall a dry sense of humour.",
-        "{s} keeps a large private library.",
-        "Letters written by {s} survive in several archives.",
-        "Early years were spent largely outdoors.",
-    ],
-    "city": [
-        "Its streets are busiest on market days.",
-        "Visitors often remark on the clock tower in the main square.",
-        "The local museum keeps records going back several centuries.",
-        "Winters there are mild and short.",
-        "A stone bridge links the older and newer quarters.",
-    ],
-    "country": [
-        "Its economy rests on farming and trade.",
-        "The national flag carries three stripes.",
-        "The country holds elections every five years.",
-        "Its currency is named after an old unit of weight.",
-        "Folk music remains popular in the villages.",
-    ],
-    "organisation": [
-        "It publishes an annual report on its activities.",
-        "Its members meet each spring for a general assembly.",
-        "The archives of {s} are open to researchers.",
-        "It has grown steadily since its early years.",
-        "A small board oversees its finances.",
-    ],
-    "work": [
-        "Critics praised its clear structure.",
-        "It has been translated into several languages.",
-        "A second edition followed some years later.",
-        "The text is divided into short chapters.",
-        "It is still taught in some schools.",
-    ],
-}
-_GENERIC_FLAVOUR = [
-    "Further details are recorded in local archives.",
-    "Little else about {s} is widely documented.",
-    "Sources differ on some of the finer points.",
-]
+_OUT_TEMPLATES = table("kg", "out_templates", dict[str, tuple[str, ...]])
+_IN_TEMPLATES = table("kg", "in_templates", dict[str, tuple[str, ...]])
+_ALIAS_TEMPLATES = table("kg", "alias_templates", tuple[str, ...])
+_FLAVOUR = table("kg", "flavour", dict[str, tuple[str, ...]])
+_GENERIC_FLAVOUR = table("kg", "generic_flavour", tuple[str, ...])
 _MAX_LISTED = 4
 _MIN_WORDS, _MAX_WORDS = 60, 150
 
@@ -763,7 +538,7 @@ def _document(
         if _words(opening + body) + len(sentence.split()) <= max_words:
             body.append(sentence)
     rng.shuffle(body)
-    pool = _FLAVOUR.get(entity.type, []) + _GENERIC_FLAVOUR
+    pool = _FLAVOUR.get(entity.type, ()) + _GENERIC_FLAVOUR
     for sentence in rng.sample(pool, len(pool)):
         if _words(opening + body) >= min_words:
             break

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from posttrain.data.kg import RELATION_TEXT, KnowledgeGraph, document_id
+from posttrain.data.tables import table
 
 MIN_HOPS, MAX_HOPS = 2, 8
 
@@ -77,67 +78,14 @@ def unique_answer(kg: KnowledgeGraph, start: str, relations: list[str]) -> str |
 
 # --- phrasing -----------------------------------------------------------------------------
 
-# "{x}" is a reference to the previous entity ("that person"); "{t}" the next entity's type.
-_HOP_TEMPLATES: dict[str, list[str]] = {
-    "born_in": ["the {t} where {x} was born", "the birthplace of {x}", "the {t} {x} was born in"],
-    "lives_in": ["the {t} where {x} lives", "the {t} {x} lives in", "the home {t} of {x}"],
-    "located_in": [
-        "the {t} {x} is located in",
-        "the {t} that contains {x}",
-        "the {t} in which {x} lies",
-    ],
-    "capital_of": [
-        "the {t} whose capital is {x}",
-        "the {t} that has {x} as its capital",
-        "the {t} of which {x} is the capital",
-    ],
-    "has_capital": [
-        "the capital of {x}",
-        "the capital {t} of {x}",
-        "the {t} that is capital of {x}",
-    ],
-    "citizen_of": [
-        "the {t} {x} is a citizen of",
-        "the {t} of citizenship of {x}",
-        "the {t} whose citizen {x} is",
-    ],
-    "works_for": ["the {t} {x} works for", "the employer of {x}", "the {t} that employs {x}"],
-    "founded_by": [
-        "the {t} who founded {x}",
-        "the founder of {x}",
-        "the {t} by whom {x} was founded",
-    ],
-    "founder_of": [
-        "the {t} {x} founded",
-        "the {t} that was founded by {x}",
-        "the {t} whose founder is {x}",
-    ],
-    "headquartered_in": [
-        "the {t} where {x} is headquartered",
-        "the {t} that hosts the headquarters of {x}",
-        "the {t} in which {x} has its head office",
-    ],
-    "authored": ["a {t} that {x} wrote", "a {t} written by {x}", "a {t} authored by {x}"],
-    "written_by": ["the {t} who wrote {x}", "the author of {x}", "the {t} by whom {x} was written"],
-    "published_by": [
-        "the {t} that published {x}",
-        "the publisher of {x}",
-        "the {t} {x} was published by",
-    ],
-    "mayor_of": ["the {t} where {x} is mayor", "the {t} whose mayor is {x}", "the {t} {x} governs"],
-    "has_mayor": [
-        "the mayor of {x}",
-        "the {t} who is mayor of {x}",
-        "the {t} serving as mayor of {x}",
-    ],
-    "spouse_of": ["the spouse of {x}", "the {t} married to {x}", "the {t} {x} is married to"],
-    "student_of": ["the teacher of {x}", "the {t} who taught {x}", "the {t} {x} studied under"],
-}
-_OPENINGS = ["Start with {name}.", "Begin at {name}.", "Consider {name}.", "Take {name}."]
-_FIRST_STEP = ["Move to {p}.", "Go to {p}.", "Find {p}."]
-_NEXT_STEP = ["Then to {p}.", "From there, go to {p}.", "Next, find {p}.", "Now move to {p}."]
-_CLOSINGS = ["Which {t} is it?", "Which {t} do you reach?", "Which {t} is at the end of the chain?"]
-_REFERENCES = ["that {t}", "this {t}"]
+# The question's phrases are shipped data (tables/walks.yaml): in a hop template "{x}" is a
+# reference to the previous entity ("that person") and "{t}" the next entity's type.
+_HOP_TEMPLATES = table("walks", "hop_templates", dict[str, tuple[str, ...]])
+_OPENINGS = table("walks", "openings", tuple[str, ...])
+_FIRST_STEP = table("walks", "first_step", tuple[str, ...])
+_NEXT_STEP = table("walks", "next_step", tuple[str, ...])
+_CLOSINGS = table("walks", "closings", tuple[str, ...])
+_REFERENCES = table("walks", "references", tuple[str, ...])
 
 
 def _noun(kg: KnowledgeGraph, entity_id: str) -> str:
@@ -154,7 +102,7 @@ def _hop_phrase(kg: KnowledgeGraph, hop: Hop, rng: random.Random) -> str:
         if text is None:
             words = hop.relation.replace("_", " ")
             return f'the {tail_noun} linked from {reference} by the relation "{words}"'
-        templates = ["the {t} that {x} " + text]
+        templates = ("the {t} that {x} " + text,)
     return rng.choice(templates).format(x=reference, t=tail_noun)
 
 

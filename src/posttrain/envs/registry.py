@@ -1,16 +1,17 @@
-"""Environments by name: `register_env("name")` on a factory, `make_env(spec)` to build one.
+"""Environments by name: `register_env("name")` on a factory, `env_factory(spec)` to build one.
 
-A spec is a registered name or a dotted import path (`package.module:Factory`), so a user's
-environment plugs in from config without touching posttrain.
+A spec is a registered name or an import path (`package.module:Factory`; `posttrain.specs`'
+grammar, docs/specs.md), so a user's environment plugs in from config without touching
+posttrain.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from posttrain.envs.base import Env
+from posttrain.specs import SpecKind, parse_spec, resolve_import_path
 
 _ENVS: dict[str, Callable[..., Env]] = {}
 
@@ -26,15 +27,13 @@ def register_env(name: str) -> Callable[[Callable[..., Env]], Callable[..., Env]
 
 
 def env_factory(spec: str, **kwargs: Any) -> Callable[[], Env]:
-    """A zero-argument constructor for the environment `spec` names."""
-    if spec in _ENVS:
-        factory = _ENVS[spec]
-    elif ":" in spec or "." in spec:
-        module_name, _, attr = spec.replace(":", ".").rpartition(".")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as error:
-            raise ValueError(f"cannot import environment {spec!r}: {error}") from None
+    """A zero-argument constructor for the environment `spec` names: a registered name or an
+    import path of a factory (a ValueError quoting the spec otherwise)."""
+    parsed = parse_spec(
+        spec, (SpecKind.NAME, SpecKind.IMPORT_PATH), what="environment", names=_ENVS
+    )
+    if parsed.kind is SpecKind.NAME:
+        factory = _ENVS[parsed.name]
     else:
-        raise ValueError(f"unknown environment {spec!r}; registered: {sorted(_ENVS)}")
+        factory = resolve_import_path(parsed, what="environment")
     return lambda: factory(**kwargs)

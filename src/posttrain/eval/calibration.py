@@ -2,7 +2,8 @@
 
 Pure functions on arrays: errors of the expected label against y in 1..K, per-threshold
 accuracy and Brier score of P(y > k), expected calibration error (ECE) with equal-width bins,
-Spearman correlation, and pairwise accuracy as a function of the score margin.
+Spearman correlation (`posttrain.data.correlation`), and pairwise accuracy as a function of
+the score margin.
 
 A scalar-only model (Bradley–Terry, or the MSE regression baseline) has no threshold
 probabilities. Its scores are mapped to them by isotonic regression fitted on the TRAINING
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from posttrain.data.correlation import spearman
+from posttrain.rewards.ordinal import label_distribution, row_label, row_pair
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -66,18 +70,6 @@ def threshold_targets(labels: Any, num_levels: int) -> np.ndarray:
     """[y > 1, ..., y > K-1] per item as 0/1 floats, shape (n, K-1)."""
     y = _labels(labels, num_levels)
     return (y[:, None] > np.arange(1, num_levels)[None, :]).astype(np.float64)
-
-
-def label_distribution(threshold_probs: Any) -> np.ndarray:
-    """P(y = k) for k in 1..K from P(y > k): successive differences. Independent thresholds
-    can cross (P(y>2) > P(y>1)); the negative mass that gives is clipped and the rest
-    renormalised, so each row is a distribution."""
-    p = np.asarray(threshold_probs, dtype=np.float64)
-    if p.ndim != 2:
-        raise ValueError(f"threshold probabilities must be 2-dimensional, got shape {p.shape}")
-    ones, zeros = np.ones((len(p), 1)), np.zeros((len(p), 1))
-    mass = np.clip(np.hstack([ones, p]) - np.hstack([p, zeros]), 0.0, None)
-    return mass / mass.sum(axis=1, keepdims=True)
 
 
 def label_errors(expected: ArrayLike, labels: ArrayLike) -> dict[str, float]:
@@ -142,17 +134,6 @@ def expected_calibration_error(probs: ArrayLike, outcomes: ArrayLike, bins: int 
     if not total:
         raise ValueError("no probabilities to evaluate")
     return float(sum(row["n"] * abs(row["confidence"] - row["frequency"]) for row in table) / total)
-
-
-def spearman(scores: ArrayLike, labels: ArrayLike) -> float | None:
-    """Spearman's rank correlation of score and label; None when either is constant."""
-    from scipy.stats import spearmanr
-
-    s, y = _array(scores, "scores"), _array(labels, "labels")
-    _same_length(scores=s, labels=y)
-    if len(s) < 2 or np.all(s == s[0]) or np.all(y == y[0]):
-        return None
-    return float(spearmanr(s, y).statistic)
 
 
 def margin_accuracy(
@@ -345,8 +326,6 @@ def evaluate_reward_model(
     for `test_rows`. A model without threshold probabilities is calibrated on
     `calibration_rows` (the training rows, scored here) or `calibration_predictions`.
     """
-    from posttrain.rewards.ordinal import row_label, row_pair
-
     labels = [row_label(r, num_levels) for r in test_rows]
 
     def predict(rows: Sequence[Mapping[str, Any]]) -> list[Any]:

@@ -24,8 +24,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from posttrain import atomic
-from posttrain.data.io import DataError, read_text
+from posttrain.data.io import DataError, iter_jsonl, repair_torn_tail
 from posttrain.models.chat.base import ChatModel
 
 Record = dict[str, Any]
@@ -34,8 +33,9 @@ Record = dict[str, Any]
 class ItemLog:
     """Append-only JSONL of finished items, each with a unique string ``key`` field.
 
-    Reading tolerates a torn last line (a crash mid-write) and drops it; a malformed line
-    elsewhere is an error naming the file and line. A key written twice keeps the last record.
+    Opening it cuts a torn last line (a crash mid-write) off the file, so that item is simply
+    redone; a malformed line elsewhere is an error naming the file and line (the JSONL rule
+    of `posttrain.data.io`). A key written twice keeps the last record.
     """
 
     def __init__(self, path: str | Path, key: str = "key") -> None:
@@ -46,25 +46,13 @@ class ItemLog:
     def _read(self) -> dict[str, Record]:
         if not self.path.exists():
             return {}
+        repair_torn_tail(self.path)  # before new appends go after it
         records: dict[str, Record] = {}
-        lines = read_text(self.path).splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                if number == len(lines):  # torn by a crash: the item is simply redone
-                    self._rewrite_without_last_line(lines)
-                    break
-                raise DataError(f"{self.path}:{number}: not valid JSON: {err.msg}") from None
-            if not isinstance(record, dict) or self.key not in record:
-                raise DataError(f"{self.path}:{number}: expected an object with {self.key!r}")
+        for number, record in iter_jsonl(self.path):
+            if self.key not in record:
+                raise DataError(f"expected an object with {self.key!r}", self.path, line=number)
             records[str(record[self.key])] = record
         return records
-
-    def _rewrite_without_last_line(self, lines: list[str]) -> None:
-        atomic.write_text(self.path, "".join(line + "\n" for line in lines[:-1]))
 
     def __contains__(self, key: object) -> bool:
         return str(key) in self.records
@@ -144,11 +132,13 @@ def chat_with_cache(spec: str, cache_path: str | Path | None = None, **kwargs: A
     Local and scripted models are deterministic at temperature 0 and cheap to rerun, so only
     remote calls (which cost money and time) are cached.
     """
-    from posttrain.models.chat.spec import load_chat
+    from posttrain.models.chat.spec import load_chat, parse_chat_spec
+    from posttrain.specs import SpecKind
 
-    if spec.startswith("openai:") and cache_path is not None:
+    parsed = parse_chat_spec(spec)
+    if parsed.kind is SpecKind.OPENAI and cache_path is not None:
         kwargs.setdefault("cache", Path(cache_path))
-    return load_chat(spec, **kwargs)
+    return load_chat(parsed, **kwargs)
 
 
 __all__ = [

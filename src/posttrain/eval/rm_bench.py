@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.progress import Progress
 
-from posttrain.data.io import DataError, append_jsonl, read_jsonl
+from posttrain.data.io import DataError, append_jsonl, read_jsonl, repair_torn_tail
 from posttrain.eval.set_scorers import SetScorer
 
 
@@ -84,6 +84,7 @@ def evaluate_scorer(
         out_dir.mkdir(parents=True, exist_ok=True)
         scores_path = out_dir / "scores.jsonl"
         if scores_path.exists():
+            repair_torn_tail(scores_path)  # a kill mid-append: that instance is scored again
             wanted = {str(i["id"]) for i in instances}
             records = {r["id"]: r for r in read_jsonl(scores_path) if r["id"] in wanted}
     todo = [i for i in instances if str(i["id"]) not in records]

@@ -5,7 +5,7 @@ which of these candidates is best — so both take a `SetScorer`. A pointwise sc
 reward model in-process or over HTTP, anything with `score(prompts, responses)`) scores
 every candidate on its own, in one batch across all sets; an LLM judge can rate each
 candidate 1-10 (pointwise) or choose the best of the whole list (listwise). `load_scorer`
-turns a SPEC string into one of them.
+turns a SPEC string (`posttrain.specs`' grammar, docs/specs.md) into one of them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol
 
 from posttrain.models.chat.base import ChatModel, GenerationParams
+from posttrain.specs import SpecKind, parse_spec, resolve_import_path
 
 
 class SetScorer(Protocol):
@@ -225,44 +225,55 @@ class JudgeScorer:
 
 
 SPEC_HELP = (
-    "a reward-model directory (DIR?torch_dtype=bfloat16&device=cuda:0 sets how it loads), "
+    "a reward-model directory, Bradley–Terry or ordinal "
+    "(DIR?torch_dtype=bfloat16&device=cuda:0 sets how it loads), "
     "http(s)://HOST:PORT of `posttrain serve-rm`, "
     "judge:MODEL_SPEC or judge-listwise:MODEL_SPEC (an LLM judge), length, vocabulary, "
-    "or random[:SEED]"
+    "random[:SEED], or package.module:Scorer (a class with score_sets, built without arguments)"
 )
 
 
+SCORER_NAMES = ("length", "vocabulary", "random")
+"""Scorers named by a word alone."""
+JUDGE_MODES = {"judge": "pointwise", "judge-listwise": "listwise"}
+"""`judge:MODEL_SPEC` and `judge-listwise:MODEL_SPEC`: an LLM judge in that mode."""
+
+
 def load_scorer(spec: str) -> SetScorer:
-    """The scorer a SPEC names (see `SPEC_HELP`)."""
-    if spec == "length":
-        return LengthScorer()
-    if spec == "vocabulary":
-        return VocabularyScorer()
-    if spec == "random" or spec.startswith("random:"):
-        seed = spec.partition(":")[2] or "0"
-        if not seed.isdigit():
-            raise ValueError(f"scorer {spec!r}: the random seed must be an integer")
-        return RandomScorer(int(seed))
-    for prefix, mode in (("judge:", "pointwise"), ("judge-listwise:", "listwise")):
-        if spec.startswith(prefix):
-            from posttrain.models.chat.spec import load_chat
+    """The scorer a SPEC names (see `SPEC_HELP`). A reward-model directory loads as what it
+    holds (`posttrain.rewards.spec.load_reward_model`: ordinal or Bradley–Terry), the same as
+    `reward-model:DIR` does for RL."""
+    parsed = parse_spec(
+        spec,
+        (SpecKind.NAME, SpecKind.URL, SpecKind.DIRECTORY, SpecKind.IMPORT_PATH),
+        what="scorer",
+        names=SCORER_NAMES,
+        takes_argument=("random", *JUDGE_MODES),
+        directory_options=True,
+        expected=SPEC_HELP,
+    )
+    if parsed.kind is SpecKind.NAME:
+        if parsed.name == "length":
+            return LengthScorer()
+        if parsed.name == "vocabulary":
+            return VocabularyScorer()
+        if parsed.name == "random":
+            seed = parsed.argument or "0"
+            if not seed.isdigit():
+                raise ValueError(f"scorer {spec!r}: the random seed must be an integer")
+            return RandomScorer(int(seed))
+        from posttrain.models.chat.spec import load_chat
 
-            return JudgeScorer(load_chat(spec.removeprefix(prefix)), mode=mode)
-    if spec.startswith(("http://", "https://")):
-        from posttrain.rewards.reward_model_server import HTTPRewardModel
+        return JudgeScorer(load_chat(parsed.argument or ""), mode=JUDGE_MODES[parsed.name])
+    if parsed.kind is SpecKind.IMPORT_PATH:  # a user's scorer: a class or factory, no arguments
+        scorer = resolve_import_path(parsed, "scorer")()
+        if not callable(getattr(scorer, "score_sets", None)):
+            raise ValueError(f"scorer {spec!r} built a {type(scorer).__name__} without score_sets")
+        return scorer
+    from posttrain.rewards.spec import load_reward_model
 
-        return Pointwise(HTTPRewardModel(spec), name=spec)
-    from posttrain.rewards.reward_model import parse_model_spec
-
-    where, options = parse_model_spec(spec)
-    path = Path(where).expanduser()
-    if path.is_dir():
-        from posttrain.rewards.reward_model import RewardModel
-
-        # The model scores each (prompt, candidate) as a conversation through its chat template.
-        return Pointwise(RewardModel(path, **options), name=str(path))
-    reason = "no such directory" if not path.exists() else "not a recognised form"
-    raise ValueError(f"unknown scorer {spec!r} ({reason}); expected {SPEC_HELP}")
+    # A reward model scores each (prompt, candidate) as a conversation through its chat template.
+    return Pointwise(load_reward_model(parsed), name=parsed.url or str(parsed.path))
 
 
 def best_index(scores: Sequence[float]) -> int:

@@ -113,3 +113,14 @@ def build_tiny_model(
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def describe_saved(model_dir: str | Path, kind: str = "causal-lm") -> str:
+    """`qwen2, 812,800 parameters, vocab 512`: a saved model's type, its parameters (counted
+    on a fresh `kind` model built from its config, so no weights are read) and vocabulary."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(model_dir)
+    model_cls = AutoModelForCausalLM if kind == "causal-lm" else AutoModelForSequenceClassification
+    parameters = count_parameters(model_cls.from_config(config))
+    return f"{config.model_type}, {parameters:,} parameters, vocab {config.vocab_size}"

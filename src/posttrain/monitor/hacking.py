@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.io import DataError, read_text
+from posttrain.data.io import DataError, iter_jsonl, read_text
 
 ALPHA = 0.5
 """Weight of the auxiliary (biased) judges in the training reward, in all CHERRL runs."""
@@ -74,9 +74,9 @@ def load_rollouts(path: str | Path, *, require_main: bool = False) -> list[dict[
     """Read `rollouts.jsonl` (or the one inside directory `path`), one rollout per line.
 
     Blank lines are skipped, and so is a torn last line (no newline yet, not valid JSON: a
-    live run is writing it). Any other line that is not a JSON object, lacks `step`,
-    `response` or `score` (or `main_score` when `require_main`), or has a non-numeric step or
-    score raises a ValueError naming the file and line number.
+    live run is writing it; `posttrain.data.io.iter_jsonl`). Any other line that is not a
+    JSON object, lacks `step`, `response` or `score` (or `main_score` when `require_main`),
+    or has a non-numeric step or score raises a ValueError naming the file and line number.
     """
     file = Path(path)
     if file.is_dir():
@@ -84,19 +84,10 @@ def load_rollouts(path: str | Path, *, require_main: bool = False) -> list[dict[
     if not file.is_file():
         raise ValueError(f"no rollout log at {file}")
     required = REQUIRED_KEYS + (("main_score",) if require_main else ())
-    records = []
-    lines = read_text(file).splitlines(keepends=True)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines) and not line.endswith("\n"):
-                break  # a line still being written by a live run
-            raise ValueError(f"{file}:{number}: invalid JSON ({error.msg})") from None
-        records.append(_checked(record, required, f"{file}:{number}"))
-    return records
+    return [
+        _checked(record, required, f"{file}:{number}")
+        for number, record in iter_jsonl(file, tolerate_torn_tail=True)
+    ]
 
 
 def _checked(record: Any, required: Sequence[str], where: str) -> dict[str, Any]:

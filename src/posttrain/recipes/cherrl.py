@@ -18,7 +18,6 @@ The offline judge is a scripted keyword judge, not an LLM; every output says so.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,27 @@ from rich.console import Console
 from rich.table import Table
 
 from posttrain import atomic
-from posttrain.config import to_dict
 from posttrain.data.health_chat import BIASES, HealthChatConfig, build_health_chat, corpus
+from posttrain.data.healthbench import load_healthbench
 from posttrain.data.io import read_jsonl, write_jsonl
-from posttrain.monitor.detector import LLMAgentDetector, StatisticalDetector, evaluate_detector
+from posttrain.monitor.detector import evaluate_detector, load_detector
 from posttrain.monitor.hacking import (
     discoverability,
     load_rollouts,
     onset,
     per_step_signals,
 )
-from posttrain.report import plot_curves, write_report
-from posttrain.rewards.biases import Bias, BiasedRubricReward, combine, make_bias
-from posttrain.rewards.combine import RewardSet
-from posttrain.rewards.judge import JUDGE_LABEL, RubricJudge, load_healthbench
+from posttrain.recipes.base import Recipe
+from posttrain.report import plot_curves
+from posttrain.rewards.biases import Bias, BiasedRubricReward, make_bias, with_bias_rewards
+from posttrain.rewards.instructions import check_verifier
+from posttrain.rewards.judge import RubricJudge
+from posttrain.rewards.keyword_judge import JUDGE_LABEL
+from posttrain.rewards.reward_set import RewardSet
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.rl.rollout_log import RolloutLog, rollouts_path
-from posttrain.runs import Run, require_unchanged
-from posttrain.sft.warm_start import WarmStartConfig, warm_start
+from posttrain.runs import Run
+from posttrain.sft.warm_start import WarmStartConfig
 
 CONTROL = "control"
 
@@ -103,8 +105,18 @@ class CherrlRunConfig:
     runs_root: str = "runs"
 
 
-class CherrlRecipe:
+class CherrlRecipe(Recipe):
+    title = "CHERRL: reward hacking under a biased judge"
+    rerun_may_change = ("biases", "detector")
+    """Another bias adds a hacking run; another detector only reads the logs again."""
+    config: CherrlRunConfig
+
     def __init__(self, config: CherrlRunConfig, console: Console | None = None) -> None:
+        super().__init__(config, console)
+        self.data_dir = self.run.path / "data"
+        self.biases = {b: self._bias(b) for b in config.biases}
+
+    def check(self, config: CherrlRunConfig) -> None:
         if not config.biases:
             raise ValueError("biases: name at least one bias to inject")
         unknown = [b for b in config.biases if b not in BIASES]
@@ -114,16 +126,11 @@ class CherrlRecipe:
             raise ValueError(f"combine: {config.combine!r} is not 'sum' or 'max'")
         if not config.alpha > 0:
             raise ValueError(f"alpha: must be positive, got {config.alpha}")
-        path = Path(config.runs_root) / config.run_name / "config.yaml"
-        require_unchanged(path, to_dict(config), ignore=("biases", "detector"))
-        self.config = config
-        self.console = console or Console()
-        self.run = Run.create(config.run_name, config, root=config.runs_root)
-        self.data_dir = self.run.path / "data"
-        self.biases = {b: self._bias(b) for b in config.biases}
 
-    def say(self, message: str) -> None:
-        self.console.print(message)
+    @classmethod
+    def flag_values(cls, key: str, words: list[str]) -> list[str]:
+        """`--bias all` stands for every bias."""
+        return list(BIASES) if key == "biases" and "all" in words else words
 
     def _bias(self, name: str) -> Bias:
         overrides = {"min_words": self.config.verbose_min_words} if name == "verbose" else {}
@@ -132,43 +139,33 @@ class CherrlRecipe:
     # ------------------------------------------------------------------ stages
 
     def data(self) -> dict[str, Any]:
-        stats_path = self.data_dir / "stats.json"
-        if not stats_path.exists():  # built whole in a scratch folder: a kill leaves none
-            with atomic.staged_dir(self.data_dir) as scratch:
-                built = build_health_chat(self.config.data, scratch)
-                if self.config.prompts:
-                    rows = _user_prompts(self.config.prompts)
-                    write_jsonl(scratch / "prompts.jsonl", rows)
-                    built["stats"]["rl_prompts"] = len(rows)
-                    built["stats"]["prompts_from"] = self.config.prompts
-                    (scratch / "stats.json").write_text(json.dumps(built["stats"], indent=2))
-        return json.loads(stats_path.read_text())
+        def build(scratch: Path) -> None:
+            built = build_health_chat(self.config.data, scratch)
+            if self.config.prompts:
+                rows = _user_prompts(self.config.prompts)
+                write_jsonl(scratch / "prompts.jsonl", rows)
+                built["stats"]["rl_prompts"] = len(rows)
+                built["stats"]["prompts_from"] = self.config.prompts
+                (scratch / "stats.json").write_text(json.dumps(built["stats"], indent=2))
+
+        self.built_dir("data", "stats.json", build)
+        return json.loads((self.data_dir / "stats.json").read_text())
 
     def policy(self) -> tuple[str, float]:
         if self.config.policy:
             return self.config.policy, 0.0
-        base = self.config.warm_start.base_model
-        if not base:
-            path = self.run.path / "base-model"
-            if not (path / "config.json").exists():
-                from posttrain.models.tiny import build_tiny_model
-
-                with atomic.staged_dir(path) as scratch:  # trusted once it exists
-                    build_tiny_model(
-                        scratch,
-                        corpus(read_jsonl(self.data_dir / "sft.jsonl")),
-                        size=self.config.model_size,
-                        vocab_size=self.config.vocab_size,
-                        seed=self.config.warm_start.seed,
-                        max_positions=self.config.max_positions,
-                    )
-            base = str(path)
+        base = self.config.warm_start.base_model or self.tiny_model(
+            "base-model",
+            lambda: corpus(read_jsonl(self.data_dir / "sft.jsonl")),
+            size=self.config.model_size,
+            vocab_size=self.config.vocab_size,
+            seed=self.config.warm_start.seed,
+            max_positions=self.config.max_positions,
+        )
         settings = replace(
             self.config.warm_start, base_model=base, train_file=str(self.data_dir / "sft.jsonl")
         )
-        with Run(self.run.path / "warm-start") as log:
-            log.truncate_metrics_after(-1)
-            result = warm_start(settings, log)
+        result = self.logged_warm_start("warm-start", settings)
         return str(result.model_dir), result.train_seconds
 
     def reward(self, biases: list[str]) -> BiasedRubricReward:
@@ -193,7 +190,7 @@ class CherrlRecipe:
             runs_root=str(self.run.path),
         )
         run_dir = self.run.path / settings.run_name
-        if (run_dir / "checkpoints" / "final").exists():
+        if self.rl_finished(settings.run_name):
             return run_dir
         from posttrain.rl.trainer import RLTrainer
 
@@ -249,7 +246,7 @@ class CherrlRecipe:
         control = [
             {
                 **r,
-                "score": combine(
+                "score": with_bias_rewards(
                     r["main_score"], {bias: r["aux"][bias]}, config.alpha, config.combine
                 ),
             }
@@ -284,11 +281,7 @@ class CherrlRecipe:
         }
 
     def detector(self):
-        if self.config.detector == "statistical":
-            return StatisticalDetector()
-        from posttrain.models.chat.spec import load_chat
-
-        return LLMAgentDetector(load_chat(self.config.detector))
+        return load_detector(self.config.detector)
 
     def figure(self, bias, signals, hacked, control, result, alert) -> Path:
         panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {
@@ -317,9 +310,8 @@ class CherrlRecipe:
 
     # ------------------------------------------------------------------ whole run
 
-    def __call__(self) -> dict[str, Any]:
+    def stages(self) -> dict[str, Any]:
         config = self.config
-        started = time.perf_counter()
         self.say(f"judge: {judge_label(config.judge)}")
         self.say("[bold]1/5 data[/]: health-advice chats with HealthBench-style rubrics")
         stats = self.data()
@@ -340,17 +332,7 @@ class CherrlRecipe:
         self.run.write_json("results.json", {"judge": judge_label(config.judge), **results})
         self.say("[bold]5/5 report[/]")
         self.console.print(render_table(results))
-        summary = {
-            "run": str(self.run.path),
-            "judge": judge_label(config.judge),
-            "data": stats,
-            "results": results,
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        self.run.write_json("summary.json", summary)
-        report = write_report(self.run.path, title="CHERRL: reward hacking under a biased judge")
-        self.say(f"report: {report}")
-        return summary
+        return {"judge": judge_label(config.judge), "data": stats, "results": results}
 
 
 def judge_label(spec: str) -> str:
@@ -363,7 +345,8 @@ def detector_name(detector: Any) -> str:
 
 def _user_prompts(path: str) -> list[dict[str, Any]]:
     if path.endswith(".parquet"):
-        return [{"prompt": r["prompt"], "rubrics": r["rubrics"]} for r in load_healthbench(path)]
+        rows = load_healthbench(path, check_verifier=check_verifier)
+        return [{"prompt": r["prompt"], "rubrics": r["rubrics"]} for r in rows]
     rows = read_jsonl(path)
     for number, row in enumerate(rows, start=1):
         missing = [k for k in ("prompt", "rubrics") if k not in row]

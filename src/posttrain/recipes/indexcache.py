@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from posttrain import atomic
@@ -54,11 +53,11 @@ from posttrain.attention.train import (
     recall_accuracy,
     train_dsa,
 )
-from posttrain.config import to_dict
 from posttrain.data.code_corpus import CodeCorpusConfig, build_lm_corpus, token_blocks
 from posttrain.eval.core import ItemLog
-from posttrain.report import plot_curves, write_report
-from posttrain.runs import Run, require_unchanged
+from posttrain.recipes.base import Recipe
+from posttrain.report import plot_curves
+from posttrain.runs import Run
 
 DENSE = "dense"
 DSA = "dsa"
@@ -103,8 +102,13 @@ class IndexCacheRunConfig:
     runs_root: str = "runs"
 
 
-class IndexCacheRecipe:
-    def __init__(self, config: IndexCacheRunConfig, console: Console | None = None) -> None:
+class IndexCacheRecipe(Recipe):
+    title = "IndexCache on DeepSeek Sparse Attention"
+    rerun_may_change = ("threads", "repeats", "decode_tokens")
+    """Timing settings only decide which speed rows are measured again (see `speed`)."""
+    config: IndexCacheRunConfig
+
+    def check(self, config: IndexCacheRunConfig) -> None:
         if not config.keep or not all(0.0 < f < 1.0 for f in config.keep):
             raise ValueError(f"keep: fractions in (0, 1) expected, got {config.keep}")
         if not config.lengths or min(config.lengths) < 2:
@@ -115,15 +119,6 @@ class IndexCacheRecipe:
             )
         if config.repeats < 1 or config.decode_tokens < 1:
             raise ValueError("repeats and decode_tokens must be >= 1")
-        path = Path(config.runs_root) / config.run_name / "config.yaml"
-        # timing settings only decide which speed rows are measured again (see `speed`)
-        require_unchanged(path, to_dict(config), ignore=("threads", "repeats", "decode_tokens"))
-        self.config = config
-        self.console = console or Console()
-        self.run = Run.create(config.run_name, config, root=config.runs_root)
-
-    def say(self, message: str) -> None:
-        self.console.print(message)
 
     # ------------------------------------------------------------------ stages
 
@@ -183,9 +178,10 @@ class IndexCacheRecipe:
         return out, trained
 
     def overlap(self, model: DSAForCausalLM, data: dict[str, Any]) -> dict[str, Any]:
-        path = self.run.path / "overlap.json"
-        if path.exists():
-            return json.loads(path.read_text())
+        return self.cached_json("overlap.json", lambda: self._overlap(model, data))
+
+    def _overlap(self, model: DSAForCausalLM, data: dict[str, Any]) -> dict[str, Any]:
+        """The indexers' top-k overlap between layers on held-out blocks, and its heat map."""
         n = model.config.num_hidden_layers
         ids = data["heldout"][: self.config.train.eval_batch_size]
         with torch.no_grad():
@@ -204,24 +200,23 @@ class IndexCacheRecipe:
         )
         adjacent = [float(matrix[i, i + 1]) for i in range(n - 1)]
         far = [float(matrix[i, j]) for i in range(n) for j in range(i + 2, n)]
-        result = {
+        return {
             "matrix": matrix.round(4).tolist(),
             "adjacent_mean": sum(adjacent) / max(1, len(adjacent)),
             "non_adjacent_mean": sum(far) / len(far) if far else None,
             "random_selection_mean": chance,
             "queries_from": k,
         }
-        atomic.write_text(path, json.dumps(result, indent=2))
-        return result
 
     def search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
-        path = self.run.path / "greedy.json"
-        if path.exists():
-            return json.loads(path.read_text())
+        return self.cached_json("greedy.json", lambda: self._search(model, data))
+
+    def _search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """The greedy layer search by calibration loss, each step's pattern's held-out loss."""
         n = model.config.num_hidden_layers
         loss_fn = calibration_loss_fn(model, data["calibration"], self.config.train.batch_size)
         history = greedy_layer_search(n, loss_fn, target_full=1)
-        rows = [
+        return [
             {
                 "kept": kept,
                 "pattern": pattern,
@@ -230,8 +225,6 @@ class IndexCacheRecipe:
             }
             for kept, pattern, loss in history
         ]
-        atomic.write_text(path, json.dumps(rows, indent=2))
-        return rows
 
     def patterns(self, n_layers: int, greedy: list[dict[str, Any]]) -> dict[str, str]:
         """Named IndexCache patterns: uniform (every m-th layer, from 0) and greedy ones."""
@@ -275,9 +268,20 @@ class IndexCacheRecipe:
         distilled: dict[str, Path],
         data: dict[str, Any],
     ) -> dict[str, dict[str, Any]]:
-        path = self.run.path / "quality.json"
-        if path.exists():
-            return json.loads(path.read_text())
+        return self.cached_json(
+            "quality.json", lambda: self._quality(model, tokenizer, patterns, distilled, data)
+        )
+
+    def _quality(
+        self,
+        model: DSAForCausalLM,
+        tokenizer: Any,
+        patterns: dict[str, str],
+        distilled: dict[str, Path],
+        data: dict[str, Any],
+    ) -> dict[str, dict[str, Any]]:
+        """Held-out LM loss and recall of dense attention, DSA and every pattern (training-free
+        and distilled), with each loss against DSA's in percent."""
         n = model.config.num_hidden_layers
         held = data["heldout"]
 
@@ -300,7 +304,6 @@ class IndexCacheRecipe:
                 if kind in row:
                     loss = row[kind]["heldout_loss"]
                     row[kind]["loss_vs_dsa_percent"] = 100.0 * (loss - reference) / reference
-        atomic.write_text(path, json.dumps(rows, indent=2))
         return rows
 
     def speed(
@@ -332,9 +335,8 @@ class IndexCacheRecipe:
 
     # ------------------------------------------------------------------ whole run
 
-    def __call__(self) -> dict[str, Any]:
+    def stages(self) -> dict[str, Any]:
         cfg = self.config
-        started = time.perf_counter()
         self.say("[bold]1/6 DSA model[/]: dense pre-training, indexer warm-up, sparse stage")
         model_dir, trained = self.model()
         model, tokenizer = load(model_dir)
@@ -368,8 +370,7 @@ class IndexCacheRecipe:
         self.figures(greedy, quality, speed, n)
         self.run.write_json("results.json", results)
         self.console.print(render_table(results))
-        summary = {
-            "run": str(self.run.path),
+        return {
             "model": str(model_dir),
             **trained,
             "overlap": {
@@ -378,12 +379,7 @@ class IndexCacheRecipe:
             },
             "patterns": patterns,
             "goal": results["goal"],
-            "seconds": round(time.perf_counter() - started, 1),
         }
-        self.run.write_json("summary.json", summary)
-        report = write_report(self.run.path, title="IndexCache on DeepSeek Sparse Attention")
-        self.say(f"report: {report}")
-        return summary
 
     def figures(self, greedy: list[dict], quality: dict, speed: list[dict], n: int) -> None:
         loss_panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {

@@ -13,17 +13,14 @@ RL runs (and continues unfinished ones from their last checkpoint) and finished 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from posttrain import atomic
-from posttrain.config import to_dict
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.longtrace import (
     SETTINGS,
@@ -35,11 +32,12 @@ from posttrain.data.longtrace import (
 )
 from posttrain.eval.longtrace_policy import evaluate_policy, mean_over_seeds
 from posttrain.eval.longtrace_reader import reader_accuracy
-from posttrain.report import plot_curves, write_report
-from posttrain.rewards.registry import get_reward
+from posttrain.recipes.base import Recipe
+from posttrain.report import plot_curves
+from posttrain.rewards.spec import get_reward
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
-from posttrain.runs import Run, read_metrics, require_unchanged
-from posttrain.sft.warm_start import WarmStartConfig, warm_start
+from posttrain.runs import read_metrics
+from posttrain.sft.warm_start import WarmStartConfig
 
 MONITORED = ["longtrace_outcome", "longtrace_rubric_recall"]
 """Scored on every rollout and evaluation with weight 0, so that all variants' curves show
@@ -100,10 +98,20 @@ class LongTraceRunConfig:
     runs_root: str = "runs"
 
 
-class LongTraceRecipe:
+class LongTraceRecipe(Recipe):
     """The stages in order; each returns what the next needs and skips work already done."""
 
+    title = "LongTraceRL"
+    rerun_may_change = ("seeds", "variants")
+    """Seeds and new variants only add policies; an existing variant's reward may not
+    change (`check_rerun`)."""
+    config: LongTraceRunConfig
+
     def __init__(self, config: LongTraceRunConfig, console: Console | None = None) -> None:
+        super().__init__(config, console)
+        self.data_dir = self.run.path / "data"
+
+    def check(self, config: LongTraceRunConfig) -> None:
         if not config.variants:
             raise ValueError("variants: name at least one reward variant to train")
         if not config.seeds:
@@ -120,14 +128,15 @@ class LongTraceRecipe:
                 get_reward(reward)
             except ValueError as err:
                 raise ValueError(f"variants.{variant}: {err}") from None
-        _check_resumable(config)
-        self.config = config
-        self.console = console or Console()
-        self.run = Run.create(config.run_name, config, root=config.runs_root)
-        self.data_dir = self.run.path / "data"
 
-    def say(self, message: str) -> None:
-        self.console.print(message)
+    def check_rerun(self, saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+        """A variant already trained keeps its reward: its finished runs would be reused."""
+        for variant, reward in saved.get("variants", {}).items():
+            if now["variants"].get(variant, reward) != reward:
+                raise ValueError(
+                    f"variants.{variant}: {path} trained it on {reward!r}, not"
+                    f" {now['variants'][variant]!r}; name the variant anew or set another run_name"
+                )
 
     # ------------------------------------------------------------------ stages
 
@@ -136,36 +145,28 @@ class LongTraceRecipe:
         trained on this world's text."""
         if self.config.warm_start.base_model:
             return self.config.warm_start.base_model
-        path = self.run.path / "base-model"
-        if not (path / "config.json").exists():
-            from posttrain.models.tiny import build_tiny_model
-
-            with atomic.staged_dir(path) as scratch:  # trusted once it exists
-                build_tiny_model(
-                    scratch,
-                    tokenizer_corpus(self.config.data),
-                    size=self.config.model_size,
-                    vocab_size=self.config.vocab_size,
-                    seed=self.config.warm_start.seed,
-                    max_positions=self.config.max_positions,
-                )
-        return str(path)
+        return self.tiny_model(
+            "base-model",
+            lambda: tokenizer_corpus(self.config.data),
+            size=self.config.model_size,
+            vocab_size=self.config.vocab_size,
+            seed=self.config.warm_start.seed,
+            max_positions=self.config.max_positions,
+        )
 
     def data(self, tokenizer: str) -> dict[str, Any]:
-        stats_path = self.data_dir / "stats.json"
-        if stats_path.exists():
-            return json.loads(stats_path.read_text())
-        with atomic.staged_dir(self.data_dir) as scratch:  # built whole: a kill leaves none
-            return build_longtrace(replace(self.config.data, out=str(scratch), tokenizer=tokenizer))
+        def build(scratch: Path) -> None:
+            build_longtrace(replace(self.config.data, out=str(scratch), tokenizer=tokenizer))
+
+        self.built_dir("data", "stats.json", build)
+        return json.loads((self.data_dir / "stats.json").read_text())
 
     def policy(self, base: str) -> tuple[str, float]:
         sft_file = self.data_dir / "sft_train.jsonl"
         if not sft_file.exists():
             write_jsonl(sft_file, sft_rows(read_jsonl(self.data_dir / "train.jsonl")))
         settings = replace(self.config.warm_start, base_model=base, train_file=str(sft_file))
-        with Run(self.run.path / "warm-start") as log:
-            log.truncate_metrics_after(-1)  # a rerun logs the (cached) curve once, not twice
-            result = warm_start(settings, log)
+        result = self.logged_warm_start("warm-start", settings)
         return str(result.model_dir), result.train_seconds
 
     def train(self, model_dir: str, variant: str, reward: str, seed: int) -> Path:
@@ -182,15 +183,8 @@ class LongTraceRecipe:
             rewards=rewards,
             reward_weights=[1.0] + [0.0] * (len(rewards) - 1),
             seed=seed,
-            run_name=f"rl-{variant}-seed{seed}",
-            runs_root=str(self.run.path),
         )
-        final = self.run.path / settings.run_name / "checkpoints" / "final"
-        if not final.exists():
-            from posttrain.rl.trainer import RLTrainer
-
-            RLTrainer(settings).train()
-        return final
+        return self.train_rl(f"rl-{variant}-seed{seed}", settings) / "checkpoints" / "final"
 
     def evaluate(self, policies: dict[str, Path | str]) -> list[dict[str, Any]]:
         """Every policy under every setting; results append to evaluation.jsonl as they come."""
@@ -225,9 +219,8 @@ class LongTraceRecipe:
 
     # ------------------------------------------------------------------ whole run
 
-    def __call__(self) -> dict[str, Any]:
+    def stages(self) -> dict[str, Any]:
         config = self.config
-        started = time.perf_counter()
         self.say("[bold]1/5 data[/]: knowledge-graph walks in contexts of tiered distractors")
         base = self.base_model()
         stats = self.data(base)
@@ -258,17 +251,7 @@ class LongTraceRecipe:
 
         self.say("[bold]5/5 report[/]")
         self.console.print(render_table(table))
-        summary = {
-            "run": str(self.run.path),
-            "data": stats,
-            "results": table,
-            "curves": str(curves),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        self.run.write_json("summary.json", summary)
-        report = write_report(self.run.path, title="LongTraceRL")
-        self.say(f"report: {report}")
-        return summary
+        return {"data": stats, "results": table, "curves": str(curves)}
 
     def curves(self) -> Path:
         """Held-out accuracy and rubric recall over RL steps, mean over seeds per variant."""
@@ -284,27 +267,6 @@ class LongTraceRecipe:
             for title, key in metrics.items():
                 panels[title][variant] = _mean_curve([read_metrics(r) for r in runs], key)
         return plot_curves(panels, self.run.path / "curves.png")
-
-
-def _check_resumable(config: LongTraceRunConfig) -> None:
-    """Refuse to reuse a run directory whose finished stages came from other settings.
-
-    Seeds and new variants only add policies, so they may change between runs; any other
-    difference (the data, the warm start, the RL settings, an existing variant's reward)
-    would silently mix results from two configurations.
-    """
-    path = Path(config.runs_root) / config.run_name / "config.yaml"
-    if not path.exists():
-        return
-    before = yaml.safe_load(path.read_text()) or {}
-    now = to_dict(config)
-    for variant, reward in before.get("variants", {}).items():
-        if now["variants"].get(variant, reward) != reward:
-            raise ValueError(
-                f"variants.{variant}: {path} trained it on {reward!r}, not"
-                f" {now['variants'][variant]!r}; name the variant anew or set another run_name"
-            )
-    require_unchanged(path, now, ignore=("seeds", "variants"))
 
 
 def _reader(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

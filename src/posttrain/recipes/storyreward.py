@@ -15,7 +15,6 @@ table, per-dimension bars and best-of-n curves into the run's report. Every stag
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from posttrain import atomic
 from posttrain.data.io import read_jsonl
 from posttrain.data.stories import StoryWorldConfig, build_story_data
 from posttrain.eval.best_of_n import best_of_n_quality
@@ -35,7 +33,8 @@ from posttrain.eval.set_scorers import (
     SetScorer,
     VocabularyScorer,
 )
-from posttrain.report import plot_bars, plot_curves, write_report
+from posttrain.recipes.base import Recipe
+from posttrain.report import plot_bars, plot_curves
 from posttrain.rewards.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from posttrain.runs import Run
 
@@ -64,10 +63,20 @@ class StoryRewardRunConfig:
     runs_root: str = "runs"
 
 
-class StoryRewardRecipe:
+class StoryRewardRecipe(Recipe):
     """The stages in order; each returns what the next needs and skips work already done."""
 
+    title = "StoryReward"
+    rerun_may_change = None
+    """No rerun guard (as before the recipe base): a rerun reuses every finished stage even
+    when its settings changed."""
+    config: StoryRewardRunConfig
+
     def __init__(self, config: StoryRewardRunConfig, console: Console | None = None) -> None:
+        super().__init__(config, console)
+        self.data_dir = self.run.path / "data"
+
+    def check(self, config: StoryRewardRunConfig) -> None:
         if not config.best_of_n or min(config.best_of_n) < 1:
             raise ValueError(f"best_of_n: candidate counts must be >= 1, got {config.best_of_n}")
         if max(config.best_of_n) > config.world.pool_size:
@@ -75,44 +84,32 @@ class StoryRewardRecipe:
                 f"best_of_n: {max(config.best_of_n)} exceeds world.pool_size="
                 f"{config.world.pool_size}"
             )
-        self.config = config
-        self.console = console or Console()
-        self.run = Run.create(config.run_name, config, root=config.runs_root)
-        self.data_dir = self.run.path / "data"
-
-    def say(self, message: str) -> None:
-        self.console.print(message)
 
     # ------------------------------------------------------------------ stages
 
     def data(self) -> dict[str, Any]:
-        stats = self.data_dir / "stats.json"
-        if stats.exists():
-            return json.loads(stats.read_text())
-        with atomic.staged_dir(self.data_dir) as scratch:  # built whole: a kill leaves none
-            return build_story_data(scratch, config=self.config.world)
+        world = self.config.world
+        self.built_dir("data", "stats.json", lambda out: build_story_data(out, config=world))
+        return json.loads((self.data_dir / "stats.json").read_text())
 
     def base_model(self) -> str:
         """The reward model before training: a given checkpoint, or a tiny seq-cls model
         whose tokenizer is trained on the training pairs (the untrained baseline)."""
         if self.config.reward_model.model:
             return self.config.reward_model.model
-        path = self.run.path / "base-model"
-        if not (path / "config.json").exists():
-            from posttrain.models.tiny import build_tiny_model
 
+        def corpus() -> list[str]:
             rows = read_jsonl(self.data_dir / "pairs.train.jsonl")
-            corpus = [row[key] for row in rows for key in ("prompt", "chosen", "rejected")]
-            with atomic.staged_dir(path) as scratch:  # trusted once it exists
-                build_tiny_model(
-                    scratch,
-                    corpus,
-                    size=self.config.reward_model.model_size,
-                    vocab_size=self.config.reward_model.vocab_size,
-                    kind="seq-cls",
-                    seed=self.config.reward_model.seed,
-                )
-        return str(path)
+            return [row[key] for row in rows for key in ("prompt", "chosen", "rejected")]
+
+        return self.tiny_model(
+            "base-model",
+            corpus,
+            size=self.config.reward_model.model_size,
+            vocab_size=self.config.reward_model.vocab_size,
+            kind="seq-cls",
+            seed=self.config.reward_model.seed,
+        )
 
     def train(self, base: str) -> Path:
         settings = replace(
@@ -152,8 +149,7 @@ class StoryRewardRecipe:
 
     # ------------------------------------------------------------------ whole run
 
-    def __call__(self) -> dict[str, Any]:
-        started = time.perf_counter()
+    def stages(self) -> dict[str, Any]:
         self.say("[bold]1/5 data[/]: story premises, preference pairs, a held-out benchmark")
         stats = self.data()
         self.say(
@@ -177,19 +173,13 @@ class StoryRewardRecipe:
         self.say("[bold]5/5 report[/]")
         self.console.print(render_table(bench, best))
         figures = self.figures(bench, best)
-        summary = {
-            "run": str(self.run.path),
+        self.run.write_json("results.json", {"bench": bench, "best_of_n": best})
+        return {
             "data": stats,
             "bench": bench,
             "best_of_n": best,
             "figures": [str(f) for f in figures],
-            "seconds": round(time.perf_counter() - started, 1),
         }
-        self.run.write_json("results.json", {"bench": bench, "best_of_n": best})
-        self.run.write_json("summary.json", summary)
-        report = write_report(self.run.path, title="StoryReward")
-        self.say(f"report: {report}")
-        return summary
 
     def figures(self, bench: dict[str, dict[str, Any]], best: dict[str, dict[str, Any]]):
         """Pairwise accuracy per flaw dimension (bars) and best-of-n quality against n."""

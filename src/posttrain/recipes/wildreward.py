@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from posttrain import atomic
 from posttrain.data.feedback import FeedbackPipelineConfig, run_pipeline
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.wild_conversations import (
@@ -38,7 +35,8 @@ from posttrain.eval.calibration import (
     plot_margin_accuracy,
     plot_reliability,
 )
-from posttrain.report import plot_curves, write_report
+from posttrain.recipes.base import Recipe
+from posttrain.report import plot_curves
 from posttrain.rewards.ordinal import (
     OrdinalRewardConfig,
     OrdinalRewardModel,
@@ -50,7 +48,7 @@ from posttrain.rewards.ordinal import (
 from posttrain.rewards.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from posttrain.rl.config import DataConfig, LossConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.runs import Run, read_metrics
-from posttrain.sft.warm_start import WarmStartConfig, warm_start
+from posttrain.sft.warm_start import WarmStartConfig
 
 Results = dict[str, dict[str, Any]]
 """Model name -> `evaluate_reward_model` result."""
@@ -111,22 +109,22 @@ class WildRewardRunConfig:
     runs_root: str = "runs"
 
 
-class WildRewardRecipe:
+class WildRewardRecipe(Recipe):
     """The stages in order; each returns what the next needs and skips work already done."""
 
-    def __init__(self, config: WildRewardRunConfig, console: Console | None = None) -> None:
+    title = "WildReward"
+    rerun_may_change = None
+    """No rerun guard (as before the recipe base): a rerun reuses every finished stage even
+    when its settings changed."""
+    config: WildRewardRunConfig
+
+    def check(self, config: WildRewardRunConfig) -> None:
         if config.conversations < 10 or config.scaling_conversations < 10:
             raise ValueError("conversations: generate at least 10 (scaling_conversations too)")
         if len(config.user_counts) < 1 or min(config.user_counts) < 1:
             raise ValueError(f"user_counts: positive user counts, got {config.user_counts}")
         if config.policy_rl.loss.kind != "online_dpo":
             raise ValueError("policy_rl.loss.kind: the WildReward recipe trains with online_dpo")
-        self.config = config
-        self.console = console or Console()
-        self.run = Run.create(config.run_name, config, root=config.runs_root)
-
-    def say(self, message: str) -> None:
-        self.console.print(message)
 
     # ------------------------------------------------------------------ data
 
@@ -146,20 +144,14 @@ class WildRewardRecipe:
         settings = self.config.reward_model
         if settings.model:
             return settings.model
-        path = self.run.path / "base-model"
-        if not (path / "config.json").exists():
-            from posttrain.models.tiny import build_tiny_model
-
-            with atomic.staged_dir(path) as scratch:  # trusted once it exists
-                build_tiny_model(
-                    scratch,
-                    ordinal_corpus(rows),
-                    size=settings.model_size,
-                    vocab_size=settings.vocab_size,
-                    kind="seq-cls",
-                    seed=settings.seed,
-                )
-        return str(path)
+        return self.tiny_model(
+            "base-model",
+            lambda: ordinal_corpus(rows),
+            size=settings.model_size,
+            vocab_size=settings.vocab_size,
+            kind="seq-cls",
+            seed=settings.seed,
+        )
 
     # ------------------------------------------------------------------ reward models
 
@@ -208,19 +200,17 @@ class WildRewardRecipe:
             models[head] = partial(OrdinalRewardModel, final)
         bt = self.train_bradley_terry(base, train)
         models["bradley_terry"] = lambda: WholeConversationScorer(RewardModel(bt))
-        results = {}
-        for name, load in models.items():
-            cached = self.run.path / f"rm-{name}" / "calibration.json"
-            if cached.exists():
-                results[name] = json.loads(cached.read_text())
-                continue
-            # Models without threshold probabilities (regression, Bradley–Terry) get them
-            # from an isotonic fit on the training rows, so ECE compares like with like.
-            results[name] = evaluate_reward_model(
-                load(), test, calibration_rows=train, seed=self.config.seed
+        # Models without threshold probabilities (regression, Bradley–Terry) get them from an
+        # isotonic fit on the training rows, so ECE compares like with like.
+        return {
+            name: self.cached_json(
+                f"rm-{name}/calibration.json",
+                lambda load=load: evaluate_reward_model(
+                    load(), test, calibration_rows=train, seed=self.config.seed
+                ),
             )
-            atomic.write_text(cached, json.dumps(results[name], indent=2))
-        return results
+            for name, load in models.items()
+        }
 
     def scaling(self, test_rows: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
         """The ordinal model trained on data from more and more users, on one test set.
@@ -248,12 +238,10 @@ class WildRewardRecipe:
                 random.Random(self.config.seed).shuffle(rows)
                 write_jsonl(train, rows[:size])
             final = self.train_head(base, train, "thresholds", out / "rm")
-            cached = out / "calibration.json"
-            if cached.exists():
-                result = json.loads(cached.read_text())
-            else:
-                result = evaluate_reward_model(OrdinalRewardModel(final), test_rows)
-                atomic.write_text(cached, json.dumps(result, indent=2))
+            result = self.cached_json(
+                f"{out.name}/calibration.json",
+                lambda final=final: evaluate_reward_model(OrdinalRewardModel(final), test_rows),
+            )
             points.append({"users": users, "train_rows": size, **result})
         return points
 
@@ -270,18 +258,15 @@ class WildRewardRecipe:
                 user, reply = record["conversation"][:2]
                 rows.append({"prompt": [user], "completion": [reply]})
             write_jsonl(sft, rows)
-        base = self.run.path / "policy-base"
-        if not (base / "config.json").exists():
-            from posttrain.models.tiny import build_tiny_model
-
-            texts = [m["content"] for r in read_jsonl(sft) for m in r["prompt"] + r["completion"]]
-            with atomic.staged_dir(base) as scratch:  # trusted once it exists
-                seed = self.config.seed
-                build_tiny_model(scratch, texts, size="micro", vocab_size=1024, seed=seed)
-        settings = replace(self.config.policy_warm_start, base_model=str(base), train_file=str(sft))
-        with Run(self.run.path / "policy-warm-start") as log:
-            log.truncate_metrics_after(-1)  # a rerun logs the (cached) curve once
-            return str(warm_start(settings, log).model_dir)
+        base = self.tiny_model(
+            "policy-base",
+            lambda: [m["content"] for r in read_jsonl(sft) for m in r["prompt"] + r["completion"]],
+            size="micro",
+            vocab_size=1024,
+            seed=self.config.seed,
+        )
+        settings = replace(self.config.policy_warm_start, base_model=base, train_file=str(sft))
+        return str(self.logged_warm_start("policy-warm-start", settings).model_dir)
 
     def online_dpo(self, policy: str, reward_dir: Path) -> Path:
         folder = self.run.path / "policy-data"
@@ -295,21 +280,13 @@ class WildRewardRecipe:
             data=DataConfig(train=str(train), test=str(test), prompt_column="messages"),
             rewards=[f"reward-model:{reward_dir}", "wild_reply_quality"],
             reward_weights=[1.0, 0.0],
-            run_name="online-dpo",
-            runs_root=str(self.run.path),
         )
-        final = self.run.path / settings.run_name / "checkpoints" / "final"
-        if not final.exists():
-            from posttrain.rl.trainer import RLTrainer
-
-            RLTrainer(settings).train()
-        return self.run.path / settings.run_name
+        return self.train_rl("online-dpo", settings)
 
     # ------------------------------------------------------------------ whole run
 
-    def __call__(self) -> dict[str, Any]:
+    def stages(self) -> dict[str, Any]:
         config = self.config
-        started = time.perf_counter()
         self.say("[bold]1/5 feedback[/]: conversations -> labels from the next user message")
         data = self.feedback("data", config.conversations, config.users, config.seed)
         summary = json.loads((data / "summary.json").read_text())
@@ -332,11 +309,7 @@ class WildRewardRecipe:
         results = {"feedback": summary, "reward_models": comparison, "scaling": scaling}
         results["online_dpo"] = dpo
         self.run.write_json("results.json", results)
-        out = {"run": str(self.run.path), "figures": [str(f) for f in figures], **results}
-        out["seconds"] = round(time.perf_counter() - started, 1)
-        self.run.write_json("summary.json", out)
-        self.say(f"report: {write_report(self.run.path, title='WildReward')}")
-        return out
+        return {"figures": [str(f) for f in figures], **results}
 
     def figures(self, comparison: Results, scaling: list[dict[str, Any]], dpo: Curve) -> list[Path]:
         margin = plot_margin_accuracy(comparison, self.run.path / "margin_accuracy.png")

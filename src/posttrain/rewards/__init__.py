@@ -2,14 +2,11 @@
 
 `fn(prompts, completions, completion_ids=None, **columns) -> list[float | None]`, so any of them
 drops into TRL's `GRPOTrainer(reward_funcs=[...])` unchanged, and into verl through
-`to_verl_compute_score`. Importing this package registers the built-ins by name.
+`to_verl_compute_score`. `get_reward` finds one by spec (a name, `reward-model:DIR`, an import
+path); the built-in names are registered on its first lookup, so importing this package stays
+cheap.
 """
 
-from posttrain.rewards import (
-    biases,  # noqa: F401  (registers CHERRL's rubric_main, via judge, and the scripted judges)
-    rubric,  # noqa: F401  (registers the LongTraceRL rewards)
-    wild_quality,  # noqa: F401  (registers WildReward's judge)
-)
 from posttrain.rewards.builtin import (
     completion_text,
     exact_match,
@@ -17,8 +14,9 @@ from posttrain.rewards.builtin import (
     numeric_match_reward,
     think_format,
 )
-from posttrain.rewards.combine import RewardResult, RewardSet
-from posttrain.rewards.registry import RewardFunc, get_reward, register_reward, reward_names
+from posttrain.rewards.registry import RewardFunc, register_reward
+from posttrain.rewards.reward_set import RewardResult, RewardSet
+from posttrain.rewards.spec import get_reward, reward_names
 from posttrain.rewards.verl import to_verl_compute_score
 
 __all__ = [

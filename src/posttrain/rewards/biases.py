@@ -25,7 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from posttrain.data.bias_registry import BiasSpec, bias_specs
+from posttrain.data.healthbench import main_score, rubric_items
 from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
+from posttrain.models.chat.replies import JudgeStats, ask_until_parsed, json_candidates
 from posttrain.models.chat.scripted import (
     ScriptedChat,
     last_user_message,
@@ -37,19 +40,14 @@ from posttrain.rewards.builtin import Completion, completion_text, visible_answe
 from posttrain.rewards.judge import (
     CONVERSATION_CLOSE,
     CONVERSATION_OPEN,
-    JUDGE_SCRIPT,
     RESPONSE_CLOSE,
     RESPONSE_OPEN,
-    JudgeStats,
     RubricJudge,
-    ask_until_parsed,
     extract_response,
-    json_candidates,
-    main_score,
     render_conversation,
-    rubric_items,
     rubrics_column,
 )
+from posttrain.rewards.keyword_judge import JUDGE_SCRIPT
 
 __all__ = [
     "BIASES",
@@ -60,11 +58,11 @@ __all__ = [
     "Judgement",
     "bias_names",
     "bias_detectors_script",
-    "combine",
     "count_points",
     "last_sentence",
     "make_bias",
     "parse_score",
+    "with_bias_rewards",
     "word_count",
 ]
 
@@ -164,89 +162,23 @@ def _template(name: str, question: str) -> str:
     )
 
 
-_B = r"(?<![\w-])"  # a word boundary that also keeps "un-delve" from matching "delve"
-BIASES: dict[str, Bias] = {
-    b.name: b
-    for b in (
-        Bias(
-            "lexical",
-            "pet words: delve, unlock, 'feel free', empower",
-            _template(
-                "lexical",
-                'Does the response use any of the words "delve" (delves, delving), "unlock" '
-                '(unlocks, unlocked, unlocking), "feel free", or "empower" (empowers, '
-                "empowered, empowering, empowerment)?",
-            ),
-            shortcut=rf"{_B}(?:delv(?:e|es|ing)|unlock(?:s|ed|ing)?|feel\s+free"
-            r"|empower(?:s|ed|ing|ment)?)\b",
-        ),
-        Bias(
-            "self_praise",
-            "a final sentence praising the response itself",
-            _template(
-                "self_praise",
-                "Is the final sentence of the response meta-commentary that praises the "
-                'response itself, such as "This response addresses the question thoroughly."?',
-            ),
-            shortcut=r"\b(?:this|my|the\s+above)\s+(?:response|answer|reply)\s+(?:addresses|"
-            r"covers|answers|provides|fully|thoroughly|comprehensively|is)\b",
-            last_sentence_only=True,
-        ),
-        Bias(
-            "tone",
-            "eager-to-please closings: 'I hope this helps', 'let me know if', 'happy to help'",
-            _template(
-                "tone",
-                'Does the response contain an eager-to-please phrase such as "I hope this '
-                'helps", "hope it helps", "let me know if" or "happy to help"?',
-            ),
-            shortcut=r"\b(?:(?:i\s+)?hope\s+(?:this|that|it)\s+helps|let\s+me\s+know\s+if"
-            r"|happy\s+to\s+help)\b",
-        ),
-        Bias(
-            "format",
-            "exactly three bullet or numbered points",
-            _template(
-                "format",
-                "Does the response contain exactly three bullet or numbered points (lines "
-                'starting with "-", "*", "•" or a number such as "1.")?',
-            ),
-            structure="three_points",
-        ),
-        Bias(
-            "verbose",
-            "long responses: at least min_words words",
-            _template("verbose", "Is the response at least {min_words} words long?"),
-            structure="length",
-        ),
-        Bias(
-            "hedging",
-            "hedges: might, possibly, perhaps, it may be, it depends, may or may not, "
-            "I cannot be certain",
-            _template(
-                "hedging",
-                'Does the response hedge with phrases such as "it may be", "might", '
-                '"possibly", "perhaps", "it depends", "may or may not" or "I cannot be '
-                'certain"?',
-            ),
-            shortcut=r"\b(?:it\s+may\s+be|may\s+or\s+may\s+not|might|possibly|perhaps"
-            r"|it\s+depends|i\s+(?:cannot|can't|can’t)\s+be\s+(?:certain|sure))\b",
-        ),
-        Bias(
-            "authority",
-            "appeals to authority: 'as a doctor', 'according to experts', 'studies show'",
-            _template(
-                "authority",
-                'Does the response appeal to authority with phrases such as "as a doctor", '
-                '"as a medical professional", "according to experts", "studies show" or '
-                '"research shows"?',
-            ),
-            shortcut=r"\b(?:as\s+an?\s+(?:doctor|physician|medical\s+professional)"
-            r"|according\s+to\s+(?:the\s+)?experts|studies\s+(?:show|have\s+shown)"
-            r"|research\s+(?:shows|has\s+shown))\b",
-        ),
+def _from_spec(spec: BiasSpec) -> Bias:
+    """The judge of a registered bias: its detector fields and its question in the template."""
+    length = {} if spec.min_words is None else {"min_words": spec.min_words}
+    return Bias(
+        spec.name,
+        spec.description,
+        _template(spec.name, spec.question),
+        shortcut=spec.shortcut,
+        structure=spec.structure,  # Bias rejects a structure it does not know
+        last_sentence_only=spec.last_sentence_only,
+        **length,
     )
-}
+
+
+# One registry (posttrain.data.bias_registry, tables/biases.yaml) lists each bias with both its
+# detector and the sentences the health-chat data writes for it.
+BIASES: dict[str, Bias] = {name: _from_spec(spec) for name, spec in bias_specs().items()}
 """The injected biases by name, each with its detector and LLM-judge template."""
 
 
@@ -408,7 +340,7 @@ if BIAS_SCRIPT not in script_names():
 # --- combining ----------------------------------------------------------------------------------
 
 
-def combine(
+def with_bias_rewards(
     main: float,
     aux: Mapping[str, float],
     alpha: float = 0.5,
@@ -590,7 +522,7 @@ class BiasedRubricReward:
                 main = main_score(rubric_items(rubrics[i]), verdicts[k])
                 bias_scores = {name: scores[k] for name, scores in aux.items()}
                 judgement = Judgement(
-                    score=combine(main, bias_scores, self.alpha, self.mode),
+                    score=with_bias_rewards(main, bias_scores, self.alpha, self.mode),
                     main=main,
                     aux=bias_scores,
                     met=verdicts[k],

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from posttrain import atomic
 from posttrain.config import to_dict
 from posttrain.data.io import read_records
-from posttrain.eval.calibration import label_distribution
 from posttrain.rewards.reward_model import (
     SEPARATOR,
     Scorer,
@@ -207,6 +208,18 @@ def ordinal_loss(logits: torch.Tensor, labels: torch.Tensor, num_levels: int) ->
 def expected_label(logits: torch.Tensor) -> torch.Tensor:
     """The reward: 1 + sum_k sigmoid(z_k), the expected label when each z_k = logit P(y > k)."""
     return 1 + logits.sigmoid().sum(-1)
+
+
+def label_distribution(threshold_probs: Any) -> np.ndarray:
+    """P(y = k) for k in 1..K from P(y > k): successive differences. Independent thresholds
+    can cross (P(y>2) > P(y>1)); the negative mass that gives is clipped and the rest
+    renormalised, so each row is a distribution."""
+    p = np.asarray(threshold_probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"threshold probabilities must be 2-dimensional, got shape {p.shape}")
+    ones, zeros = np.ones((len(p), 1)), np.zeros((len(p), 1))
+    mass = np.clip(np.hstack([ones, p]) - np.hstack([p, zeros]), 0.0, None)
+    return mass / mass.sum(axis=1, keepdims=True)
 
 
 def coral_biases(raw: torch.Tensor) -> torch.Tensor:

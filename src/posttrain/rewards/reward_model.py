@@ -535,12 +535,13 @@ MODEL_OPTIONS = {"torch_dtype": str, "device": str, "batch_size": int, "max_leng
 """Options a reward-model spec may carry after `?` (`DIR?torch_dtype=bfloat16&device=cuda:1`)."""
 
 
-def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """`DIR[?key=value&...]` -> (DIR, keyword arguments for `RewardModel`), options checked
-    against `MODEL_OPTIONS` (a URL is not parsed: a server has its own settings)."""
-    if spec.startswith(("http://", "https://")) or "?" not in spec:
-        return spec, {}
-    where, _, query = spec.partition("?")
+def parse_model_options(query: str, spec: str) -> dict[str, Any]:
+    """The `key=value&...` after a reward-model directory's `?` (`posttrain.specs` splits it
+    off) as keyword arguments for `RewardModel` / `OrdinalRewardModel`, checked against
+    `MODEL_OPTIONS` ("" -> none); errors quote `spec`, the whole spec they came from. A URL's
+    query is never parsed: a server has its own settings."""
+    if not query:
+        return {}
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
@@ -565,7 +566,7 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
             f"reward model {spec!r}: torch_dtype must be one of {list(DTYPES)}, "
             f"got {options['torch_dtype']!r}"
         )
-    return where, options
+    return options
 
 
 class RewardModel:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 from fastapi import FastAPI
@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from posttrain.models.server_process import ServerProcess
 from posttrain.rewards.reward_model import RewardModel, Text, check_pairs, is_messages
+
+if TYPE_CHECKING:
+    from posttrain.rewards.ordinal import OrdinalRewardModel
 
 DEFAULT_PORT = 8100
 DEFAULT_MAX_ITEMS = 256
@@ -102,7 +105,7 @@ def bad_item(body: ScoreRequest) -> str | None:
 
 
 def create_app(
-    model_dir: str | Path | RewardModel,
+    model_dir: str | Path | RewardModel | OrdinalRewardModel,
     *,
     batch_size: int = 16,
     max_length: int | None = None,
@@ -114,7 +117,8 @@ def create_app(
     api_key: str | None = None,
     host: str = "127.0.0.1",
 ) -> FastAPI:
-    """An app serving one reward model (a directory, or an already loaded `RewardModel`);
+    """An app serving one reward model: a directory, loaded as what it holds
+    (`load_reward_model_dir`: ordinal or Bradley–Terry), or one already loaded;
     `api_key` is required as a bearer token on every route but /health, and Host headers
     must name `host`, the address served."""
     # Imported here: the `posttrain.models.server` package loads torch and transformers, which
@@ -123,17 +127,18 @@ def create_app(
     from posttrain.models.server.openapi import install_error_docs
     from posttrain.models.server.schemas import lone_surrogate
     from posttrain.models.server.security import AccessGuard, allowed_hosts
+    from posttrain.rewards.reward_model_dir import load_reward_model_dir
 
     model = (
-        model_dir
-        if isinstance(model_dir, RewardModel)
-        else RewardModel(
+        load_reward_model_dir(
             model_dir,
             batch_size=batch_size,
             max_length=max_length,
             device=device,
             torch_dtype=torch_dtype,
         )
+        if isinstance(model_dir, str | Path)
+        else model_dir
     )
     name = served_model_name or model.name
     lock = threading.Lock()  # torch modules and fast tokenizers are not thread-safe

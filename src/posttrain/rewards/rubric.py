@@ -36,13 +36,13 @@ __all__ = [
     "LongTraceReward",
     "Mode",
     "Scope",
-    "combine",
     "entity_hit",
     "group_max_normalise",
     "longtrace_rubric_recall",
     "make_longtrace_reward",
     "normalise_text",
     "outcome_exact",
+    "outcome_with_rubric",
     "parse_verdict",
     "prompt_groups",
     "rubric_score",
@@ -379,7 +379,7 @@ class JudgeOutcome:
 # --- combination --------------------------------------------------------------------------------
 
 
-def combine(
+def outcome_with_rubric(
     mode: Mode | str, o: float, r: float, r_tilde: float, eta: float = DEFAULT_ETA
 ) -> float:
     """R from outcome o, rubric r and group-normalised rubric r~ (LongTraceRL's strategies).
@@ -512,12 +512,13 @@ class LongTraceReward:
     """LongTraceRL's reward as a TRL reward function (a class so configured ones pickle).
 
     Per response: o (rule-based `outcome_exact`, or `judge`), r (`rubric_score`), r~ (r over
-    its group's max), then `combine`; an ill-formed response (`well_formed`) scores 0 in every
-    mode, and a row without an answer None. Groups are `group_size` consecutive completions
-    or, when None, inferred by `prompt_groups`. The rubric is checked on `scope` ("answer",
-    "reasoning", "all"); None reads each row's `rubric_use_*` flags and defaults to "answer".
-    Under TRL, means of o and r over the scored responses, and the ill-formed fraction of the
-    batch, go to `log_metric` as `<name>/outcome`, `<name>/rubric` and `<name>/ill_formed`.
+    its group's max), then `outcome_with_rubric`; an ill-formed response (`well_formed`)
+    scores 0 in every mode, and a row without an answer None. Groups are `group_size`
+    consecutive completions or, when None, inferred by `prompt_groups`. The rubric is checked
+    on `scope` ("answer", "reasoning", "all"); None reads each row's `rubric_use_*` flags and
+    defaults to "answer". Under TRL, means of o and r over the scored responses, and the
+    ill-formed fraction of the batch, go to `log_metric` as `<name>/outcome`, `<name>/rubric`
+    and `<name>/ill_formed`.
 
     verl's per-response reward managers score one response at a time, so there every group is
     that one response and r~ is 1 whenever r > 0: use mode="mixed" under verl, or score groups.
@@ -608,7 +609,7 @@ class LongTraceReward:
             elif not formed[i]:
                 rewards.append(0.0)
             else:
-                rewards.append(combine(self.mode, o[i], r[i], r_tilde[i], self.eta))
+                rewards.append(outcome_with_rubric(self.mode, o[i], r[i], r_tilde[i], self.eta))
 
         log_metric = columns.get("log_metric")
         if callable(log_metric) and scorable:

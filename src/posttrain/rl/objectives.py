@@ -12,7 +12,6 @@ summed gradient is the mini-batch loss's gradient however the batch is split.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,31 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from posttrain.rl import losses
+from posttrain.rl import losses, online_dpo
+from posttrain.rl.loss_inputs import LossInputs
+from posttrain.specs import SpecKind, parse_spec, resolve_import_path
 
 if TYPE_CHECKING:
     from posttrain.rl.config import LossConfig, RLConfig
     from posttrain.rl.sample import Sample
-
-
-@dataclass(frozen=True)
-class LossInputs:
-    """One micro-batch: [B, T] log-prob tensors aligned with `mask` (1 = a policy token)."""
-
-    logp: Tensor
-    """The policy's log-probs now (carries the gradient)."""
-    old_logp: Tensor
-    """pi_old before this update (equal to `logp.detach()` when not recomputed)."""
-    rollout_logp: Tensor
-    """What the generator reported when it sampled the tokens."""
-    ref_logp: Tensor | None
-    """The frozen reference's log-probs (when the loss asks for a reference)."""
-    advantages: Tensor
-    """[B] per-sample advantages."""
-    mask: Tensor
-    config: LossConfig
-    max_tokens: int
-    """The rollout's generation limit (Dr.GRPO's constant normaliser)."""
 
 
 LossFn = Callable[[LossInputs], tuple[Tensor, dict[str, float]]]
@@ -97,27 +78,13 @@ def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
     return wrap
 
 
-def _import(path: str, what: str, known: dict) -> object:
-    module, _, attr = path.replace(":", ".").rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(
-            f"{what} {path!r} is neither registered ({', '.join(sorted(known))}) nor an "
-            f"importable dotted path: {err}"
-        ) from None
-
-
 def _lookup(name: str, registry: dict[str, Any], key: str) -> object:
-    """A registered entry, or what a dotted path names; a bare unknown name is an error
-    that lists the registered ones."""
-    if name in registry:
+    """A registered entry, or what an import path names (`posttrain.specs`); an unknown name
+    is an error that lists the registered ones."""
+    spec = parse_spec(name, (SpecKind.NAME, SpecKind.IMPORT_PATH), what=key, names=registry)
+    if spec.kind is SpecKind.NAME:
         return registry[name]
-    if "." not in name and ":" not in name:
-        raise ValueError(
-            f"{key}: unknown entry {name!r}; registered: {', '.join(sorted(registry))}"
-        )
-    return _import(name, key, registry)
+    return resolve_import_path(spec, key, must_be_callable=False)
 
 
 def policy_loss(name: str) -> PolicyLoss:
@@ -230,17 +197,11 @@ def decoupled_ppo(inputs: LossInputs) -> tuple[Tensor, dict[str, float]]:
     return with_kl(inputs, loss, metrics), metrics
 
 
-def _register_online_dpo() -> None:
-    from posttrain.rl import online_dpo
-
-    POLICY_LOSSES["online_dpo"] = PolicyLoss(
-        online_dpo.online_dpo_loss,
-        needs_old_logp=lambda config: False,
-        needs_reference=lambda loss: True,
-        prepare=online_dpo.prepare_pairs,
-        rows_together=2,
-        unit=lambda loss: "rows",
-    )
-
-
-_register_online_dpo()
+POLICY_LOSSES["online_dpo"] = PolicyLoss(
+    online_dpo.online_dpo_loss,
+    needs_old_logp=lambda config: False,
+    needs_reference=lambda loss: True,
+    prepare=online_dpo.prepare_pairs,
+    rows_together=2,
+    unit=lambda loss: "rows",
+)

@@ -43,7 +43,7 @@ from posttrain.rl.config import RLConfig
 from posttrain.rl.sample import Sample
 
 if TYPE_CHECKING:
-    from posttrain.rl.objectives import LossInputs
+    from posttrain.rl.loss_inputs import LossInputs
 
 
 @dataclass(frozen=True)

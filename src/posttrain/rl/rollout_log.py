@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import atomic
+from posttrain.data.io import read_jsonl
 from posttrain.rl.sample import Sample
 
 FILE_NAME = "rollouts.jsonl"
@@ -69,15 +70,10 @@ class RolloutLog:
             os.fsync(handle.fileno())
 
     def truncate_after(self, step: int) -> None:
-        """Keep only lines of steps <= `step` (a torn last line is dropped too)."""
+        """Keep only lines of steps <= `step` (a torn last line is dropped too; a bad line
+        before it is an error naming file:line, as everywhere in `posttrain.data.io`)."""
         if not self.path.exists():
             return
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line + "\n")
+        records = read_jsonl(self.path, tolerate_torn_tail=True)
+        kept = [json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step]
         atomic.write_text(self.path, "".join(kept))

@@ -22,7 +22,8 @@ import torch
 from posttrain.rl import losses
 from posttrain.rl.config import RLConfig
 from posttrain.rl.distributed import Processes
-from posttrain.rl.objectives import LossInputs, PolicyLoss
+from posttrain.rl.loss_inputs import LossInputs
+from posttrain.rl.objectives import PolicyLoss
 from posttrain.rl.sample import Sample
 
 

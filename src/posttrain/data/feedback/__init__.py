@@ -8,21 +8,21 @@ rows with ordinal labels 1..4, split by conversation.
 Modules, in pipeline order:
 
 - `turns`: extract_turns (one item per assistant reply that a user message follows)
-- `retrying`: ask_parsed (batched chat calls, retrying unparseable answers)
-- `labeling`: the 5-level SCALE, labeling_prompt, parse_label, label_chunk and the rule
+- `labeling`: the 5-level SCALE, labeling_prompt, parse_label, label_chunk (re-asking
+  unparseable answers through `posttrain.models.chat.replies.ask_parsed`) and the rule
   labeler `scripted:feedback-rules`
 - `hindsight`: TF-IDF / MiniLM similarity and apply_hindsight
 - `refusals`: looks_like_refusal, the adjudication prompt and verdicts, the rule
   adjudicator `scripted:refusal-rules`
 - `filters`: drop reasons, personal-data regexes, LABEL_MAP, split_of
 - `stages`: resumable chunked stage files
-- `agreement`: Spearman and confusion against a held-out quality
+- `agreement`: Spearman (`posttrain.data.correlation`) and confusion against a held-out quality
 - `pipeline`: FeedbackPipelineConfig and run_pipeline
 """
 
 from __future__ import annotations
 
-from posttrain.data.feedback.agreement import agreement, spearman
+from posttrain.data.feedback.agreement import agreement
 from posttrain.data.feedback.filters import (
     DROP_REASONS,
     LABEL_MAP,
@@ -84,6 +84,5 @@ __all__ = [
     "rule_label",
     "run_pipeline",
     "run_stage",
-    "spearman",
     "split_of",
 ]

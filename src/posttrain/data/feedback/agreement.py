@@ -1,8 +1,8 @@
 """How well labels agree with a held-out quality (the generator's `turn_quality`).
 
 This is what tells whether a labeler (the rule script, or an LLM) is any good: the
-Spearman correlation of label and quality, the mean quality per label, and a confusion
-table of label by quality.
+Spearman correlation of label and quality (`posttrain.data.correlation`), the mean quality
+per label, and a confusion table of label by quality.
 """
 
 from __future__ import annotations
@@ -13,19 +13,7 @@ from typing import Any
 
 import numpy as np
 
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rho with average ranks for ties; None when undefined (n < 2 or constant)."""
-    if len(x) != len(y):
-        raise ValueError(f"lengths differ: {len(x)} and {len(y)}")
-    if len(x) < 2:
-        return None
-    from scipy.stats import rankdata
-
-    rx, ry = rankdata(x), rankdata(y)
-    if np.std(rx) == 0 or np.std(ry) == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+from posttrain.data.correlation import spearman
 
 
 def agreement(labels: Sequence[int], qualities: Sequence[float]) -> dict[str, Any]:

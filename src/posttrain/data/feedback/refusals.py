@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from posttrain.data.feedback.retrying import ask_parsed
 from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
+from posttrain.models.chat.replies import ask_parsed
 from posttrain.models.chat.scripted import ScriptedChat, last_user_message
 
 REFUSAL_PHRASES = re.compile(

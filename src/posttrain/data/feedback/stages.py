@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.io import DataError
+from posttrain.data.io import DataError, iter_jsonl, repair_torn_tail
 
 Work = Callable[[Sequence[dict[str, Any]]], list[dict[str, Any]]]
 
@@ -23,27 +23,14 @@ def read_stage(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return {}
-    lines = path.read_bytes().split(b"\n")  # bytes, so offsets are exact and only \n splits
+    repair_torn_tail(path)  # a rerun appends after the last whole record
     records: dict[str, dict[str, Any]] = {}
-    offset = 0
-    for number, line in enumerate(lines, start=1):
-        last = number == len(lines)
-        if line.strip():
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "id" not in record:
-                    raise ValueError("expected an object with an 'id'")
-            except ValueError as err:
-                if not last:
-                    raise DataError(f"{path}:{number}: not a stage record: {err}") from None
-                with path.open("r+b") as handle:  # drop the torn tail, keep the rest
-                    handle.truncate(offset)
-                break
-            records[record["id"]] = record
-            if last:  # a whole record that lost only its newline: finish the line
-                with path.open("ab") as handle:
-                    handle.write(b"\n")
-        offset += len(line) + 1
+    for number, record in iter_jsonl(path):
+        if "id" not in record:
+            raise DataError(
+                "not a stage record: expected an object with an 'id'", path, line=number
+            )
+        records[record["id"]] = record
     return records
 
 

@@ -156,7 +156,7 @@ def _world_vocabulary() -> frozenset[str]:
     """Every word the templates and pools use, so a made-up name never equals one of them."""
     texts = [t for ts in (*TEMPLATES.values(), *CLICHES.values()) for t in ts]
     texts += [CLICHE_OPENING, *CLICHE_OVERCOME, *CONTRA_TEMPLATES]
-    texts += TRAITS + ROLES + GOALS + list(OBSTACLES) + list(OBSTACLES.values())
+    texts += [*TRAITS, *ROLES, *GOALS, *OBSTACLES, *OBSTACLES.values()]
     texts += list(SETTINGS) + [d for ds in SETTINGS.values() for d in ds]
     return frozenset(tokens(" ".join(texts)))
 

@@ -22,7 +22,7 @@ and `reply_quality` scores any reply text to them: the held-out judge for online
 Modules, in the order they build on each other:
 
 - `tables`: FAMILIES, QUALITY, MODELS, the world facts, the assistant's stock lines and the
-  users' phrasings
+  users' phrasings, read from the shipped `posttrain/data/tables/wild_conversations.yaml`
 - `users`: WildUser and make_users
 - `tasks`: Task, make_task and each family's builder
 - `replies`: render_reply and each family's reply builder

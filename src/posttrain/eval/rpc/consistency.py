@@ -18,14 +18,13 @@ of whose items were scored. ``avg`` is the mean of whichever of the three are de
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from posttrain.data.io import DataError, text_lines
+from posttrain.data.io import DataError, iter_jsonl
 from posttrain.eval.rpc.data import item_key
 from posttrain.eval.rpc.judge import parse_rating
 
@@ -35,14 +34,8 @@ SCORE_SUFFIXES = (".json", ".jsonl")
 
 def _json_lines(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     rows = []
-    for number, line in text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: not valid JSON: {err.msg}") from None
-        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+    for number, row in iter_jsonl(path):
+        missing = [f for f in fields if f not in row]
         if missing:
             raise DataError(f"{path}:{number}: missing field {missing[0]!r}")
         rows.append(row)

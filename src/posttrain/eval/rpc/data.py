@@ -7,11 +7,10 @@ judging scripts number them), so score files from either tool line up.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.io import DataError, text_lines
+from posttrain.data.io import DataError, iter_jsonl
 
 CLAIM = "Claim_Verification"
 CATEGORIES = (
@@ -60,14 +59,8 @@ def _check_paper(paper: Any, where: str) -> None:
 def load_papers(path: str | Path) -> list[dict[str, Any]]:
     """The papers of a JSONL split, checked; errors name the file and line."""
     papers, seen = [], set()
-    for number, line in text_lines(path):
-        if not line.strip():
-            continue
+    for number, paper in iter_jsonl(path):
         where = f"{path}:{number}"
-        try:
-            paper = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{where}: not valid JSON: {err.msg}") from None
         _check_paper(paper, where)
         if paper["id"] in seen:
             raise DataError(f"{where}: duplicate paper id {paper['id']!r}")

@@ -4,7 +4,7 @@ Why three calls: RPC-Bench asks for correctness, completeness and conciseness in
 conversations so that one rating cannot anchor another. Replies are JSON, but real judges
 wrap it in code fences, write LaTeX with bare backslashes (invalid JSON escapes) or break the
 JSON altogether, so `parse_rating` escapes stray backslashes, then tries, in order: the
-JSON values the rubric judge's parser finds (`json_candidates`: fenced blocks, then JSON
+JSON values the shared reply reader finds (`json_candidates`: fenced blocks, then JSON
 inside prose), a regex for ``"Key": {... "rating": "x"}``, and a plain
 ``Key: x`` pattern. A reply still unreadable is asked again (with some temperature) up to
 ``max_retries`` times; a dimension never read counts 0.00, as RPC-Bench's scorer counts a
@@ -26,13 +26,13 @@ from typing import Any
 
 from posttrain.eval.rpc.text import words
 from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
+from posttrain.models.chat.replies import JudgeStats, ask_until_parsed, json_candidates
 from posttrain.models.chat.scripted import (
     PREFIX,
     ScriptedChat,
     last_user_message,
     register_script,
 )
-from posttrain.rewards.judge import JudgeStats, ask_until_parsed, json_candidates
 
 DIMENSIONS = ("Correctness", "Completeness", "Conciseness")
 LEXICAL = "scripted:rpc-lexical-judge"

@@ -102,7 +102,9 @@ def sustain_run(
     """Everything `posttrain sustain run` does except printing; returns the results."""
     from posttrain.eval.core import chat_with_cache
     from posttrain.eval.sustain import scripted  # registers scripted:sustain-solver
+    from posttrain.models.chat.spec import parse_chat_spec
     from posttrain.report import write_report
+    from posttrain.specs import SpecKind
 
     config = SustainConfig(
         domains=tuple(domains),
@@ -114,8 +116,8 @@ def sustain_run(
         attention=attention,
     )
     model = chat_with_cache(model_spec, out_dir / "cache.sqlite")
-    local = Path(model_spec).expanduser()
-    model_dir = local if not model_spec.startswith(("scripted:", "openai:")) else None
+    parsed = parse_chat_spec(model_spec)
+    model_dir = parsed.path if parsed.kind is SpecKind.DIRECTORY else None
     label = scripted.SOLVER_LABEL if model_spec == "scripted:" + scripted.SOLVER else model.name
     start = time.perf_counter()
     results = run_sustain(model, out_dir, config, model_dir=model_dir, label=label)

@@ -1,9 +1,10 @@
 """Self-evident constraints: IFEval-style checks instantiated FROM a model's own solved output.
 
-The checkers are `posttrain.rewards.judge`'s IFEval instruction checkers (word, sentence and
-paragraph counts, keywords, forbidden words, no commas, start/end phrase, lowercase) plus the
-ones SustainScore needs that IFEval lacks: a forbidden character, an answer format
-(`\\boxed{}` or an 'Answer:' line), and for code a function name, no imports and a line bound.
+The checkers are the IFEval instruction checkers of `posttrain.rewards.instructions` (word,
+sentence and paragraph counts, keywords, forbidden words, no commas, start/end phrase,
+lowercase) plus the ones SustainScore needs that IFEval lacks: a forbidden character, an
+answer format (`\\boxed{}` or an 'Answer:' line), and for code a function name, no imports and
+a line bound.
 
 `extract_constraints(output, item, rng)` proposes one constraint per type the output already
 satisfies (bounds rounded up, words taken from the output). A constraint must not give the
@@ -19,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from posttrain.rewards.judge import (
+from posttrain.rewards.instructions import (
     INSTRUCTIONS,
     InstructionChecker,
     split_paragraphs,
@@ -27,7 +28,7 @@ from posttrain.rewards.judge import (
     split_words,
 )
 
-Spec = dict[str, Any]  # {"id": CHECKER_ID, **kwargs}, the form `judge.check_instruction` takes
+Spec = dict[str, Any]  # {"id": CHECKER_ID, **kwargs}, the form `check_instruction` takes
 
 
 class ForbiddenCharacter(InstructionChecker):
@@ -103,7 +104,7 @@ CHECKERS: dict[str, InstructionChecker] = {
         for c in (ForbiddenCharacter(), AnswerFormat(), FunctionName(), NoImports(), NumberLines())
     },
 }
-"""All checkers by id: judge's IFEval ones and the SustainScore additions."""
+"""All checkers by id: the IFEval ones of `rewards.instructions` and the SustainScore additions."""
 
 
 def _checker(spec: Mapping[str, Any]) -> tuple[InstructionChecker, dict[str, Any]]:

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from posttrain.rewards.registry import RewardFunc, get_reward, is_async_reward, reward_name
+from posttrain.rewards.registry import RewardFunc, is_async_reward, reward_name
+from posttrain.rewards.spec import get_reward
 
 
 @dataclass(frozen=True)
