@@ -1,8 +1,8 @@
 """The recipe table (`posttrain.recipes.RECIPES`) is what the CLI offers: one
 `posttrain <name> run` per row, with the row's help, config class and flags, and one demo
 config per row, `configs/<name>/tiny.yaml`, that states the config's defaults. In-process and
-without running a recipe: `_run_recipe` is replaced by a recorder where a test follows what a
-command hands on."""
+without running a recipe: `posttrain.cli.recipes._run_recipe` is replaced by a recorder
+where a test follows what a command hands on."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from posttrain import cli
+from posttrain.cli import recipes as recipe_commands
 from posttrain.config import load_config, to_dict
 from posttrain.recipes import RECIPES
 from posttrain.recipes.base import Recipe
@@ -49,7 +50,7 @@ def handed(monkeypatch):
     """What each command hands `_run_recipe`: (recipe name, config file, overrides)."""
     seen = []
     monkeypatch.setattr(
-        cli,
+        recipe_commands,
         "_run_recipe",
         lambda entry, config, overrides: seen.append((entry.name, config, overrides)),
     )

@@ -167,3 +167,18 @@ def test_repair_finds_the_start_of_a_torn_line_longer_than_its_read_block(tmp_pa
     assert repair_torn_tail(path) is True and path.read_text() == GOOD
     path.write_text(long)  # the torn line is the whole file
     assert repair_torn_tail(path) is True and path.read_bytes() == b""
+
+
+def test_a_dataset_loader_is_a_function_named_by_import_path(tmp_path, monkeypatch):
+    (tmp_path / "my_rows.py").write_text(
+        "def rows():\n    return [{'prompt': 'a'}, {'prompt': 'b'}]\n"
+        "def strings():\n    return ['a']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert read_records("my_rows:rows") == [{"prompt": "a"}, {"prompt": "b"}]
+    with pytest.raises(DataError, match=r"my_rows:strings: row 1 is a str, not a mapping"):
+        read_records("my_rows:strings")
+    with pytest.raises(DataError, match=r"cannot import module 'no_such_rows'"):
+        read_records("no_such_rows:rows")
+    with pytest.raises(DataError, match=r"has no 'missing'"):
+        read_records("my_rows:missing")

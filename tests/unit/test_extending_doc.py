@@ -10,6 +10,7 @@ blocks are shown to readers and not run here.
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -33,6 +34,11 @@ SECTIONS = _sections()
 def workspace(tmp_path_factory):
     """One scratch directory for the whole guide; the user's modules are forgotten after."""
     path = tmp_path_factory.mktemp("extending")
+    # Another test may have imported a module of the same name (`my_rewards` is a natural
+    # one): the guide's own files must be the ones imported.
+    for name in re.findall(r"#\s*file:\s*(\w+)\.py", DOC.read_text(encoding="utf-8")):
+        sys.modules.pop(name, None)
+    importlib.invalidate_caches()
     before = set(sys.modules)
     yield path
     for name in set(sys.modules) - before:

@@ -192,6 +192,12 @@ def test_load_scorer_specs(tmp_path):
         load_scorer("random:x")
 
 
+def test_a_users_scorer_class_loads_by_import_path():
+    assert load_scorer("posttrain.eval.set_scorers:VocabularyScorer").name == "vocabulary"
+    with pytest.raises(ValueError, match="without score_sets"):
+        load_scorer("collections:Counter")  # builds, but is no scorer
+
+
 def test_best_of_n_beats_random_with_an_informative_scorer():
     pools = [
         {

@@ -1,0 +1,311 @@
+"""The general commands: tiny models, warm start, SFT, RL, the servers, reports, quickstart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from posttrain.cli.app import (
+    ALIAS_HELP,
+    CONFIG_HELP,
+    SET_HELP,
+    app,
+    config_file,
+    console,
+    fail,
+    load_settings,
+)
+from posttrain.errors import InputError
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out: Path = typer.Option(..., "--out", help="Directory to write the model and tokenizer to."),
+    corpus: Path | None = typer.Option(
+        None,
+        help="Tokenizer corpus: a text file (one text a line) or JSONL with a 'text' "
+        "field. Default: the arithmetic task.",
+    ),
+    size: str = typer.Option(
+        "micro", help="nano (~0.1M), micro (~0.8M), mini (~3M), small (~10M)."
+    ),
+    vocab_size: int = typer.Option(512, help="Tokenizer vocabulary size."),
+    kind: str = typer.Option("causal-lm", help="causal-lm (policy) or seq-cls (reward model)."),
+    seed: int = typer.Option(0, help="Initialisation seed."),
+    max_positions: int | None = typer.Option(
+        None, "--max-positions", help="Context length (default: 512)."
+    ),
+) -> None:
+    """Build a tiny Qwen2-architecture model and its tokenizer, saved with save_pretrained."""
+    from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus
+    from posttrain.data.io import read_jsonl, read_text
+    from posttrain.models.tiny import SIZES, build_tiny_model, describe_saved
+
+    if size not in SIZES:
+        raise typer.BadParameter(f"choose one of {', '.join(SIZES)}", param_hint="--size")
+    if corpus is None:
+        texts = tokenizer_corpus(ArithmeticTask())
+    elif corpus.suffix == ".jsonl":
+        texts = [str(r["text"]) for r in read_jsonl(corpus) if "text" in r]
+    else:
+        texts = [line for line in read_text(corpus).splitlines() if line.strip()]
+    if not texts:
+        raise InputError("no texts to train the tokenizer on", corpus, key="--corpus")
+    try:
+        path = build_tiny_model(
+            out,
+            texts,
+            size=size,
+            vocab_size=vocab_size,
+            kind=kind,
+            seed=seed,
+            max_positions=max_positions,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    typer.echo(f"wrote {path} ({describe_saved(path, kind)})")
+
+
+@app.command("warm-start")
+def warm_start_cmd(
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    run_name: str = typer.Option("warm-start", help="Run directory name under runs/."),
+) -> None:
+    """Supervised warm start of a tiny policy with TRL's SFTTrainer, cached by content hash."""
+    from posttrain.report import write_report
+    from posttrain.runs import Run
+    from posttrain.sft.warm_start import WarmStartConfig, warm_start
+
+    cfg = load_settings(WarmStartConfig, config_file(config, positional), overrides)
+    with Run.create(run_name, cfg) as run:
+        result = warm_start(cfg, run)
+        run.write_json(
+            "results.json",
+            {
+                "model_dir": str(result.model_dir),
+                "heldout_accuracy": result.accuracy,
+                "cached": result.cached,
+            },
+        )
+    write_report(run.path, title="warm start")
+    accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.1%}"
+    typer.echo(
+        f"model: {result.model_dir}\nheld-out accuracy: {accuracy}"
+        f"{' (cached)' if result.cached else ''}\nrun: {run.path}"
+    )
+
+
+@app.command()
+def sft(
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML SFTStageConfig, e.g. configs/sft/tiny.yaml."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Supervised fine-tuning with TRL's SFTTrainer: a model directory and TRL SFT rows in,
+    a run directory (metrics, report, checkpoints/final) out. Works under accelerate launch."""
+    from posttrain.report import write_report
+    from posttrain.sft.trainer import SFTStageConfig, is_main_process, train_sft
+
+    settings = load_settings(SFTStageConfig, config, overrides)
+    try:
+        final = train_sft(settings)
+    except ValueError as err:  # DataError is a ValueError too
+        raise fail("error", err) from None
+    if is_main_process():
+        write_report(settings.output_dir, title="sft")
+        typer.echo(f"model: {final}\nrun: {settings.output_dir}")
+
+
+API_KEY_HELP = (
+    "API key clients must send as 'Authorization: Bearer KEY' on every route but /health "
+    "(prefer the environment variable: a flag shows in the process list). Required to bind "
+    "anything but loopback."
+)
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="A model directory loadable with from_pretrained."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
+    port: int = typer.Option(8000, help="TCP port."),
+    served_model_name: str | None = typer.Option(None, help="Model name clients ask for."),
+    api_key: str | None = typer.Option(None, envvar="POSTTRAIN_API_KEY", help=API_KEY_HELP),
+    weights_root: Path | None = typer.Option(
+        None,
+        help="Directory weight pushes (POST /v1/weights, /update_weights_from_disk) may load "
+        "from; without it, pushes are refused.",
+    ),
+    max_n: int = typer.Option(16, help="Largest `n` a request may ask for."),
+    max_prompts: int = typer.Option(64, help="Largest number of prompts per completions request."),
+    max_stop: int = typer.Option(16, help="Largest number of stop strings per request."),
+    max_stop_chars: int = typer.Option(256, help="Longest stop string, in characters."),
+    max_sampled_tokens: int = typer.Option(
+        65536, help="Largest n * max_tokens per prompt (also cuts the default max_tokens)."
+    ),
+    max_queued_tokens: int = typer.Option(
+        1 << 20,
+        help="Tokens (n * (prompt + max_tokens) per prompt) of all requests in progress; "
+        "a request over it gets 429.",
+    ),
+    request_timeout: float = typer.Option(
+        600.0, help="Seconds a request may take, queued and generating; then 408."
+    ),
+    time_slice: float = typer.Option(
+        0.5,
+        help="Seconds a batch generates before yielding to waiting requests (its unfinished "
+        "rows continue after them).",
+    ),
+    max_body_bytes: int = typer.Option(1 << 20, help="Largest request body; larger gets 413."),
+    device: str = typer.Option("auto", help="torch device; auto picks cuda when available."),
+    max_batch: int = typer.Option(
+        32, help="Concurrent requests generated together; 1 answers one at a time."
+    ),
+) -> None:
+    """Serve a local model over an OpenAI-compatible HTTP API."""
+    from posttrain.models.server.limits import ServerLimits
+    from posttrain.models.server.security import check_bind, resolve_api_key
+
+    try:
+        key = resolve_api_key(api_key)
+        check_bind(host, key)  # at once, before seconds of imports and loading
+        limits = ServerLimits(
+            max_n=max_n,
+            max_prompts=max_prompts,
+            max_stop=max_stop,
+            max_stop_chars=max_stop_chars,
+            max_sampled_tokens=max_sampled_tokens,
+            max_queued_tokens=max_queued_tokens,
+            request_timeout_s=request_timeout,
+            time_slice_s=time_slice,
+        )
+        from posttrain.models.model_dir import require_model_dir
+
+        require_model_dir(model_dir)  # a bad one is named at once, before the server imports
+        from posttrain.models.server import serve as run_server
+
+        run_server(
+            model_dir,
+            host=host,
+            port=port,
+            served_model_name=served_model_name,
+            max_body_bytes=max_body_bytes,
+            device=device,
+            max_batch=max_batch,
+            limits=limits,
+            api_key=key,
+            weights_root=weights_root,
+        )
+    except ValueError as err:  # a bad flag, or an unprotected bind
+        raise fail("error", err) from None
+
+
+@app.command("serve-rm")
+def serve_rm(
+    model_dir: Path = typer.Argument(
+        ..., help="A reward-model directory (sequence classification)."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; loopback by default."),
+    port: int = typer.Option(8100, help="TCP port."),
+    served_model_name: str | None = typer.Option(None, help="Name reported with the rewards."),
+    api_key: str | None = typer.Option(None, envvar="POSTTRAIN_API_KEY", help=API_KEY_HELP),
+    batch_size: int = typer.Option(16, help="Pairs scored per forward pass."),
+    max_length: int | None = typer.Option(
+        None, help="Tokens kept per pair (the last ones; default: the model's context)."
+    ),
+    max_items: int = typer.Option(256, help="Largest number of pairs per request."),
+    max_body_bytes: int = typer.Option(4 << 20, help="Largest request body; larger gets 413."),
+    device: str | None = typer.Option(None, help="torch device (default: cuda when available)."),
+    torch_dtype: str = typer.Option(
+        "auto",
+        help="Weights dtype: auto (the checkpoint's on a GPU, float32 on CPU), float32, "
+        "bfloat16 or float16.",
+    ),
+) -> None:
+    """Serve a reward model: POST /score {"prompts": [...], "responses": [...]} -> rewards.
+
+    Prompts and responses are strings or chat-message lists; each pair is scored as one
+    conversation through the model's chat template (plain text when it has none)."""
+    from posttrain.models.server.security import check_bind, resolve_api_key
+
+    key = resolve_api_key(api_key)
+    try:
+        check_bind(host, key)  # at once, before seconds of imports and loading
+    except ValueError as err:
+        raise fail("error", err) from None
+    from posttrain.models.model_dir import require_model_dir
+
+    require_model_dir(model_dir)  # a bad one is named at once, before the server imports
+    from posttrain.rewards.reward_model import DTYPES
+    from posttrain.rewards.reward_model_server import serve as run_server
+
+    if torch_dtype not in DTYPES:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(DTYPES)}, got {torch_dtype!r}", param_hint="--torch-dtype"
+        )
+    run_server(
+        model_dir,
+        host=host,
+        port=port,
+        batch_size=batch_size,
+        max_length=max_length,
+        max_items=max_items,
+        max_body_bytes=max_body_bytes,
+        device=device,
+        torch_dtype=torch_dtype,
+        served_model_name=served_model_name,
+        api_key=key,
+    )
+
+
+@app.command()
+def rl(
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="YAML config, e.g. configs/rl/tiny.yaml; TRL GRPOConfig names are accepted too "
+        "(docs/trl.md).",
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train a policy with GRPO-family RL; resumes from the run's latest checkpoint."""
+    from posttrain.rl.config import RLConfig
+    from posttrain.rl.launch import make_trainer, prepare_policy
+
+    settings = load_settings(RLConfig, config_file(config, positional), overrides)
+    prepare_policy(settings)  # `model: null`: the warm-start policy, trained once and cached
+    trainer = make_trainer(settings)
+    metrics = trainer.train()
+    if trainer.is_main:
+        shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("eval_", "reward"))}
+        typer.echo(json.dumps(shown, indent=2))
+        typer.echo(f"run: {trainer.run.path}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory under runs/.")) -> None:
+    """(Re)write RUN_DIR/report.html from its metrics and summaries."""
+    from posttrain.report import write_report
+
+    if not run_dir.is_dir():
+        raise InputError("not a run directory", run_dir)
+    typer.echo(write_report(run_dir))
+
+
+@app.command()
+def quickstart(
+    positional: Path | None = typer.Argument(None, metavar="CONFIG", help=ALIAS_HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Warm-start a tiny model, serve it on loopback, and question it through the openai client."""
+    from posttrain.recipes.quickstart import QuickstartConfig, QuickstartRecipe
+
+    settings = load_settings(QuickstartConfig, config_file(config, positional), overrides)
+    summary = QuickstartRecipe(settings, console())()
+    typer.echo(json.dumps(summary, indent=2))
