@@ -153,3 +153,23 @@ def llama_template_rm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+SHARED_RPC_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "rpc-bench"
+"""The steering repository's shared/ beside this checkout (CI lays a copy there): RPC-Bench's
+upstream `prompt.py`, `llm.py` and `eval.py`, which are read, never copied into this repo."""
+
+
+@pytest.fixture(scope="session")
+def rpc_bench_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory laid out like a checkout of the RPC-Bench repository: its upstream files
+    from shared/ and a one-paper benchmark written for these tests."""
+    official = SHARED_RPC_BENCH / "official"
+    if not (official / "prompt.py").exists():
+        pytest.fail(f"RPC-Bench's upstream files belong in {official} (shared/ beside the repo)")
+    checkout = tmp_path_factory.mktemp("rpc-bench-checkout")
+    for name in ("prompt.py", "llm.py", "eval.py", "LICENSE"):
+        shutil.copy(official / name, checkout / name)
+    here = Path(__file__).parent / "integration" / "data" / "rpc-bench" / "benchmark"
+    shutil.copytree(here, checkout / "benchmark")
+    return checkout

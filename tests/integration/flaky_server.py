@@ -5,8 +5,8 @@ chat requests get a 503 with a short `retry-after-ms`; a last message "[reject m
 gets a 400; other requests echo the last user message (cut at `stop`, or to `max_tokens`
 characters), with non-standard `token_ids` (the UTF-8 bytes) and `weight_version` fields
 and, when asked, per-token log-probs.
-`GET /stats` reports how many chat requests arrived, the most served at once, and the
-last request body.
+`GET /stats` reports how many chat requests arrived, the most served at once, the last
+request body, and how many requests carried each `seed` ("none" for no seed).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ BAD_REQUEST = "[reject me]"  # a last message with this content always gets a 40
 def build_app(fail_first: int, delay: float, weight_version: int) -> FastAPI:
     app = FastAPI()
     state: dict[str, Any] = {"requests": 0, "in_flight": 0, "max_in_flight": 0, "last": None}
+    seeds: dict[str, int] = {}
 
     @app.get("/health")
     async def health() -> dict:
@@ -37,6 +38,7 @@ def build_app(fail_first: int, delay: float, weight_version: int) -> FastAPI:
             "chat_requests": state["requests"],
             "max_in_flight": state["max_in_flight"],
             "last_request": state["last"],
+            "seeds": seeds,
         }
 
     @app.post("/v1/chat/completions")
@@ -44,6 +46,8 @@ def build_app(fail_first: int, delay: float, weight_version: int) -> FastAPI:
         body = await request.json()
         state["requests"] += 1
         state["last"] = body
+        seed = str(body.get("seed", "none"))
+        seeds[seed] = seeds.get(seed, 0) + 1
         if state["requests"] <= fail_first:
             return JSONResponse(
                 {"error": {"message": "warming up", "type": "server_error"}},

@@ -256,6 +256,7 @@ CONFIG_COMMANDS = {
         "lookahead",
     ),
     "indexcache run": (["indexcache", "run"], "repeats"),
+    "rm train": (["rm", "train", "--data", "DATA/rows.jsonl", "--out", "OUT"], "batch_size"),
     "cherrl run": (["cherrl", "run"], "vocab_size"),
 }
 

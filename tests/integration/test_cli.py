@@ -17,8 +17,16 @@ COMMANDS = [
     "demo",
     "rl",
     "rm-bench",
+    "rm",
+    "ifeval",
     "longtrace",
     "storyreward",
+    "wildreward",
+    "indexcache",
+    "cherrl",
+    "rpc",
+    "sustain",
+    "sft",
 ]
 TINY_RL = Path(__file__).parents[2] / "configs" / "rl" / "tiny.yaml"
 

@@ -29,6 +29,7 @@ def test_answer_judge_score_with_resume(tmp_path):
     summary = json.loads(done.stdout)
     assert summary == {
         "model": "scripted:rpc-extractive",
+        "protocol": "posttrain",
         "items": 25,
         "new": 25,
         "claim_invalid": 0,
@@ -64,6 +65,8 @@ def test_answer_judge_score_with_resume(tmp_path):
     assert "lexical proxy judge (not an LLM)" in scored.stdout
     scores = json.loads((out / "scores.json").read_text())
     assert scores["model"] == "scripted:rpc-extractive"
+    assert scores["protocol"] == "posttrain"
+    assert json.loads((out / "run.json").read_text())["protocol"] == "posttrain"
     assert scores["judge_labels"] == {name: "lexical proxy judge (not an LLM)"}
     assert 0 < scores["correctness"] <= 100 and 0 < scores["completeness"] <= 100
     cor, com = scores["correctness"], scores["completeness"]
@@ -112,6 +115,13 @@ def test_bad_input_is_named_and_outputs_are_kept(tmp_path):
         and "already holds answers of 'scripted:rpc-extractive'" in other.stderr
     )
     assert len((out / "answers.jsonl").read_text().splitlines()) == 3
+    # a folder made before protocols were recorded is a posttrain one, and resumes
+    from posttrain.eval.rpc import commands
+
+    run = json.loads((out / "run.json").read_text())
+    del run["protocol"], run["rpc_bench"]
+    (out / "run.json").write_text(json.dumps(run))
+    assert commands.answer(SLICE, "scripted:rpc-extractive", out, limit=3)["new"] == 0
     missing = rpc("score", str(tmp_path / "empty"))
     assert missing.returncode == 2 and "run `posttrain rpc answer`" in missing.stderr
 
@@ -146,7 +156,10 @@ def test_remote_answerer_and_judge_calls_are_paid_once(tmp_path):
     try:
 
         def requests() -> int:
-            return httpx.get(server.url + "/stats", timeout=5).json()["chat_requests"]
+            return stats()["chat_requests"]
+
+        def stats() -> dict:
+            return httpx.get(server.url + "/stats", timeout=5).json()
 
         spec = f"openai:echo@{server.base_url}"
         out = tmp_path / "remote"
@@ -158,6 +171,9 @@ def test_remote_answerer_and_judge_calls_are_paid_once(tmp_path):
         # the echo server repeats the prompt: no rating can be read, so each of the 18
         # non-claim items costs 3 dimensions x (1 call + 1 retry) on top of 25 answers
         assert paid == 25 + 18 * 3 * 2
+        # the re-asks reached the server because they carry a seed, so the response cache
+        # (keyed on the whole request) does not hand back the unreadable first reply
+        assert stats()["seeds"] == {"none": 25 + 18 * 3, "1": 18 * 3}
         for result in [out / "answers.jsonl", *(out / "judgments").glob("*.jsonl")]:
             result.unlink()
         again = rpc("answer", "--data", str(SLICE), "--model", spec, "--out", str(out))
@@ -167,3 +183,58 @@ def test_remote_answerer_and_judge_calls_are_paid_once(tmp_path):
         assert requests() == paid
     finally:
         server.stop()
+
+
+def test_official_protocol_then_judge_output_feeds_consistency(tmp_path, rpc_bench_checkout):
+    """`--protocol official` reads RPC-Bench's prompts and papers from a checkout; `rpc export`
+    turns two models' judgments into score files that `rpc consistency` reads."""
+    from posttrain.eval.rpc import commands
+
+    checkout = rpc_bench_checkout
+    split = checkout / "benchmark" / "test.json"
+    official = ("--protocol", "official", "--rpc-bench", str(checkout))
+    out = tmp_path / "extractive"
+    done = rpc("answer", "--data", str(split), "--out", str(out), *official)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["protocol"] == "official"
+    run = json.loads((out / "run.json").read_text())
+    assert run["protocol"] == "official" and run["rpc_bench"] == str(checkout.resolve())
+    assert run["papers"] == str((checkout / "benchmark" / "md" / "test").resolve())
+    mixed = rpc("answer", "--data", str(split), "--out", str(out))
+    assert mixed.returncode == 2 and "(protocol official)" in mixed.stderr
+
+    echo = tmp_path / "echo"
+    commands.answer(split, "scripted:echo", echo, protocol="official", rpc_bench=checkout)
+    claims = [
+        json.loads(line)
+        for line in (echo / "answers.jsonl").read_text().splitlines()
+        if '"Claim_Verification"' in line
+    ]
+    assert [c["claim_invalid"] for c in claims] == [True]  # the echo is not exactly True/False
+    for folder, name in ((out, "alpha"), (echo, "beta")):
+        [info] = commands.judge(folder, ["scripted:rpc-lexical-judge"]).values()
+        assert info["protocol"] == "official" and info["failed_dimensions"] == 0
+        assert commands.score(folder)["protocol"] == "official"
+        exported = commands.export(folder, tmp_path / "scores", name)
+        [path] = exported["files"].values()
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        assert len(rows) == 6 and set(rows[0]) == {
+            "id", "part_idx", "question", "reference_answer", "predicted_answer", "category",
+            "score",
+        }  # fmt: skip
+    judge_dir = tmp_path / "scores" / "scripted-rpc-lexical-judge"
+    assert sorted(p.name for p in judge_dir.iterdir()) == ["alpha_score.json", "beta_score.json"]
+    pairwise = tmp_path / "pairwise.jsonl"
+    prefs = [("alpha", "beta", "alpha"), ("beta", "alpha", "alpha"), ("alpha", "beta", "beta")]
+    pairwise.write_text(
+        "".join(
+            json.dumps({"id": "rzQGHXNReU", "part_idx": i + 1, "file_a": a, "file_b": b,
+                        "better": better}) + "\n"
+            for i, (a, b, better) in enumerate(prefs)
+        )
+    )  # fmt: skip
+    table = rpc("consistency", "--pairwise", str(pairwise), "--judges", str(judge_dir))
+    assert table.returncode == 0, table.stderr
+    assert "scripted-rpc-lexical-judge" in table.stdout
+    bad = rpc("export", str(out), "--out", str(tmp_path / "x"), "--name", "a_b")
+    assert bad.returncode == 2 and "without '_'" in bad.stderr

@@ -86,7 +86,7 @@ class Flaky:
 def test_extract_turns_ids_and_contents():
     system = {"role": "system", "content": "Be brief."}
     record = {**PERU, "conversation": [system, *PERU["conversation"]]}
-    items = extract_turns([record])
+    items, _ = extract_turns([record])
     assert [it["id"] for it in items] == ["peru_turn0", "peru_turn1", "peru_turn2"]
     first, second = items[0], items[1]
     assert first["history"] == [system]
@@ -98,7 +98,7 @@ def test_extract_turns_ids_and_contents():
     assert [it["turn_quality"] for it in items] == [5, 2, 5]  # the last reply has no feedback
     assert all(it["user_id"] == "u1" and it["language"] == "English" for it in items)
     no_hash = {"conversation": PERU["conversation"][:3]}
-    (item,) = extract_turns([no_hash])
+    (item,), _ = extract_turns([no_hash])
     assert item["id"].endswith("_turn0") and "turn_quality" not in item
 
 
@@ -146,7 +146,7 @@ def test_rule_labeler_levels_and_says_which_rule_fired():
 
 
 def test_labelling_retries_then_drops_unparsed():
-    items = extract_turns([PERU])
+    items, _ = extract_turns([PERU])
     records = label_chunk(items, Flaky(bad=1), GenerationParams(), retries=1)
     assert [r["raw_label"] for r in records] == [3, 2, 5]
     assert all(r["attempts"] == 2 for r in records)
@@ -445,3 +445,52 @@ def test_rule_labels_agree_with_generator_quality(tmp_path):
     assert summary["kept"] + sum(summary["dropped"].values()) == summary["turns"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["kept"] == summary["kept"]
     assert isinstance(load_chat("scripted:refusal-rules"), ScriptedChat)
+
+
+def test_parquet_shards_with_a_shared_conversation(tmp_path):
+    """WildChat ships parquet shards that repeat some conversations: a folder of shards (or
+    the files one by one) is read in order, the repeat skipped and counted, and the rows
+    match one file holding each conversation once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    other = conv("kyoto", "Where is Kyoto?", "Kyoto is in Japan.", "thanks, that was perfect", "ok")
+    third = conv("maths", "What is 2 + 2?", "It is 5.", "wrong, it is 4", "Sorry, 4.")
+    shards = tmp_path / "data"
+    shards.mkdir()
+    pq.write_table(pa.Table.from_pylist([PERU, other]), shards / "train-00000-of-00002.parquet")
+    pq.write_table(pa.Table.from_pylist([third, PERU]), shards / "train-00001-of-00002.parquet")
+    write_jsonl(tmp_path / "once.jsonl", [PERU, other, third])
+
+    whole = run_pipeline(tmp_path / "once.jsonl", tmp_path / "once")
+    from_folder = run_pipeline(shards, tmp_path / "folder")
+    from_files = run_pipeline(sorted(shards.iterdir()), tmp_path / "files")
+    assert whole["duplicate_conversations"] == 0 and whole["conversations"] == 3
+    for summary, out in ((from_folder, "folder"), (from_files, "files")):
+        assert summary["duplicate_conversations"] == 1 and summary["conversations"] == 4
+        assert summary["turns"] == whole["turns"] and summary["split"] == whole["split"]
+        assert len(summary["input"]) == 2 and summary["input"][0].endswith("00000-of-00002.parquet")
+        for split in ("train", "test"):
+            assert read_jsonl(tmp_path / out / f"{split}.jsonl") == read_jsonl(
+                tmp_path / "once" / f"{split}.jsonl"
+            )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: no \.parquet"):
+        run_pipeline(tmp_path / "empty", tmp_path / "nothing")
+
+
+def test_pipeline_command_takes_several_inputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    other = conv("kyoto", "Where is Kyoto?", "Kyoto is in Japan.", "thanks, that was perfect", "ok")
+    write_jsonl(tmp_path / "a.jsonl", [PERU, other])
+    write_jsonl(tmp_path / "b.jsonl", [other])
+    argv = ["wildreward", "pipeline", "--input", str(tmp_path / "a.jsonl")]
+    done = CliRunner().invoke(
+        app, [*argv, "--input", str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "out")]
+    )
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.output)
+    assert shown["conversations"] == 3 and shown["duplicate_conversations"] == 1

@@ -1,5 +1,5 @@
-"""IFEval-style instruction checkers, rule verifiers for rubric items, and the registered
-`instruction_following` reward."""
+"""IFEval instructions (checked by the official implementation), rule verifiers for rubric
+items, and the registered `instruction_following` reward."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from posttrain.rewards import get_reward
 from posttrain.rewards.instructions import (
-    INSTRUCTIONS,
     check_instruction,
     check_verifier,
+    instruction_ids,
     instruction_score,
     verify,
 )
@@ -36,7 +36,8 @@ def test_check_verifier_names_what_is_wrong():
         ({"type": "keywords"}, "non-empty 'all' or 'any'"),
         ({"type": "keywords", "all": [1]}, "all must be a string or a non-empty list"),
         ({"type": "keywords", "any": {"a": 1}}, "any must be a list"),
-        ({"type": "instruction", "id": "nope"}, "unknown instruction id 'nope'"),
+        ({"type": "instruction", "id": "nope"}, "unknown IFEval instruction 'nope'"),
+        ({"type": "instruction", "id": "keywords:existence"}, "needs keywords"),
     ]:
         with pytest.raises(ValueError, match=message):
             check_verifier(bad)
@@ -44,9 +45,10 @@ def test_check_verifier_names_what_is_wrong():
             verify(bad, "text")
 
 
+# (spec in IFEval's official kwargs, a response that follows it, one that does not)
 CASES = [
     (
-        {"id": "length_constraints:number_words", "relation": "at most", "num_words": 3},
+        {"id": "length_constraints:number_words", "relation": "less than", "num_words": 4},
         "one two three",
         "one two three four",
     ),
@@ -56,11 +58,12 @@ CASES = [
         "a b",
     ),
     (
-        {"id": "length_constraints:number_sentences", "relation": "exactly", "num_sentences": 2},
+        {"id": "length_constraints:number_sentences", "relation": "at least", "num_sentences": 2},
         "Hi. Bye!",
         "Hi.",
     ),
-    ({"id": "length_constraints:number_paragraphs", "num_paragraphs": 2}, "a\n\nb", "a\nb"),
+    # IFEval's paragraphs are separated by markdown dividers, not blank lines.
+    ({"id": "length_constraints:number_paragraphs", "num_paragraphs": 2}, "a\n***\nb", "a\n\nb"),
     (
         {"id": "detectable_format:number_bullet_lists", "num_bullets": 2},
         "- a\n* b",
@@ -79,8 +82,11 @@ CASES = [
         "Ok. Any other questions? ",
         "Any other questions? Ok.",
     ),
-    ({"id": "startend:start_checker", "start_phrase": "Dear Dad"}, "dear dad, hi", "Hi Dad"),
-    ({"id": "change_case:english_lowercase"}, "all lower 123", "Not lower"),
+    (
+        {"id": "change_case:english_lowercase"},
+        "the forest is quiet and full of tall old trees.",
+        "The forest is quiet and full of tall old trees.",
+    ),
 ]
 
 
@@ -89,18 +95,22 @@ def test_instruction_checkers(spec, good, bad):
     assert check_instruction(good, spec)
     assert not check_instruction(bad, spec)
     kwargs = {k: v for k, v in spec.items() if k != "id"}
-    assert INSTRUCTIONS[spec["id"]].description(**kwargs)
+    assert check_instruction(good, {"id": spec["id"], "kwargs": kwargs})
 
 
-def test_every_checker_is_covered():
-    assert {c[0]["id"] for c in CASES} == set(INSTRUCTIONS)
+def test_loose_checking_and_the_official_ids():
+    spec = {"id": "change_case:english_lowercase"}
+    response = "Sure, here it is:\nthe forest is quiet and full of tall old trees."
+    assert not check_instruction(response, spec)
+    assert check_instruction(response, spec, loose=True)  # the first line dropped
+    assert len(instruction_ids()) == 25 and "startend:quotation" in instruction_ids()
 
 
 def test_instruction_score_combine_modes():
     specs = [
         {"id": "punctuation:no_comma"},
         {"id": "change_case:english_lowercase"},
-        {"id": "keywords:existence", "kwargs": {"keywords": "rest"}},
+        {"id": "keywords:existence", "kwargs": {"keywords": ["rest"]}},
     ]
     response = "please rest, then hydrate"  # fails no_comma only
     assert instruction_score(response, specs, "sum") == 2.0
@@ -112,8 +122,12 @@ def test_instruction_score_combine_modes():
         instruction_score(response, specs, "product")
     with pytest.raises(ValueError, match="known: .*punctuation:no_comma"):
         instruction_score(response, [{"id": "nope"}])
-    with pytest.raises(ValueError, match="bad arguments"):
+    with pytest.raises(ValueError, match="needs relation"):
         check_instruction("x", {"id": "length_constraints:number_words", "num_words": 3})
+    with pytest.raises(ValueError, match="bad arguments.*'less than', 'at least'"):
+        check_instruction(
+            "x", {"id": "length_constraints:number_words", "relation": "at most", "num_words": 3}
+        )
 
 
 def test_instruction_following_is_a_registered_reward():

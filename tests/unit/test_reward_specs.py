@@ -27,6 +27,7 @@ BUILT_IN = {
     "think_format",
     "rubric_main",
     "instruction_following",
+    "ifeval",
     "longtrace_outcome",
     "longtrace_rubric",
     "longtrace_rubric_mixed",

@@ -222,3 +222,83 @@ def test_best_of_n_beats_random_with_an_informative_scorer():
     judge = _picker()
     assert best_of_n_quality(judge, pools, ns=[2, 4])["n=4"]["selected_unflawed"] == 1.0
     assert judge.requests == 2 * len(pools)
+
+
+def _rb2(id_: str, subset: str, chosen: list[str], rejected: list[str]) -> dict:
+    """A row in RewardBench 2's published layout (allenai/reward-bench-2)."""
+    return {
+        "id": id_,
+        "prompt": f"Question {id_}?",
+        "chosen": chosen,
+        "rejected": rejected,
+        "num_correct": len(chosen),
+        "num_incorrect": len(rejected),
+        "total_completions": len(chosen) + len(rejected),
+        "models": ["m"] * (len(chosen) + len(rejected)),
+        "subset": subset,
+        "additional_metadata": {"source": "test"},
+    }
+
+
+# Scores are the count of "good" (KeywordScorer); the expected values are worked by hand
+# from RewardBench 2's rules in the comments.
+REWARDBENCH2 = [
+    _rb2("1", "Factuality", ["good good"], ["good", "x", "y"]),  # [2,1,0,0]: 1
+    _rb2("2", "Factuality", ["good"], ["good", "x", "y"]),  # [1,1,0,0]: tied at the top, 1/2
+    _rb2("3", "Math", ["x"], ["good", "y", "z"]),  # [0,1,0,0]: 0
+    _rb2("ref:7", "Ties", ["good good good"], ["good", "x"]),  # [3,1,0]: accurate, gap 2
+    # [3,4,1,0]: accurate, gap 3-1=2, spread 4-3=1 -> preferred, hard (min gap 2 > 1), tanh(1)
+    _rb2("tied:7", "Ties", ["good good good", "good good good good"], ["good", "x"]),
+    _rb2("ref:8", "Ties", ["good"], ["good", "x"]),  # [1,1,0]: a tie is a miss here, gap 0
+    # [1,2,0,0]: accurate, gap 1, spread 1 -> not preferred (1 > 1 fails), hard gap 0, tanh(-1)
+    _rb2("tied:8", "Ties", ["good", "good good"], ["x", "y"]),
+]
+
+
+def test_rewardbench2_rows_score_per_subset_with_its_rules(tmp_path):
+    import math
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "test-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(REWARDBENCH2), path)
+    instances = load_instances(path)
+    results = evaluate_scorer(Pointwise(KeywordScorer(), "kw"), instances, tmp_path / "out")
+    subsets = results["per_subset"]
+    assert set(subsets) == {"Factuality", "Math", "Ties"}
+    assert subsets["Factuality"]["score"] == subsets["Factuality"]["accuracy"] == 0.75
+    assert subsets["Factuality"]["random_baseline"] == 0.25
+    assert subsets["Math"]["score"] == 0.0
+    ties = subsets["Ties"]
+    assert ties["accuracy"] == 0.75  # 3 of the 4 prompts strictly right
+    assert ties["ref_accuracy"] == 0.5 and ties["tied_accuracy"] == 1.0
+    assert ties["correctness_preferred"] == 0.5 and ties["correctness_preferred_hard"] == 0.5
+    assert ties["correctness_margin_score"] == pytest.approx(0.0)  # tanh(1) and tanh(-1)
+    assert ties["score"] == pytest.approx(0.3 * 1.0 + 0.3 * 0.5 + 0.2 * 0.5 + 0.2 * 0.5)
+    # Random scores put all correct answers first with chance 1 / C(n, correct).
+    assert ties["random_baseline"] == pytest.approx((1 / 3 + 1 / 6 + 1 / 3 + 1 / 6) / 4)
+    assert results["mean_subset_score"] == pytest.approx((0.75 + 0.0 + 0.65) / 3)
+    assert results["accuracy"] == pytest.approx(4.5 / 7)
+    # One Ties pair alone: both margins favour correctness, so the margin term adds tanh(1).
+    alone = evaluate_scorer(Pointwise(KeywordScorer(), "kw"), instances[3:5])
+    assert alone["per_subset"]["Ties"]["score"] == pytest.approx(1.0 + 0.01 * math.tanh(1))
+    # StoryRMB rows carry no subset, so their results have no per-subset block.
+    assert "per_subset" not in evaluate_scorer(LengthScorer(), _instances())
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (_rb2("4", "Math", ["a", "b"], ["c"]), "2 chosen responses; only RewardBench 2's Ties"),
+        (_rb2("9", "Ties", ["a", "b"], ["c"]), "Ties-subset id must read ref:N or tied:N"),
+        ({**_rb2("5", "Math", ["a"], ["c"]), "num_correct": 2}, "num_correct is 2 but"),
+        (_rb2("6", "Math", [], ["c"]), "'chosen' must be a non-empty list of strings"),
+        (_rb2("6", "Math", ["a"], [3]), "'rejected' must be a non-empty list of strings"),
+    ],
+)
+def test_bad_rewardbench2_rows_name_file_and_row(tmp_path, row, message):
+    path = write_jsonl(tmp_path / "rb2.jsonl", [REWARDBENCH2[0], row])
+    with pytest.raises(DataError, match=message) as caught:
+        load_instances(path)
+    assert str(caught.value).startswith(f"{path}: instance 2")

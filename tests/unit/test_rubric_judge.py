@@ -147,7 +147,7 @@ def test_verifier_items_are_not_sent():
             "verifier": {
                 "type": "instruction",
                 "id": "length_constraints:number_words",
-                "relation": "at most",
+                "relation": "less than",
                 "num_words": 20,
             },
         },

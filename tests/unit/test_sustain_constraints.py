@@ -8,7 +8,7 @@ import pytest
 
 from posttrain.eval.sustain import constraints, scripted, tasks
 from posttrain.eval.sustain.pipeline import make_variants
-from posttrain.rewards.instructions import INSTRUCTIONS
+from posttrain.rewards.instructions import check_instruction, instruction_ids
 
 
 def _solved(domain: str, n: int = 6) -> list[tuple[dict, str]]:
@@ -16,9 +16,21 @@ def _solved(domain: str, n: int = 6) -> list[tuple[dict, str]]:
     return [(it, scripted.respond([{"role": "user", "content": it["prompt"]}])) for it in items]
 
 
-def test_judge_checkers_are_reused_and_new_ones_added() -> None:
-    assert set(INSTRUCTIONS) < set(constraints.CHECKERS)
-    assert constraints.CHECKERS["punctuation:no_comma"] is INSTRUCTIONS["punctuation:no_comma"]
+def test_ifeval_constraints_are_checked_by_the_official_code() -> None:
+    official = set(instruction_ids())
+    ifeval = {
+        i for i, c in constraints.CHECKERS.items() if isinstance(c, constraints.IFEvalInstruction)
+    }
+    assert ifeval and ifeval <= official
+    own = set(constraints.CHECKERS) - ifeval
+    assert not own & official  # SustainScore's own checks never borrow an IFEval id
+    # The SustainScore word bound "at most 10" is IFEval's "less than 11", counted as IFEval does.
+    spec = {"id": "length_constraints:number_words", "relation": "less than", "num_words": 11}
+    assert constraints.describe(spec) == "Answer with at most 10 words."
+    for text in ("has_close_elements " * 10, "don't " * 6):
+        assert constraints.check(text, spec) == check_instruction(text, spec)
+    assert constraints.check("has_close_elements " * 10, spec)
+    assert not constraints.check("don't " * 6, spec)  # 12 words to IFEval
     with pytest.raises(ValueError, match="unknown constraint"):
         constraints.check("x", {"id": "nope"})
 
@@ -27,6 +39,12 @@ def test_judge_checkers_are_reused_and_new_ones_added() -> None:
     ("spec", "good", "bad"),
     [
         ({"id": "punctuation:forbidden_character", "character": ";"}, "a b", "a; b"),
+        ({"id": "startend:start_checker", "start_phrase": "Dear Dad"}, "dear dad, hi", "Hi Dad"),
+        (
+            {"id": "length_constraints:number_blank_line_paragraphs", "num_paragraphs": 2},
+            "a\n\nb",
+            "a\nb",
+        ),
         ({"id": "detectable_format:answer_format", "format": "boxed"}, "so \\boxed{4}", "4"),
         (
             {"id": "detectable_format:answer_format", "format": "answer_line"},
@@ -52,8 +70,8 @@ def test_every_extracted_constraint_passes_its_source_output(domain: str) -> Non
         assert len(kept) >= 3
         assert all(constraints.check(output, spec) for spec in kept)
         assert all(not constraints.check(output, spec) for spec in dropped)
-        for spec in kept:  # never give the answer away
-            text = " ".join(str(v) for k, v in spec.items() if k != "id").lower()
+        for spec in kept:  # never give the answer away in the inserted text
+            text = constraints.describe(spec).lower()
             if domain != "code":
                 assert item["gold"].lower() not in text
 

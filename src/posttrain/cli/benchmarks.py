@@ -1,4 +1,5 @@
-"""The benchmark commands: `posttrain rm-bench`, `posttrain rpc ...`, `posttrain sustain run`."""
+"""The benchmark commands: `posttrain rm-bench`, `posttrain rpc ...`, `posttrain sustain run`,
+`posttrain ifeval score`."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def rm_bench(
     data: Path = typer.Option(
         ...,
         "--data",
-        help="StoryRMB-format JSONL: id, prompt, chosen, rejected (a list), optional dimension.",
+        help="Benchmark rows (JSONL, parquet or a saved dataset): StoryRMB's (id, prompt, "
+        "chosen, rejected a list, optional dimension) or RewardBench 2's (chosen and "
+        "rejected lists, subset).",
     ),
     scorer: str = typer.Option(
         ...,
@@ -31,8 +34,9 @@ def rm_bench(
     out: Path = typer.Option(..., "--out", help="Writes OUT/results.json and OUT/scores.jsonl."),
     chunk_size: int = typer.Option(32, "--chunk-size", help="Instances scored per batch."),
 ) -> None:
-    """Reward-model benchmark with tie credit: overall and per-dimension accuracy against
-    the random baseline. Resumes from OUT/scores.jsonl."""
+    """Reward-model benchmark with RewardBench 2's tie rule: overall, per-dimension and
+    per-subset accuracy against the random baseline (Ties scored as RewardBench 2 does).
+    Resumes from OUT/scores.jsonl."""
     from posttrain.eval.rm_bench import evaluate_scorer, load_instances
     from posttrain.eval.set_scorers import load_scorer
 
@@ -57,17 +61,31 @@ def rpc_answer(
     ),
     out: Path = typer.Option(..., "--out", help="Writes OUT/answers.jsonl (resumed on rerun)."),
     papers: Path | None = typer.Option(
-        None, "--papers", help="Folder of <paper id>.md full texts (default: title + abstract)."
+        None,
+        "--papers",
+        help="Folder of full texts, <id>.md or <id>/<id>.md (default: title + abstract; "
+        "official: <id>/<id>.md only, default RPC_BENCH/benchmark/md/test).",
     ),
     limit: int | None = typer.Option(None, "--limit", help="Answer only the first N items."),
     batch_size: int = typer.Option(8, "--batch-size", help="Questions per model call."),
     max_tokens: int = typer.Option(1024, "--max-tokens", help="Answer length limit in tokens."),
+    protocol: str = typer.Option(
+        "posttrain",
+        "--protocol",
+        help="posttrain (this toolkit's prompts) or official (RPC-Bench's prompts and rules, "
+        "read from --rpc-bench); judge and score follow the answers' protocol.",
+    ),
+    rpc_bench: Path | None = typer.Option(
+        None, "--rpc-bench", help="A checkout of the RPC-Bench repository (--protocol official)."
+    ),
 ) -> None:
     """Answer every RPC-Bench question from its paper's context."""
     from posttrain.eval.rpc import commands
 
     try:
-        summary = commands.answer(data, model, out, papers, limit, batch_size, max_tokens)
+        summary = commands.answer(
+            data, model, out, papers, limit, batch_size, max_tokens, protocol, rpc_bench
+        )
     except (ValueError, OSError) as err:
         raise fail("error", err) from None
     typer.echo(json.dumps(summary, indent=2))
@@ -106,7 +124,9 @@ def rpc_score(answers: Path = typer.Argument(..., help="An answers folder (judge
     except (ValueError, OSError) as err:
         raise fail("error", err) from None
     judges = ", ".join(scores["judge_labels"].values()) or "no judge"
-    table = Table(title=f"RPC-Bench: {scores['model']} (judge: {judges})")
+    table = Table(
+        title=f"RPC-Bench: {scores['model']} (judge: {judges}; protocol: {scores['protocol']})"
+    )
     for column in ("category", "items", "Cor", "Com", "F1", "Con-adj", "accuracy"):
         table.add_column(column, justify="left" if column == "category" else "right")
 
@@ -129,6 +149,26 @@ def rpc_score(answers: Path = typer.Argument(..., help="An answers folder (judge
         )
     console().print(table)
     typer.echo(f"wrote {answers / 'scores.json'}")
+
+
+@rpc.command("export")
+def rpc_export(
+    answers: Path = typer.Argument(..., help="An answers folder (judged)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Writes OUT/<judge>/<name>_score.json (one judge folder each)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="The model's name in the human preferences (no '_')."
+    ),
+) -> None:
+    """RPC-Bench's score files from `rpc judge` output, for `rpc consistency --judges`."""
+    from posttrain.eval.rpc import commands
+
+    try:
+        summary = commands.export(answers, out, name)
+    except (ValueError, OSError) as err:
+        raise fail("error", err) from None
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @rpc.command("consistency")
@@ -199,9 +239,55 @@ def sustain_run(
             batch_size,
             attention,
         )
-    except (ValueError, OSError) as err:
+    except (ValueError, LookupError, OSError) as err:  # LookupError: no Punkt data
         raise fail("error", err) from None
     console().print(commands.table(results))
     if "attention" in results:
         typer.echo("attention share on the constraint: " + json.dumps(results["attention"]))
     typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+
+
+ifeval = typer.Typer(help="IFEval: instruction following, checked by the official implementation.")
+app.add_typer(ifeval, name="ifeval")
+
+
+@ifeval.command("score")
+def ifeval_score(
+    responses: Path = typer.Option(
+        ..., "--responses", help="JSONL of {prompt, response} rows (Google's response format)."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="IFEval inputs (input_data.jsonl: key, prompt, instruction_id_list, kwargs); "
+        "responses are joined to them by prompt. Without it, each responses row carries "
+        "instruction_id_list and kwargs itself.",
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Writes OUT/eval_results_strict.jsonl, OUT/eval_results_loose.jsonl, "
+        "OUT/results.json.",
+    ),
+) -> None:
+    """IFEval's four accuracies (prompt- and instruction-level, strict and loose) of a
+    response file, by lm-evaluation-harness's packaging of Google's checking code."""
+    from rich.table import Table
+
+    from posttrain.eval.ifeval import ACCURACIES, score_files
+
+    try:
+        summary = score_files(responses, data, out)
+    except (ValueError, LookupError, ImportError, OSError) as err:
+        raise fail("error", err) from None
+    table = Table(
+        title=f"IFEval: {summary['prompts']} prompts, {summary['instructions']} instructions"
+    )
+    table.add_column("accuracy")
+    table.add_column("value", justify="right")
+    for name in ACCURACIES:
+        table.add_row(name, f"{summary[name]:.4f}")
+    console().print(table)
+    typer.echo(json.dumps({name: summary[name] for name in ACCURACIES}))
+    if out is not None:
+        typer.echo(f"wrote {out / 'results.json'}")

@@ -214,20 +214,27 @@ def wildreward_eval(
 
 @wildreward.command("pipeline")
 def wildreward_pipeline(
-    input_path: Path = typer.Option(..., "--input", help="Conversations (WildChat layout)."),
+    inputs: list[str] = typer.Option(
+        ...,
+        "--input",
+        help="Conversations in WildChat's layout: a JSONL or parquet file, a folder of "
+        "shards or a saved dataset, or a module:function loader (repeatable).",
+    ),
     out: Path = typer.Option(..., "--out", help="Writes train.jsonl, test.jsonl, summary.json."),
     config: Path | None = typer.Option(None, "--config", help="YAML FeedbackPipelineConfig."),
     overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
-    """Label each assistant reply by the user's next message; resumes in OUT/stages/."""
+    """Label each assistant reply by the user's next message; resumes in OUT/stages/.
+    A conversation_hash seen before (in any shard) is skipped and counted."""
     from posttrain.data.feedback import FeedbackPipelineConfig, run_pipeline
 
     settings = load_settings(FeedbackPipelineConfig, config, overrides)
     try:
-        summary = run_pipeline(input_path, out, settings)
+        summary = run_pipeline(inputs, out, settings)
     except ValueError as err:
         raise fail("error", err) from None
-    typer.echo(json.dumps({k: summary[k] for k in ("dropped", "labels", "split")}, indent=2))
+    shown = ("conversations", "duplicate_conversations", "dropped", "labels", "split")
+    typer.echo(json.dumps({k: summary[k] for k in shown}, indent=2))
 
 
 @cherrl.command("onset")
@@ -266,21 +273,71 @@ def cherrl_onset(
     typer.echo(json.dumps(summary, indent=2))
 
 
+FIELDS_HELP = (
+    "How the log names the detector's fields, e.g. step=global_step,response=completion,"
+    "score=reward,prompt=prompt (unnamed ones keep their name; a.b reaches into objects)."
+)
+
+
 @cherrl.command("detect")
 def cherrl_detect(
-    rollouts: Path = typer.Option(..., "--rollouts", help="A rollouts.jsonl or its run directory."),
+    rollouts: Path = typer.Option(
+        ..., "--rollouts", help="A rollout log (JSONL or parquet) or a run directory."
+    ),
     detector: str = typer.Option(
         "statistical", "--detector", help="statistical, or a model SPEC for the LLM agent."
     ),
+    fields: str | None = typer.Option(None, "--fields", help=FIELDS_HELP),
 ) -> None:
     """Raise a hacking alert from {step, prompt, response, score} alone (JSON; null: none)."""
     from posttrain.monitor.detector import load_detector
+    from posttrain.monitor.trainer_logs import parse_fields, read_trainer_log
 
     try:
-        found = load_detector(detector).detect(rollouts)
+        log = read_trainer_log(rollouts, parse_fields(fields))
+        found = load_detector(detector).detect(log.records)
     except (ValueError, OSError) as err:
         raise fail("error", err) from None
-    typer.echo(json.dumps(found.to_dict() if found else None, indent=2))
+    out = found.to_dict() if found else None
+    if out is not None and log.step_values:  # fractional steps: also as the log wrote them
+        out["logged_alert_step"] = log.logged_step(found.alert_step)
+        out["logged_onset_step"] = log.logged_step(found.onset_step)
+    typer.echo(json.dumps(out, indent=2))
+
+
+@cherrl.command("watch")
+def cherrl_watch(
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory (its rollouts.jsonl) or a JSONL rollout log being written."
+    ),
+    detector: str = typer.Option(
+        "statistical", "--detector", help="statistical, or a model SPEC for the LLM agent."
+    ),
+    fields: str | None = typer.Option(None, "--fields", help=FIELDS_HELP),
+    interval: float = typer.Option(10.0, "--interval", help="Seconds between reads of the log."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Give up after this many seconds (default: never)."
+    ),
+) -> None:
+    """Follow a run's rollout log as it is written; print how the watch ended as JSON and exit
+    1 on a hacking alert, 0 when the run finished without one (its checkpoints/final or a DONE
+    file appeared), 3 at --timeout."""
+    from posttrain.monitor.detector import load_detector
+    from posttrain.monitor.live import watch
+    from posttrain.monitor.trainer_logs import parse_fields
+
+    try:
+        result = watch(
+            run_dir,
+            fields=parse_fields(fields),
+            detector=load_detector(detector),
+            interval=interval,
+            timeout=timeout,
+        )
+    except (ValueError, OSError) as err:
+        raise fail("error", err) from None
+    typer.echo(json.dumps(result.to_dict(), indent=2))
+    raise typer.Exit({"alert": 1, "finished": 0, "timeout": 3}[result.outcome])
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The general commands: tiny models, warm start, SFT, RL, the servers, reports, quickstart."""
+"""The general commands: tiny models, warm start, SFT, reward-model training, RL, the servers,
+reports, quickstart."""
 
 from __future__ import annotations
 
@@ -260,6 +261,52 @@ def serve_rm(
         served_model_name=served_model_name,
         api_key=key,
     )
+
+
+rm = typer.Typer(help="Reward models on your own preference pairs (serve them: serve-rm).")
+app.add_typer(rm, name="rm")
+
+
+@rm.command("train")
+def rm_train(
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="Preference pairs in TRL's layout (prompt, chosen, rejected: strings or chat "
+        "messages; or whole conversations as chosen/rejected): JSONL, parquet, a saved "
+        "dataset or a module:function loader. Sets train_file.",
+    ),
+    eval_data: str | None = typer.Option(
+        None, "--eval-data", help="Held-out pairs, same layout. Sets eval_file."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output directory (sets output_dir); the model goes to OUT/final."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML RewardModelConfig (model, steps, batch_size, ...)."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Train a Bradley–Terry reward model with TRL's RewardTrainer: pairs in, a model
+    directory (OUT/final, loadable by serve-rm, rm-bench and RL) and its metrics out."""
+    from dataclasses import replace
+
+    from posttrain.report import write_report
+    from posttrain.rewards.reward_model import RewardModelConfig, train_reward_model
+    from posttrain.runs import Run
+
+    settings = load_settings(RewardModelConfig, config, overrides)
+    given = {"train_file": data, "eval_file": eval_data, "output_dir": out and str(out)}
+    settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
+    if settings.train_file is None:
+        raise InputError("no training pairs: pass --data FILE (or train_file in --config)")
+    with Run(settings.output_dir) as log:  # TRL reports to settings.report_to itself
+        final = train_reward_model(settings, log)
+    write_report(settings.output_dir, title="reward model")
+    summary = json.loads((final / "reward_model.json").read_text())
+    shown = {k: v for k, v in summary.items() if k != "config"}
+    typer.echo(json.dumps(shown, indent=2))
+    typer.echo(f"model: {final}\nrun: {settings.output_dir}")
 
 
 @app.command()

@@ -15,4 +15,8 @@ score:
 - `statistical_detector`: the online drift-and-payoff test (`StatisticalDetector`);
 - `agent_detector`: a chat model reading the same statistics through tools
   (`LLMAgentDetector`).
+- `trainer_logs`: any trainer's rollout log (JSONL or parquet) read through a field mapping
+  (`read_trainer_log`, `parse_fields`);
+- `live`: the detector while a run trains: inside the RL trainer (`HackingMonitor`, the
+  `monitor.hacking` setting) or following a log being written (`watch`).
 """

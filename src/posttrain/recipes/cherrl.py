@@ -18,6 +18,7 @@ The offline judge is a scripted keyword judge, not an LLM; every output says so.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from posttrain import atomic
 from posttrain.data.health_chat import BIASES, HealthChatConfig, build_health_chat, corpus
 from posttrain.data.healthbench import load_healthbench
 from posttrain.data.io import read_jsonl, write_jsonl
+from posttrain.errors import InputError
 from posttrain.monitor.detector import evaluate_detector, load_detector
 from posttrain.monitor.hacking import (
     discoverability,
@@ -49,6 +51,7 @@ from posttrain.runs import Run
 from posttrain.sft.warm_start import WarmStartConfig
 
 CONTROL = "control"
+LONG_PROMPTS = ("error", "drop", "truncate_oldest_turns")
 
 
 def _demo_warm_start() -> WarmStartConfig:
@@ -86,6 +89,10 @@ class CherrlRunConfig:
     prompts: str | None = None
     """RL prompts with rubrics instead of the generated ones: JSONL with `prompt` and
     `rubrics`, or a HealthBench-format parquet (e.g. healthbench_val.parquet)."""
+    long_prompts: str = "error"
+    """RL prompts that leave the policy no room for `rl.rollout.max_tokens` in its context:
+    error (name the longest, before any training), drop them, or truncate_oldest_turns
+    (drop a conversation's oldest turns until it fits; one that never fits is dropped)."""
     policy: str | None = None
     """A model directory to run RL from directly (no warm start), e.g. a real checkpoint."""
     judge: str = "scripted:rubric-keywords"
@@ -114,6 +121,8 @@ class CherrlRecipe(Recipe):
     def __init__(self, config: CherrlRunConfig, console: Console | None = None) -> None:
         super().__init__(config, console)
         self.data_dir = self.run.path / "data"
+        self.prompts_file = self.data_dir / "prompts.jsonl"
+        """The RL prompts; `fit_prompts` points it at a shortened copy when it drops some."""
         self.biases = {b: self._bias(b) for b in config.biases}
 
     def check(self, config: CherrlRunConfig) -> None:
@@ -126,6 +135,10 @@ class CherrlRecipe(Recipe):
             raise ValueError(f"combine: {config.combine!r} is not 'sum' or 'max'")
         if not config.alpha > 0:
             raise ValueError(f"alpha: must be positive, got {config.alpha}")
+        if config.long_prompts not in LONG_PROMPTS:
+            raise ValueError(
+                f"long_prompts: {config.long_prompts!r} is not one of {list(LONG_PROMPTS)}"
+            )
 
     @classmethod
     def flag_values(cls, key: str, words: list[str]) -> list[str]:
@@ -153,6 +166,7 @@ class CherrlRecipe(Recipe):
 
     def policy(self) -> tuple[str, float]:
         if self.config.policy:
+            self.fit_prompts(self.config.policy)
             return self.config.policy, 0.0
         base = self.config.warm_start.base_model or self.tiny_model(
             "base-model",
@@ -162,11 +176,54 @@ class CherrlRecipe(Recipe):
             seed=self.config.warm_start.seed,
             max_positions=self.config.max_positions,
         )
+        # Before the warm start: a prompt the policy cannot take is a config error, and
+        # the warm start keeps the base model's tokenizer and context length.
+        self.fit_prompts(base)
         settings = replace(
             self.config.warm_start, base_model=base, train_file=str(self.data_dir / "sft.jsonl")
         )
         result = self.logged_warm_start("warm-start", settings)
         return str(result.model_dir), result.train_seconds
+
+    def fit_prompts(self, model_dir: str) -> None:
+        """Check every RL prompt leaves `rl.rollout.max_tokens` of `model_dir`'s context free;
+        apply `long_prompts` to those that do not (the shortened set goes to the run
+        directory's `rl-prompts.jsonl`; the data stage's file is left as built)."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        rows = read_jsonl(self.data_dir / "prompts.jsonl")
+        # No length warning from the tokenizer: measuring over-long prompts is the point.
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, model_max_length=sys.maxsize)
+        # The generator's rule (posttrain.models.generation): no max_position_embeddings
+        # means a 2,048-token context.
+        model_config = AutoConfig.from_pretrained(model_dir)
+        context = int(getattr(model_config, "max_position_embeddings", 0) or 2048)
+        room = context - self.config.rl.rollout.max_tokens
+        source = self.config.prompts or str(self.data_dir / "prompts.jsonl")
+        kept, too_long = fit_prompts(rows, tokenizer, room, self.config.long_prompts)
+        if too_long and self.config.long_prompts == "error":
+            number, tokens = max(too_long, key=lambda item: item[1])
+            raise InputError(
+                f"{len(too_long)} of {len(rows)} RL prompts in {source} do not fit;"
+                f" the longest, prompt {number}, is {tokens} tokens, and the policy"
+                f" {model_dir} has a context length of {context}, leaving {room} for a prompt"
+                f" after rl.rollout.max_tokens={self.config.rl.rollout.max_tokens}. Set"
+                " long_prompts: drop or truncate_oldest_turns, or a larger max_positions.",
+                key="prompts",
+            )
+        if not kept:
+            raise InputError(
+                f"none of the {len(rows)} RL prompts in {source} fits in {room} tokens"
+                f" (context length {context} of {model_dir} minus rl.rollout.max_tokens);"
+                " set a larger max_positions",
+                key="prompts",
+            )
+        if kept != rows:
+            self.prompts_file = write_jsonl(self.run.path / "rl-prompts.jsonl", kept)
+            self.say(
+                f"    long_prompts={self.config.long_prompts}: {len(kept)} of {len(rows)}"
+                f" prompts fit in {room} tokens ({len(too_long)} too long)"
+            )
 
     def reward(self, biases: list[str]) -> BiasedRubricReward:
         from posttrain.models.chat.spec import load_chat
@@ -184,7 +241,7 @@ class CherrlRecipe(Recipe):
         settings = replace(
             self.config.rl,
             model=model_dir,
-            data=DataConfig(train=str(self.data_dir / "prompts.jsonl")),
+            data=DataConfig(train=str(self.prompts_file)),
             rewards=[],
             run_name=f"rl-{name}",
             runs_root=str(self.run.path),
@@ -341,6 +398,43 @@ def judge_label(spec: str) -> str:
 
 def detector_name(detector: Any) -> str:
     return getattr(detector, "name", type(detector).__name__)
+
+
+def fit_prompts(
+    rows: list[dict[str, Any]], tokenizer: Any, room: int, mode: str
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """The rows whose chat-templated prompt is at most `room` tokens, under `mode` (see
+    `CherrlRunConfig.long_prompts`), and (1-based row, tokens) of each that was not."""
+    from posttrain.rl.rollout import as_messages, encode_prompt
+
+    kept, too_long = [], []
+    for number, row in enumerate(rows, start=1):
+        tokens = len(encode_prompt(tokenizer, row["prompt"]))
+        if tokens <= room:
+            kept.append(row)
+            continue
+        too_long.append((number, tokens))
+        if mode == "truncate_oldest_turns":
+            shortened = _latest_turns(tokenizer, as_messages(row["prompt"]), room)
+            if shortened is not None:
+                kept.append({**row, "prompt": shortened})
+    return kept, too_long
+
+
+def _latest_turns(tokenizer: Any, messages: list[dict[str, Any]], room: int) -> list | None:
+    """The conversation without its oldest turns, so that it fits in `room` tokens and starts
+    with a user turn (a system message stays); None when even its last turn does not fit."""
+    from posttrain.rl.rollout import encode_prompt
+
+    system = [m for m in messages[:1] if m.get("role") == "system"]
+    turns = messages[len(system) :]
+    while turns:
+        turns = turns[1:]
+        while turns and turns[0].get("role") != "user":
+            turns = turns[1:]
+        if turns and len(encode_prompt(tokenizer, system + turns)) <= room:
+            return system + turns
+    return None
 
 
 def _user_prompts(path: str) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 
 from posttrain import atomic
 from posttrain.config import to_dict
-from posttrain.data.io import read_records
+from posttrain.data.io import DataError, read_records
 from posttrain.rewards.registry import RewardFunc
 from posttrain.runs import Run
 
@@ -209,31 +209,104 @@ def warn_if_plain(tokenizer: PreTrainedTokenizerBase, model: str | Path) -> None
 
 
 def load_preferences(path: str | Path, margin: bool = False) -> list[dict[str, Any]]:
-    """Preference rows from `path`, checked: `prompt`/`chosen`/`rejected` (+ numeric `margin`)."""
+    """Preference rows from `path` in TRL's preference layouts, checked row by row.
+
+    Explicit prompt: `prompt`, `chosen`, `rejected`, each a string or a list of chat messages
+    (parquet's arrays of message structs included). Implicit prompt (TRL's layout without a
+    `prompt` column, e.g. trl-lib/ultrafeedback_binarized): `chosen` and `rejected` are whole
+    conversations, and the messages they share from the start are the prompt. With `margin`,
+    a numeric `margin` too. A bad row is a `DataError` naming the file and the row.
+    """
     rows = read_records(path)
     if not rows:
-        raise ValueError(f"{path}: no preference rows")
+        raise DataError("no preference rows", path)
     kept = []
     for number, row in enumerate(rows, start=1):
-        where = f"{path}: row {number}"
-        for key in ("prompt", "chosen", "rejected"):
-            if key not in row:
-                raise ValueError(f"{where} has no {key!r} field (need prompt, chosen, rejected)")
-            if not isinstance(row[key], str) and not is_messages(row[key]):
-                raise ValueError(
-                    f"{where}: {key!r} must be a string or a list of chat messages, "
-                    f"got {type(row[key]).__name__}"
-                )
-        clean = {key: row[key] for key in ("prompt", "chosen", "rejected")}
+        where = f"row {number}"
+        fields = {key: _pair_field(row, key, path, where) for key in ("chosen", "rejected")}
+        if "prompt" in row:
+            fields["prompt"] = _pair_field(row, "prompt", path, where)
+            fields.update(_drop_repeated_prompt(fields, path, where))
+        else:
+            fields.update(_split_implicit_prompt(fields["chosen"], fields["rejected"], path, where))
+        clean = {key: fields[key] for key in ("prompt", "chosen", "rejected")}
         if margin:
             value = row.get("margin")
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(
-                    f"{where}: margin=true needs a numeric 'margin' field, got {value!r}"
+                raise DataError(
+                    f"{where}: margin=true needs a numeric 'margin' field, got {value!r}", path
                 )
             clean["margin"] = float(value)
         kept.append(clean)
     return kept
+
+
+def _pair_field(row: dict[str, Any], key: str, path: str | Path, where: str) -> Text:
+    """`row[key]` as a string or a list of messages (a tuple or array of them becomes a
+    list), else a DataError naming the file, row and field."""
+    if key not in row:
+        need = "chosen, rejected and prompt (or whole conversations as chosen and rejected)"
+        raise DataError(f"{where} has no {key!r} field (need {need})", path)
+    value = row[key]
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict) and hasattr(value, "__iter__"):
+        messages = [dict(m) if isinstance(m, dict) else m for m in value]
+        if messages and is_messages(messages):
+            return messages
+    raise DataError(
+        f"{where}: {key!r} must be a string or a non-empty list of chat messages "
+        f"(dicts with 'role' and 'content'), got {type(value).__name__}",
+        path,
+    )
+
+
+def _drop_repeated_prompt(fields: dict[str, Text], path: str | Path, where: str) -> dict[str, Text]:
+    """Rows that give a `prompt` and also repeat it at the start of whole-conversation
+    `chosen`/`rejected` (HuggingFaceH4/ultrafeedback_binarized's layout): the repeated
+    messages become the prompt, so the user's turn is not rendered twice. Responses that
+    start with an assistant message are completions and are left as they are."""
+    chosen, rejected, prompt = fields["chosen"], fields["rejected"], fields["prompt"]
+    if not isinstance(chosen, list) or not isinstance(rejected, list):
+        return {}
+    if chosen[0].get("role") == "assistant" or chosen[0] != rejected[0]:
+        return {}
+    split = _split_implicit_prompt(chosen, rejected, path, where)
+    head = split["prompt"]
+    assert isinstance(head, list)
+    last_user = next((m for m in reversed(head) if m.get("role") == "user"), None)
+    if prompt == head or (last_user is not None and prompt == message_text(last_user)):
+        return split
+    raise DataError(
+        f"{where}: 'chosen' and 'rejected' start with the same conversation, which does not "
+        "end with the 'prompt'; give either the prompt with the responses alone, or whole "
+        "conversations without a 'prompt' field",
+        path,
+    )
+
+
+def _split_implicit_prompt(
+    chosen: Text, rejected: Text, path: str | Path, where: str
+) -> dict[str, Text]:
+    """An implicit-prompt row's (prompt, chosen, rejected): the messages both conversations
+    start with are the prompt, the rest of each its response (TRL's `extract_prompt`)."""
+    if not isinstance(chosen, list) or not isinstance(rejected, list):
+        raise DataError(
+            f"{where} has no 'prompt' field, so 'chosen' and 'rejected' must be whole "
+            "conversations (lists of chat messages) that start with the same prompt",
+            path,
+        )
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared == 0 or shared == len(chosen) or shared == len(rejected):
+        raise DataError(
+            f"{where} has no 'prompt' field and its 'chosen' and 'rejected' conversations "
+            f"{'share no first message' if shared == 0 else 'leave one of them no response'};"
+            " give the prompt in a 'prompt' field",
+            path,
+        )
+    return {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
 
 
 def _trl_rows(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]]) -> list[dict]:

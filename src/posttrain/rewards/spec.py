@@ -35,6 +35,7 @@ def _load_builtins() -> None:
     # Each of these modules registers its rewards by name (`register_reward`) on import.
     from posttrain.rewards import (  # noqa: F401
         builtin,
+        ifeval,
         instructions,
         keyword_judge,
         rubric,

@@ -144,6 +144,17 @@ class AsyncSettings:
 
 
 @dataclass
+class MonitorSettings:
+    hacking: str | None = None
+    """Watch the run for reward hacking as it trains: "statistical" (the drift-and-payoff
+    test of posttrain.monitor) or a chat-model spec (the LLM agent detector); None: off.
+    Each step's rollouts are checked as they are scored; `monitor/*` metrics are logged and
+    the first alert goes to `alerts.jsonl` in the run directory."""
+    on_alert: Literal["continue", "stop"] = "continue"
+    """stop: save a checkpoint and end the run at the step the alert is raised."""
+
+
+@dataclass
 class RLConfig:
     model: str | None = None
     """Policy model directory; None: the warm-start policy (built and cached on demand)."""
@@ -175,6 +186,7 @@ class RLConfig:
     max_resample_rounds: int = 4
     log_rollouts: bool = False
     """Append every scored rollout to `rollouts.jsonl` in the run (for monitors)."""
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     eval_every: int = 10
     eval_size: int = 200
     log_every: int = 1

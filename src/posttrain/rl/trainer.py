@@ -39,7 +39,7 @@ from posttrain.rl.checkpoint import (
 from posttrain.rl.config import RLConfig
 from posttrain.rl.distributed import Processes, make_accelerator
 from posttrain.rl.rollout import TokenGenerator, rollout_multi_turn, rollout_single_turn
-from posttrain.rl.rollout_log import RolloutLog, rollouts_path
+from posttrain.rl.rollout_log import RolloutLog, prompt_text, rollouts_path
 from posttrain.rl.sample import Sample
 from posttrain.rl.update import PolicyUpdate
 from posttrain.runs import Run
@@ -154,8 +154,22 @@ class RLTrainer:
             self.run.truncate_metrics_after(-1)
             if self.rollout_log is not None:
                 self.rollout_log.truncate_after(0)
+        self.monitor = self._hacking_monitor()
+        self.stopped_by_monitor = False
 
     # ----------------------------------------------------------------- set-up
+
+    def _hacking_monitor(self) -> Any:
+        """`monitor.hacking`'s detector on the main process (None when off, or elsewhere),
+        holding the rollouts of the steps already trained when the run resumes."""
+        settings = self.config.monitor
+        if settings.hacking is None or not self.is_main:
+            return None
+        from posttrain.monitor.live import HackingMonitor
+
+        monitor = HackingMonitor(settings.hacking, self.run.path, settings.on_alert)
+        monitor.resume(self.step)
+        return monitor
 
     @property
     def is_main(self) -> bool:
@@ -250,18 +264,33 @@ class RLTrainer:
                 )
                 if evaluated:
                     last.update(self.evaluate())
-                if evaluated or self.step % max(1, config.log_every) == 0:
+                if (
+                    evaluated
+                    or self.step % max(1, config.log_every) == 0
+                    or self.stopped_by_monitor
+                ):
                     self._log(self.step, last)
-                if config.save_every and (
-                    self.step % config.save_every == 0
-                    or self.step == config.steps
-                    or self.step == stop_at
+                # A run the monitor stops keeps the policy it stopped with, whatever save_every.
+                if self.stopped_by_monitor or (
+                    config.save_every
+                    and (
+                        self.step % config.save_every == 0
+                        or self.step == config.steps
+                        or self.step == stop_at
+                    )
                 ):
                     self.save()
                 status = f"reward {last['reward']:.3f}"
                 if "eval_reward" in last:
                     status += f"  eval {last['eval_reward']:.3f}"
                 progress.update(task, completed=self.step, status=status)
+                if self.stopped_by_monitor:
+                    if self.is_main:
+                        progress.console.print(
+                            f"stopped at step {self.step}: monitor.hacking raised an alert"
+                            f" (monitor.on_alert=stop; see {self.run.path / 'alerts.jsonl'})"
+                        )
+                    break
         if self.step == config.steps:
             self.save_final()
         if self.is_main:
@@ -276,10 +305,14 @@ class RLTrainer:
         started = time.perf_counter()
         samples, collect_metrics = self.collect()
         rollout_seconds = time.perf_counter() - started
-        everything = self.processes.gather(samples) if self.rollout_log is not None else []
+        watched = self.config.monitor.hacking is not None
+        logged = self.rollout_log is not None or watched
+        everything = self.processes.gather(samples) if logged else []
         if self.rollout_log is not None and self.is_main:
             self.rollout_log(self.step, everything)
         metrics = dict(collect_metrics)
+        if watched:
+            metrics.update(self._watch(everything))
         # A failed rollout (environment error) carries no tokens worth learning from.
         metrics.update(self.update([s for s in samples if s.status != "failed"]))
         elapsed = time.perf_counter() - started
@@ -291,6 +324,21 @@ class RLTrainer:
                 "learning_rate": self.scheduler.get_last_lr()[0],
             }
         )
+        return metrics
+
+    def _watch(self, samples: list[Sample]) -> dict[str, float]:
+        """The hacking monitor's `monitor/*` metrics after this step's rollouts; with
+        `on_alert: stop`, every process learns that the run ends at this step."""
+        metrics: dict[str, float] = {}
+        if self.monitor is not None:
+            records = [
+                {"step": self.step, "prompt": prompt_text(s.prompt), "response": s.completion,
+                 "score": s.reward}
+                for s in samples
+            ]  # fmt: skip
+            metrics = self.monitor.observe(self.step, records)
+        stop = self.monitor is not None and self.monitor.should_stop
+        self.stopped_by_monitor = bool(self.processes.broadcast(stop))
         return metrics
 
     # ----------------------------------------------------------------- rollout

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from posttrain.data.feedback.refusals import (
 )
 from posttrain.data.feedback.stages import run_stage
 from posttrain.data.feedback.turns import extract_turns
-from posttrain.data.io import read_records, write_jsonl
+from posttrain.data.io import DataError, read_records, write_jsonl
 from posttrain.models.chat.base import ChatModel, GenerationParams
 
 
@@ -107,8 +108,53 @@ def _counts(values: list[int], levels: range) -> dict[str, int]:
     return {str(level): counter.get(level, 0) for level in levels}
 
 
+SHARD_SUFFIXES = (".parquet", ".jsonl", ".json")
+"""Files read from an input folder that is not a saved `datasets` dataset."""
+
+
+def conversation_sources(inputs: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """Every source the conversations come from, in order: each file or dataset loader as
+    given; a folder saved with `datasets`' save_to_disk as one source; any other folder as
+    its parquet / JSONL shards (searched recursively, sorted by path: WildChat's
+    `data/train-000NN-of-000MM.parquet`). A folder without shards is an error naming it."""
+    given = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    if not given:
+        raise DataError("no input given: pass a conversations file, folder or loader")
+    sources: list[str | Path] = []
+    for source in given:
+        path = Path(source)
+        if not path.is_dir() or (path / "dataset_info.json").is_file():
+            sources.append(source)  # a file, a loader, or a saved dataset: read_records'
+            continue
+        shards = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SHARD_SUFFIXES)
+        if not shards:
+            raise DataError(
+                f"no {', '.join(SHARD_SUFFIXES)} files and not a saved dataset "
+                "(no dataset_info.json)",
+                path,
+            )
+        sources.extend(shards)
+    return sources
+
+
+def read_conversations(
+    sources: Sequence[str | Path],
+) -> tuple[int, list[dict[str, Any]], int]:
+    """(conversations read, turn items, duplicate conversations skipped) over all sources;
+    a conversation whose `conversation_hash` an earlier row or shard had is skipped."""
+    seen: set[str] = set()
+    conversations, items, duplicates = 0, [], 0
+    for source in sources:
+        records = read_records(source)
+        found, repeated = extract_turns(records, source=str(source), seen=seen)
+        conversations += len(records)
+        items.extend(found)
+        duplicates += repeated
+    return conversations, items, duplicates
+
+
 def run_pipeline(
-    input_path: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     config: FeedbackPipelineConfig | None = None,
     *,
@@ -116,6 +162,10 @@ def run_pipeline(
     adjudicator: ChatModel | None = None,
 ) -> dict[str, Any]:
     """Write `out_dir/train.jsonl`, `test.jsonl` and `summary.json`; return the summary.
+
+    `inputs`: one or several conversation files (JSONL, parquet), folders of shards, saved
+    datasets or loaders (`conversation_sources`); repeated conversations are skipped and
+    counted in the summary's `duplicate_conversations`.
 
     Rows: `{"id", "history", "messages": [user, assistant], "label" (1..4), "raw_label",
     "user_id", "language"}` plus `turn_quality`, `hindsight_from` and `refusal_verdict`
@@ -125,8 +175,8 @@ def run_pipeline(
     started = time.perf_counter()
     config = config or FeedbackPipelineConfig()
     register_feedback_scripts()
-    records = read_records(input_path)
-    items = extract_turns(records, source=str(input_path))
+    sources = conversation_sources(inputs)
+    n_conversations, items, duplicates = read_conversations(sources)
     out = Path(out_dir)
     stages = out / "stages"
     stages.mkdir(parents=True, exist_ok=True)
@@ -220,8 +270,9 @@ def run_pipeline(
 
     verdict_counts = Counter(item["refusal_verdict"] for item in candidates)
     summary: dict[str, Any] = {
-        "input": str(input_path),
-        "conversations": len(records),
+        "input": [str(s) for s in sources] if len(sources) > 1 else str(sources[0]),
+        "conversations": n_conversations,
+        "duplicate_conversations": duplicates,
         "turns": len(items),
         "labeler": labeler.name,
         "adjudicator": adjudicator.name,

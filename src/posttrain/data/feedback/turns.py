@@ -41,18 +41,25 @@ def conversation_hash(record: dict[str, Any], messages: Sequence[dict[str, str]]
     return hashlib.md5(json.dumps(list(messages), ensure_ascii=False).encode()).hexdigest()
 
 
-def extract_turns(records: Sequence[dict[str, Any]], source: str = "input") -> list[dict[str, Any]]:
-    """Items `{"id": f"{hash}_turn{N}", "history", "messages": [user, assistant],
-    "user_feedback", "language", "user_id", "conversation_hash", "turn", "turn_quality"?}`.
+def extract_turns(
+    records: Sequence[dict[str, Any]], source: str = "input", seen: set[str] | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """(items, conversations skipped as duplicates). Items are `{"id": f"{hash}_turn{N}",
+    "history", "messages": [user, assistant], "user_feedback", "language", "user_id",
+    "conversation_hash", "turn", "turn_quality"?}`.
 
     N counts assistant replies from 0, so it indexes the generator's `turn_quality`. A reply
-    counts only when a user message precedes it and another follows it. Errors name
-    `source` and the 1-based row.
+    counts only when a user message precedes it and another follows it. A conversation whose
+    hash is already in `seen` (earlier in this file, or in an earlier shard when the caller
+    passes one set for all) is skipped and counted: WildChat's shards repeat some
+    conversations, and their turns would otherwise share ids. Errors name `source` and the
+    1-based row.
     """
     if not records:
         raise DataError("no conversations", source)
     items: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
+    duplicates = 0
     for row, record in enumerate(records, start=1):
         where = f"{source}: row {row}"
         if not isinstance(record, dict):
@@ -60,7 +67,8 @@ def extract_turns(records: Sequence[dict[str, Any]], source: str = "input") -> l
         messages = _messages(record, where)
         digest = conversation_hash(record, messages)
         if digest in seen:
-            raise DataError(f"{where}: duplicate conversation_hash {digest!r}")
+            duplicates += 1
+            continue
         seen.add(digest)
         qualities = record.get("turn_quality")
         user_id = record.get("user_id") or record.get("hashed_ip") or ""
@@ -86,4 +94,4 @@ def extract_turns(records: Sequence[dict[str, Any]], source: str = "input") -> l
             if isinstance(qualities, list | tuple) and reply_index < len(qualities):
                 item["turn_quality"] = qualities[reply_index]
             items.append(item)
-    return items
+    return items, duplicates

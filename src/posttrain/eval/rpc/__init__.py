@@ -9,7 +9,9 @@ scored by accuracy. Modules, in the order a run uses them:
 - `judge`: the three judge prompts, robust rating parsing, retries, the lexical proxy judge
 - `scores`: Cor, Com, their F1 and the conciseness-adjusted score, overall and per category
 - `consistency`: judge–human agreement (Bradley–Terry, Pearson, Spearman, pairwise AUC)
-- `commands`: the `posttrain rpc ...` workflows (answer, judge, score, consistency)
+- `protocol`: which rules a run follows, ``posttrain`` (default) or ``official``
+- `official`: RPC-Bench's own prompts and eval.py rules, read from a checkout with `ast`
+- `commands`: the `posttrain rpc ...` workflows (answer, judge, score, export, consistency)
 
 Importing this package registers the offline scripts ``scripted:rpc-extractive`` and
 ``scripted:rpc-lexical-judge``.

@@ -9,7 +9,7 @@ can never be mistaken for a verdict.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from posttrain.eval.rpc.data import CLAIM
@@ -56,10 +56,13 @@ def normalise_claim(text: str) -> str | None:
     return "True" if found == {"true"} else "False"
 
 
-def finish_answer(item: dict[str, Any], raw: str) -> dict[str, Any]:
-    """Apply the answer rules; the record fields an answer contributes to answers.jsonl."""
+def finish_answer(
+    item: dict[str, Any], raw: str, claim_rule: Callable[[str], str | None] = normalise_claim
+) -> dict[str, Any]:
+    """Apply the answer rules; the record fields an answer contributes to answers.jsonl.
+    ``claim_rule`` reads a verdict (the official protocol's is exact-match)."""
     if item["category"] == CLAIM:
-        verdict = normalise_claim(raw)
+        verdict = claim_rule(raw)
         record: dict[str, Any] = {"answer": verdict or "", "claim_invalid": verdict is None}
         if verdict != raw:
             record["raw_answer"] = raw

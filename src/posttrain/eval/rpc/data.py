@@ -7,6 +7,7 @@ judging scripts number them), so score files from either tool line up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +86,15 @@ def abstract_context(title: str, abstract: str) -> str:
 
 
 def load_items(
-    path: str | Path, papers_dir: str | Path | None = None, limit: int | None = None
+    path: str | Path,
+    papers_dir: str | Path | None = None,
+    limit: int | None = None,
+    read_paper: Callable[[str | Path, str], str] = paper_text,
 ) -> list[Item]:
     """One item per QA pair, in file order; ``limit`` keeps the first N items.
 
     The context is the title and abstract, or the paper's full markdown when ``papers_dir``
-    is given (every paper of the kept items must then have a file).
+    is given (every paper of the kept items must then have a file, found by ``read_paper``).
     """
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
@@ -101,7 +105,7 @@ def load_items(
         if papers_dir is None:
             context = abstract_context(paper["title"], paper["abstract"])
         else:
-            context = paper_text(papers_dir, paper["id"])
+            context = read_paper(papers_dir, paper["id"])
         for part_idx, qa in enumerate(paper["qa_pairs"], start=1):
             items.append(
                 {

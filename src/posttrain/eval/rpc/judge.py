@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from posttrain.eval.rpc.text import words
@@ -164,7 +164,17 @@ class RPCJudge:
     """
 
     def __init__(
-        self, chat: ChatModel, max_retries: int = 2, params: GenerationParams | None = None
+        self,
+        chat: ChatModel,
+        max_retries: int = 2,
+        params: GenerationParams | None = None,
+        *,
+        conversation: Callable[[dict[str, Any], str, str], Conversation] | None = None,
+        read_rating: Callable[[Any, str], float | None] | None = None,
+        order: Sequence[str] = DIMENSIONS,
+        judge_empty: bool = False,
+        merge: Callable[[list[str]], dict[str, float | None]] | None = None,
+        protocol: str = "posttrain",
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
@@ -172,19 +182,28 @@ class RPCJudge:
         self.max_retries = max_retries
         self.params = params or GenerationParams(temperature=0.0, max_tokens=512)
         self.stats = JudgeStats()
+        # The protocol's prompts, reply reader and call order (`protocol.Protocol.judge`).
+        self.conversation = conversation or judge_conversation
+        self.read_rating = read_rating or parse_rating
+        self.order = tuple(order)
+        self.judge_empty = judge_empty
+        # Ratings from all of an item's replies together (eval.py merges them), or None to
+        # take each dimension from its own reply.
+        self.merge = merge
+        self.protocol = protocol
 
     @property
     def name(self) -> str:
         return str(getattr(self.chat, "name", type(self.chat).__name__))
 
     def judge_batch(self, batch: Sequence[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
-        """One record per ``(item, predicted answer)``: raw replies (``score``, in
-        `DIMENSIONS` order, as RPC-Bench stores them), ``ratings``, ``retries``, ``failed``."""
+        """One record per ``(item, predicted answer)``: raw replies (``score``, in the
+        protocol's call order, as RPC-Bench stores them), ``ratings``, ``retries``, ``failed``."""
         conversations: dict[tuple[int, str], Conversation] = {}
         for index, (item, predicted) in enumerate(batch):
-            if predicted.strip():  # an empty answer scores 0 without asking
-                for dim in DIMENSIONS:
-                    conversations[(index, dim)] = judge_conversation(item, predicted, dim)
+            if self._asks(predicted):  # posttrain scores an empty answer 0 without asking
+                for dim in self.order:
+                    conversations[(index, dim)] = self.conversation(item, predicted, dim)
         replies: dict[tuple[int, str], str] = {}
         ratings: dict[tuple[int, str], float] = {}
         attempts: Counter[int] = Counter()
@@ -192,7 +211,7 @@ class RPCJudge:
         def accept(key: tuple[int, str], reply: str) -> bool:
             attempts[key[0]] += 1
             replies[key] = reply
-            rating = parse_rating(reply, key[1])
+            rating = self.read_rating(reply, key[1])
             if rating is not None:
                 ratings[key] = rating
             return rating is not None
@@ -204,27 +223,40 @@ class RPCJudge:
         self.stats.responses += len(batch)
         records = []
         for index, (item, predicted) in enumerate(batch):
-            asked = predicted.strip() != ""
+            asked = self._asks(predicted)
+            if asked and self.merge is not None:
+                merged = self.merge([replies.get((index, d), "") for d in self.order])
+                for dim, value in merged.items():
+                    ratings.pop((index, dim), None)
+                    if value is not None:
+                        ratings[(index, dim)] = value
             records.append(
                 {
                     "id": item["id"],
                     "part_idx": item["part_idx"],
                     "category": item["category"],
                     "predicted_answer": predicted,
-                    "score": [replies.get((index, d), "") for d in DIMENSIONS],
+                    "score": [replies.get((index, d), "") for d in self.order],
                     "ratings": {d: ratings.get((index, d)) for d in DIMENSIONS},
-                    "retries": max(0, attempts[index] - len(DIMENSIONS)) if asked else 0,
+                    "retries": max(0, attempts[index] - len(self.order)) if asked else 0,
                     "failed": [d for d in DIMENSIONS if asked and (index, d) not in ratings],
                     "judge": self.name,
                     "judge_label": judge_label(self.name),
+                    "protocol": self.protocol,
                 }
             )
         return records
 
+    def _asks(self, predicted: str) -> bool:
+        return self.judge_empty or predicted.strip() != ""
+
 
 # --- the offline lexical proxy ---------------------------------------------------------
 
+# posttrain's prompts tag <reference_answer>, RPC-Bench's own <reference-answer>.
 _TAG = r"(?s)<{0}>(.*)</{0}>"
+# The dimension a judge prompt asks for: the key of its JSON reply format (both protocols).
+_ASKED = re.compile(r'"(' + "|".join(DIMENSIONS) + r')"\s*:\s*\{')
 
 
 def _tagged(text: str, tag: str) -> str:
@@ -254,10 +286,12 @@ _MEASURE = {"Correctness": "token precision", "Completeness": "token recall"}
 def _lexical_reply(conversation: Conversation) -> str:
     system = next((m["content"] for m in conversation if m.get("role") == "system"), "")
     user = last_user_message(conversation)
-    dimension = next((d for d in DIMENSIONS if f'{{"{d}"' in system), None)
-    if dimension is None:
+    asked = _ASKED.search(system)
+    if asked is None:
         return "I can only rate RPC-Bench judge prompts."
-    rating = lexical_ratings(_tagged(user, "reference_answer"), _tagged(user, "predicted_answer"))
+    dimension = asked.group(1)
+    reference = _tagged(user, "reference[_-]answer")
+    rating = lexical_ratings(reference, _tagged(user, "predicted[_-]answer"))
     measure = _MEASURE.get(dimension, "length ratio reference/predicted")
     reply = {
         dimension: {

@@ -1,10 +1,12 @@
 """Self-evident constraints: IFEval-style checks instantiated FROM a model's own solved output.
 
-The checkers are the IFEval instruction checkers of `posttrain.rewards.instructions` (word,
-sentence and paragraph counts, keywords, forbidden words, no commas, start/end phrase,
-lowercase) plus the ones SustainScore needs that IFEval lacks: a forbidden character, an
-answer format (`\\boxed{}` or an 'Answer:' line), and for code a function name, no imports and
-a line bound.
+Constraints with an IFEval id (word and sentence counts, keywords, forbidden words, no commas,
+end phrase, lowercase) carry IFEval's official kwargs and are checked by the official
+implementation (`posttrain.rewards.instructions.check_instruction`); only their wording, the
+text inserted into the prompt, is written here. The others are SustainScore's own: a start
+phrase, paragraphs separated by blank lines (IFEval's paragraphs are split by `***` lines
+instead), a forbidden character, an answer format (`\\boxed{}` or an 'Answer:' line), and for
+code a function name, no imports and a line bound.
 
 `extract_constraints(output, item, rng)` proposes one constraint per type the output already
 satisfies (bounds rounded up, words taken from the output). A constraint must not give the
@@ -17,18 +19,112 @@ from __future__ import annotations
 
 import random
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from posttrain.rewards.instructions import (
-    INSTRUCTIONS,
-    InstructionChecker,
-    split_paragraphs,
-    split_sentences,
-    split_words,
-)
+from posttrain.rewards.ifeval import count_sentences, count_words
+from posttrain.rewards.instructions import check_instruction
 
 Spec = dict[str, Any]  # {"id": CHECKER_ID, **kwargs}, the form `check_instruction` takes
+
+
+class InstructionChecker(ABC):
+    """A verifiable constraint: `description(**kwargs)` is the instruction as a user would
+    give it, `check(response, **kwargs)` whether a response follows it."""
+
+    id: str = ""
+
+    @abstractmethod
+    def description(self, **kwargs: Any) -> str:
+        """The instruction, worded as a user would give it."""
+
+    @abstractmethod
+    def check(self, response: str, **kwargs: Any) -> bool:
+        """Whether `response` follows the instruction."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+
+class IFEvalInstruction(InstructionChecker):
+    """An IFEval instruction: checked by the official code, worded by `wording(**kwargs)`."""
+
+    def __init__(self, instruction_id: str, wording: Callable[..., str]) -> None:
+        self.id = instruction_id
+        self._wording = wording
+
+    def description(self, **kwargs: Any) -> str:
+        return self._wording(**kwargs)
+
+    def check(self, response: str, **kwargs: Any) -> bool:
+        return check_instruction(response, {"id": self.id, **kwargs})
+
+
+def _count(relation: str, bound: int, unit: str) -> str:
+    # IFEval's relations are "less than" and "at least"; "less than N" reads "at most N - 1".
+    if relation == "less than":
+        return f"Answer with at most {int(bound) - 1} {unit}."
+    return f"Answer with {relation} {bound} {unit}."
+
+
+def _quoted(words: list[str]) -> str:
+    return ", ".join(repr(w) for w in words)
+
+
+_IFEVAL_WORDING: dict[str, Callable[..., str]] = {
+    "length_constraints:number_words": lambda relation, num_words: _count(
+        relation, num_words, "words"
+    ),
+    "length_constraints:number_sentences": lambda relation, num_sentences: _count(
+        relation, num_sentences, "sentences"
+    ),
+    "keywords:existence": lambda keywords: (
+        f"Include the keywords {_quoted(keywords)} in your answer."
+    ),
+    "keywords:forbidden_words": lambda forbidden_words: (
+        f"Do not use the words {_quoted(forbidden_words)}."
+    ),
+    "punctuation:no_comma": lambda: "Do not use any commas in your answer.",
+    "startend:end_checker": lambda end_phrase: (
+        f"End your answer with the exact phrase {end_phrase!r}."
+    ),
+    "change_case:english_lowercase": lambda: (
+        "Write your entire answer in lowercase letters; no capital letters at all."
+    ),
+}
+
+
+class StartsWith(InstructionChecker):
+    """Not in IFEval (its `startend:` has only the end phrase and quotation)."""
+
+    id = "startend:start_checker"
+
+    def description(self, start_phrase: str) -> str:
+        return f"Start your answer with the exact phrase {start_phrase!r}."
+
+    def check(self, response: str, start_phrase: str) -> bool:
+        return response.strip().lower().startswith(start_phrase.strip().lower())
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Paragraphs: split at blank lines and at `***` lines."""
+    pieces = re.split(r"\n\s*\n|^\s*\*\*\*\s*$", text.strip(), flags=re.MULTILINE)
+    return [p for p in pieces if p and p.strip()]
+
+
+class BlankLineParagraphs(InstructionChecker):
+    """Exactly N paragraphs separated by blank lines (or `***` lines). IFEval's
+    `number_paragraphs` counts only `***`-separated ones, which solved outputs almost never
+    have, so this is SustainScore's own id."""
+
+    id = "length_constraints:number_blank_line_paragraphs"
+
+    def description(self, num_paragraphs: int) -> str:
+        return f"Write exactly {num_paragraphs} paragraphs, separated by blank lines."
+
+    def check(self, response: str, num_paragraphs: int) -> bool:
+        return len(split_paragraphs(response)) == int(num_paragraphs)
 
 
 class ForbiddenCharacter(InstructionChecker):
@@ -97,14 +193,20 @@ class NumberLines(InstructionChecker):
         return len(_lines(response)) <= int(num_lines)
 
 
+_OWN: tuple[InstructionChecker, ...] = (
+    StartsWith(),
+    BlankLineParagraphs(),
+    ForbiddenCharacter(),
+    AnswerFormat(),
+    FunctionName(),
+    NoImports(),
+    NumberLines(),
+)
 CHECKERS: dict[str, InstructionChecker] = {
-    **INSTRUCTIONS,
-    **{
-        c.id: c
-        for c in (ForbiddenCharacter(), AnswerFormat(), FunctionName(), NoImports(), NumberLines())
-    },
+    **{i: IFEvalInstruction(i, wording) for i, wording in _IFEVAL_WORDING.items()},
+    **{c.id: c for c in _OWN},
 }
-"""All checkers by id: the IFEval ones of `rewards.instructions` and the SustainScore additions."""
+"""All checkers by id: IFEval's (checked by the official code) and SustainScore's own."""
 
 
 def _checker(spec: Mapping[str, Any]) -> tuple[InstructionChecker, dict[str, Any]]:
@@ -150,22 +252,27 @@ def _leaks(text: str, item: Mapping[str, Any]) -> bool:
 
 
 def _word_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    n = len(split_words(output))
+    n = count_words(output)
     if n == 0:
         return None
+    # At most round_up(n) words, in IFEval's relations.
     return {
         "id": "length_constraints:number_words",
-        "relation": "at most",
-        "num_words": _round_up(n),
+        "relation": "less than",
+        "num_words": _round_up(n) + 1,
     }
 
 
 def _sentence_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
     if item["domain"] == "code":
         return None
-    n = len(split_sentences(output))
+    n = count_sentences(output)
     return (
-        {"id": "length_constraints:number_sentences", "relation": "at most", "num_sentences": n}
+        {
+            "id": "length_constraints:number_sentences",
+            "relation": "less than",
+            "num_sentences": n + 1,
+        }
         if n
         else None
     )
@@ -175,7 +282,7 @@ def _paragraph_count(output: str, item: Mapping, rng: random.Random) -> Spec | N
     if item["domain"] == "code":
         return None
     n = len(split_paragraphs(output))
-    return {"id": "length_constraints:number_paragraphs", "num_paragraphs": n} if n else None
+    return {"id": BlankLineParagraphs.id, "num_paragraphs": n} if n else None
 
 
 def _line_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
@@ -184,8 +291,13 @@ def _line_count(output: str, item: Mapping, rng: random.Random) -> Spec | None:
     return {"id": "length_constraints:number_lines", "num_lines": _round_up(len(_lines(output)))}
 
 
+def _words(text: str) -> list[str]:
+    """Runs of letters and digits (apostrophe suffixes kept): where keywords are drawn from."""
+    return re.findall(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*", text)
+
+
 def _keyword(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    words = sorted({w.lower() for w in split_words(output) if w.isalpha() and len(w) >= 5})
+    words = sorted({w.lower() for w in _words(output) if w.isalpha() and len(w) >= 5})
     words = [w for w in words if not _leaks(w, item) and w not in str(item.get("gold", "")).lower()]
     if not words:
         return None
@@ -193,8 +305,8 @@ def _keyword(output: str, item: Mapping, rng: random.Random) -> Spec | None:
 
 
 def _forbidden_word(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    used = {w.lower() for w in split_words(output)}
-    prompt_words = {w.lower() for w in split_words(item["prompt"]) if w.isalpha() and len(w) >= 5}
+    used = {w.lower() for w in _words(output)}
+    prompt_words = {w.lower() for w in _words(item["prompt"]) if w.isalpha() and len(w) >= 5}
     absent = sorted(prompt_words - used)
     return (
         {"id": "keywords:forbidden_words", "forbidden_words": [rng.choice(absent)]}
@@ -204,11 +316,8 @@ def _forbidden_word(output: str, item: Mapping, rng: random.Random) -> Spec | No
 
 
 def _no_comma(output: str, item: Mapping, rng: random.Random) -> Spec | None:
-    return (
-        {"id": "punctuation:no_comma"}
-        if INSTRUCTIONS["punctuation:no_comma"].check(output)
-        else None
-    )
+    spec = {"id": "punctuation:no_comma"}
+    return spec if check(output, spec) else None
 
 
 def _forbidden_character(output: str, item: Mapping, rng: random.Random) -> Spec | None:

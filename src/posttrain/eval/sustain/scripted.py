@@ -40,7 +40,7 @@ BUDGET = 6
 COST = {
     "length_constraints:number_words": 2,
     "length_constraints:number_sentences": 2,
-    "length_constraints:number_paragraphs": 2,
+    "length_constraints:number_blank_line_paragraphs": 2,
     "length_constraints:number_lines": 2,
 }
 MARGIN_WORDS, MARGIN_LINES = 3, 2
@@ -57,7 +57,10 @@ _RECOGNISE: list[tuple[str, Callable[[re.Match[str]], Spec]]] = [
     ),
     (
         r"^Write exactly (\d+) paragraphs",
-        lambda m: {"id": "length_constraints:number_paragraphs", "num_paragraphs": int(m[1])},
+        lambda m: {
+            "id": "length_constraints:number_blank_line_paragraphs",
+            "num_paragraphs": int(m[1]),
+        },
     ),
     (
         r"^Write at most (\d+) non-empty lines\.$",
@@ -187,8 +190,8 @@ def solve_code(task: str, units: int) -> str:
 
 
 def _cut_words(text: str, limit: int) -> str:
-    """The text up to its `limit`-th word (words as `judge._words` counts them)."""
-    ends = [m.end() for m in re.finditer(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*", text)]
+    """The text up to its `limit`-th word (words as IFEval counts them: runs of `\\w`)."""
+    ends = [m.end() for m in re.finditer(r"\w+", text)]
     return text if len(ends) <= limit else text[: ends[limit - 1]] if limit > 0 else ""
 
 
@@ -220,7 +223,7 @@ def comply(text: str, specs: list[Spec]) -> str:
         spec["end_phrase"]
     ):
         text = f"{text.rstrip()} {spec['end_phrase']}"
-    if spec := by_id.get("length_constraints:number_paragraphs"):
+    if spec := by_id.get("length_constraints:number_blank_line_paragraphs"):
         parts = re.split(r"\n\s*\n", text.strip())
         keep = max(1, int(spec["num_paragraphs"]))
         text = "\n\n".join(parts[: keep - 1] + [" ".join(parts[keep - 1 :])])
