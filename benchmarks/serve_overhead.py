@@ -2,7 +2,10 @@
 
 1. Overhead: the same generations in-process (HFChat, one prompt per call) and through
    `posttrain serve --max-batch 1` + the official openai client (OpenAIChat): completion
-   tokens/s of each and their ratio (1.0 means HTTP costs nothing).
+   tokens/s of each and their ratio (1.0 means HTTP costs nothing). The two sides are
+   measured in turns, alternating which goes first, for `--rounds` rounds, one torch thread
+   each (`OMP_NUM_THREADS=1`, inherited by the server); the ratio of each round and the
+   median ratio are reported.
 2. Concurrency: requests/s with 1, 4 and 16 concurrent clients, against a batching server
    (`--max-batch 32`) and an unbatched one (`--max-batch 1`, one request at a time, the
    server's old behaviour). Both servers run side by side but are measured in turns,
@@ -49,6 +52,31 @@ def tokens_per_second(chat, conversations) -> tuple[float, int]:
     elapsed = time.perf_counter() - started
     tokens = sum(len(c.token_ids or []) for r in results for c in r.choices)
     return tokens / elapsed, tokens
+
+
+def interleaved_overhead(local, remote, conversations, rounds: int) -> dict:
+    """Tokens/s in-process and over HTTP, in turns (the first side alternates), per round."""
+    local.chat(conversations[:2], PARAMS)  # warm-up, both sides
+    remote.chat(conversations[:2], PARAMS)
+    sides = {"in_process": local, "served": remote}
+    per_round: list[dict[str, float]] = []
+    for number in range(rounds):
+        order = list(sides) if number % 2 == 0 else list(reversed(sides))
+        measured = {name: tokens_per_second(sides[name], conversations)[0] for name in order}
+        measured["ratio"] = measured["served"] / measured["in_process"]
+        per_round.append({k: round(v, 3) for k, v in measured.items()})
+
+    def spread(key: str) -> dict[str, float]:
+        values = [r[key] for r in per_round]
+        return {"median": round(statistics.median(values), 3), "min": min(values),
+                "max": max(values)}  # fmt: skip
+
+    return {
+        "in_process_tokens_per_s": spread("in_process"),
+        "served_tokens_per_s": spread("served"),
+        "ratio_served_over_in_process": spread("ratio"),
+        "overhead_rounds": per_round,
+    }
 
 
 def requests_per_second(server: ServerProcess, prompts: list[list[int]], clients: int) -> float:
@@ -148,14 +176,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny", tokenizer_corpus(task), size="micro")
         local = HFChat(model_dir, batch_size=1)  # as the unbatched server: one at a time
-        local.chat(conversations[:2], PARAMS)  # warm-up
-        local_tps, local_tokens = tokens_per_second(local, conversations)
         prompts = [local.encode(c) for c in conversations]
-        del local
         with serve_model(model_dir, "--served-model-name", "tiny", "--max-batch", "1") as server:
             remote = OpenAIChat(model="tiny", base_url=server.base_url, max_concurrency=4)
-            remote.chat(conversations[:2], PARAMS)
-            served_tps, served_tokens = tokens_per_second(remote, conversations)
+            overhead = interleaved_overhead(local, remote, conversations, args.rounds)
+        del local
         batching = concurrency(model_dir, prompts, args.rounds)
     result = {
         "benchmark": "serve_overhead",
@@ -163,10 +188,7 @@ def main() -> None:
         "(server with --max-batch 1)",
         "prompts": PROMPTS,
         "params": {"n": PARAMS.n, "max_tokens": PARAMS.max_tokens, "temperature": 1.0},
-        "in_process_tokens_per_s": round(local_tps, 1),
-        "served_tokens_per_s": round(served_tps, 1),
-        "tokens": {"in_process": local_tokens, "served": served_tokens},
-        "ratio_served_over_in_process": round(served_tps / local_tps, 3),
+        **overhead,
         "concurrency": batching,
         "machine": {
             "cpus": os.cpu_count(),
