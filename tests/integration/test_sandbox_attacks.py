@@ -31,10 +31,8 @@ SLEEPER = "import time; time.sleep(60)"
 @pytest.fixture(scope="module", autouse=True)
 def _bubblewrap_runs() -> None:
     reason = bubblewrap.unavailable_reason()
-    if reason and os.environ.get("CI") and "not installed" in reason:
-        pytest.fail(f"CI must run the sandbox attacks, but {reason} (see the Makefile)")
-    if reason:
-        pytest.skip(f"bubblewrap sandbox unavailable: {reason}")
+    if reason:  # `make test` installs bubblewrap; without it the jail is untested, not fine
+        pytest.fail(f"the sandbox attacks need bubblewrap, but {reason} (see the Makefile)")
 
 
 def jailed(source: str, **limits):  # noqa: ANN201

@@ -15,17 +15,11 @@ import posttrain.sandbox as sandbox
 from posttrain.sandbox import bubblewrap, fallback, run_python, seccomp
 
 
-def _backends() -> list:
-    reason = bubblewrap.unavailable_reason()
-    skip = pytest.mark.skip(reason=f"bubblewrap sandbox unavailable: {reason}")
-    return [
-        pytest.param(bubblewrap.NAME, marks=[skip] if reason else []),
-        fallback.NAME,
-    ]
-
-
-@pytest.fixture(params=_backends())
+@pytest.fixture(params=[bubblewrap.NAME, fallback.NAME])
 def backend(request) -> str:
+    reason = bubblewrap.unavailable_reason() if request.param == bubblewrap.NAME else None
+    if reason:  # `make test` installs bubblewrap; without it the jail is untested, not fine
+        pytest.fail(f"the bubblewrap backend cannot run: {reason} (see the Makefile)")
     return request.param
 
 

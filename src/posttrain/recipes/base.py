@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -50,7 +51,7 @@ class RecipeConfig(Protocol):
     runs_root: str
 
 
-class Recipe:
+class Recipe(ABC):
     """One recipe run: subclasses set `title`, may set `check`, `check_rerun` and
     `rerun_may_change`, and write `stages()`; calling the recipe runs it."""
 
@@ -69,17 +70,19 @@ class Recipe:
 
     # ------------------------------------------------------------------ what a recipe sets
 
-    def check(self, config: RecipeConfig) -> None:
+    def check(self, config: RecipeConfig) -> None:  # noqa: B027 - optional; accepts by default
         """Raise a ValueError naming a setting the recipe cannot run with."""
 
-    def check_rerun(self, saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    def check_rerun(  # noqa: B027 - optional hook; accepts by default
+        self, saved: dict[str, Any], now: dict[str, Any], path: Path
+    ) -> None:
         """Refuse a rerun over the saved config `saved` (from `path`) that a change of a key in
         `rerun_may_change` still spoils (a ValueError); `now` is the new config as data."""
 
+    @abstractmethod
     def stages(self) -> dict[str, Any]:
         """Run every stage in order; return what `summary.json` records besides the run
         directory and the seconds taken."""
-        raise NotImplementedError(f"{type(self).__name__} defines no stages")
 
     @classmethod
     def flag_values(cls, key: str, words: list[str]) -> list[str]:

@@ -41,7 +41,8 @@ class QuickstartRecipe(Recipe):
     by content hash; the questions are asked again)."""
     config: QuickstartConfig
 
-    def __call__(self) -> dict[str, Any]:
+    def stages(self) -> dict[str, Any]:
+        """Warm start, serve, ask: the summary that results.json keeps."""
         config, console, run = self.config, self.console, self.run
         console.print(
             f"[bold]1/3 warm start[/] ({config.warm_start.size}, {config.warm_start.steps} steps)"
@@ -72,20 +73,27 @@ class QuickstartRecipe(Recipe):
         for r in records[: config.shown]:
             table.add_row(r["prompt"], r["response"], r["answer"], "✓" if r["correct"] else "✗")
         console.print(table)
-        summary = {
+        return {
             "model_dir": str(result.model_dir),
             "heldout_accuracy_in_process": result.accuracy,
             "served_accuracy": accuracy,
             "questions": len(records),
             "answered_by": records[0]["model"],
         }
+
+    def __call__(self) -> dict[str, Any]:
+        config, console, run = self.config, self.console, self.run
+        summary = self.stages()
+        accuracy = summary["served_accuracy"]
         run.write_json("results.json", summary)
         run.log(0, served_accuracy=accuracy)
         run.close()
         report = self.report()
+        in_process = summary["heldout_accuracy_in_process"]
         console.print(
-            f"accuracy over HTTP on {len(records)} held-out questions: [bold]{accuracy:.1%}[/]"
-            f"  (in-process on {config.warm_start.task.n_test}: {result.accuracy:.1%})"
+            f"accuracy over HTTP on {summary['questions']} held-out questions: "
+            f"[bold]{accuracy:.1%}[/]  (in-process on {config.warm_start.task.n_test}: "
+            f"{in_process:.1%})"
         )
         console.print(f"run directory: {run.path}", soft_wrap=True)  # whole paths, for copying
         console.print(f"report: {report}", soft_wrap=True)
