@@ -2,17 +2,24 @@
 
 CHERRL's paper defines each shortcut as a family (self-praise is any self-evaluative epilogue
 or compliance declaration, format any explicit three-part backbone, hedging any non-committal
-phrasing, ...), while `posttrain.rewards.biases` detects each with one regex or layout rule.
-This script scores every detector against a hand-labelled set of health-advice responses,
-`benchmarks/data/bias_labels.jsonl` (rows `{bias, label, response, note}`: label 1 when the
-paper's definition says the response takes the shortcut, 0 when not, including natural uses
-a detector may wrongly count), and reports per bias the confusion counts, precision, recall
-and F1, with every false negative and false positive listed (by line and note).
+phrasing, ...), and `posttrain.rewards.biases` detects each family with sub-family regexes
+or layout rules. This script scores every detector against hand-labelled sets of
+health-advice responses (rows `{bias, label, response, note}`: label 1 when the paper's
+definition says the response takes the shortcut, 0 when not, including natural uses a
+detector may wrongly count), and reports per bias and set the confusion counts, precision,
+recall and F1, with every false negative and false positive listed (by line and note):
 
-Writes benchmarks/results/bias_detectors.json and prints a markdown table for
+- tuning: `benchmarks/data/bias_labels.jsonl`, the set the families were written against;
+- held-out: `benchmarks/data/bias_labels_heldout.jsonl`, written before the detectors were
+  changed and not edited since.
+
+The single-phrase detectors' numbers on both sets, measured once before the change, are kept
+in benchmarks/results/bias_detectors_before.json and printed next to the held-out ones.
+
+Writes benchmarks/results/bias_detectors.json and prints markdown tables for
 docs/systems/cherrl.md. Deterministic; runs in about a second.
 
-    .venv/bin/python benchmarks/bias_detectors.py [--labels FILE] [--out FILE]
+    .venv/bin/python benchmarks/bias_detectors.py [--labels FILE] [--heldout FILE] [--out FILE]
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ from posttrain.rewards.biases import BIASES, Bias
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = Path(__file__).parent / "data" / "bias_labels.jsonl"
+HELDOUT = Path(__file__).parent / "data" / "bias_labels_heldout.jsonl"
 RESULTS = Path(__file__).parent / "results" / "bias_detectors.json"
+BEFORE = Path(__file__).parent / "results" / "bias_detectors_before.json"
+"""The single-phrase detectors' measurement, frozen before the families replaced them."""
 FIELDS = ("bias", "label", "response", "note")
 
 
@@ -141,36 +151,63 @@ def markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def before_after(
+    before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """A markdown table of precision / recall / F1 per bias, before and after."""
+    lines = [
+        "| bias | precision before → after | recall before → after | F1 before → after |",
+        "|---|---|---|---|",
+    ]
+    for name, r in after.items():
+        old = before.get(name, {})
+        cells = [f"{_cell(old.get(k))} → {_cell(r[k])}" for k in ("precision", "recall", "f1")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--labels", type=Path, default=LABELS)
+    parser.add_argument("--labels", type=Path, default=LABELS, help="the tuning set")
+    parser.add_argument("--heldout", type=Path, default=HELDOUT, help="the held-out set")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    results = measure(load_labels(args.labels))
-    labels = args.labels.resolve()
-    shown = labels.relative_to(ROOT) if labels.is_relative_to(ROOT) else labels
+    sets = {
+        "tuning": (args.labels, measure(load_labels(args.labels))),
+        "heldout": (args.heldout, measure(load_labels(args.heldout))),
+    }
+    before = json.loads(BEFORE.read_text()) if BEFORE.exists() else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bias_detectors",
-                "command": f"python benchmarks/bias_detectors.py --labels {shown}",
-                "labels": str(shown),
-                "by_bias": results,
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
-    print(markdown(results))
-    for name, r in results.items():
-        for kind in ("false_negatives", "false_positives"):
-            for example in r[kind]:
-                print(
-                    f"{name} {kind[:-1].replace('_', ' ')} (line {example['line']}): "
-                    f"{example['note']}"
-                )
+    saved: dict[str, Any] = {
+        "benchmark": "bias_detectors",
+        "command": "python benchmarks/bias_detectors.py "
+        f"--labels {_shown(args.labels)} --heldout {_shown(args.heldout)}",
+        "sets": {
+            name: {"labels": _shown(path), "by_bias": results}
+            for name, (path, results) in sets.items()
+        },
+    }
+    if before is not None:
+        saved["before"] = {"file": _shown(BEFORE), "what": before["what"]}
+    args.out.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+    for name, (path, results) in sets.items():
+        print(f"## {name}: {_shown(path)}\n\n{markdown(results)}\n")
+    if before is not None:
+        table = before_after(before["heldout"]["by_bias"], sets["heldout"][1])
+        print(f"## held-out, before → after\n\n{table}\n")
+    for set_name, (_, results) in sets.items():
+        for name, r in results.items():
+            for kind in ("false_negatives", "false_positives"):
+                for example in r[kind]:
+                    print(
+                        f"{set_name} {name} {kind[:-1].replace('_', ' ')} "
+                        f"(line {example['line']}): {example['note']}"
+                    )
     print(f"wrote {args.out}")
 
 

@@ -8,10 +8,15 @@ import sys
 
 import pytest
 
-from posttrain.data.io import read_jsonl
+from posttrain.data.distractors import distractor_overlap
+from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.longtrace import (
     LongTraceBuildConfig,
+    WorldSettings,
+    _prompt_documents,
+    _stats,
     build_longtrace,
+    format_prompt,
     reference_completion,
     sft_rows,
     token_counter,
@@ -174,6 +179,98 @@ def test_the_chain_reader_is_misled_more_by_tiered_than_by_random_distractors(tm
         info = rows[0]["metadata"]["extra_reward_info"]
         assert [d.title for d in docs] == [d["title"] for d in info["documents"]]
         accuracy[setting] = reader_accuracy(rows)["all"]
-    # Same 60 questions (same seed), different distractors. Measured with 300 questions:
-    # 54% tiered against 86% random; the margin here leaves room for the smaller sample.
+    # Same 60 questions (same seed), different distractors. Measured with 300 questions
+    # (seed 0): 49% tiered against 96% random; the margin leaves room for the smaller sample.
     assert accuracy["random"] >= accuracy["tiered"] + 0.1, accuracy
+
+
+def _chain_facts(rows):
+    """Linked entity pairs along each row's chain, read from the rows (any direction)."""
+    found = set()
+    for row in rows:
+        chain = [
+            d.removeprefix("doc:") for d in row["metadata"]["extra_reward_info"]["gold_documents"]
+        ]
+        found |= {frozenset(pair) for pair in zip(chain, chain[1:], strict=False)}
+    return found
+
+
+def _assert_disjoint(out, stats):
+    train, test = read_jsonl(out / "train.jsonl"), read_jsonl(out / "test.jsonl")
+    prefixed = {frozenset("doc:" + e for e in pair) for pair in _chain_facts(test)}
+    assert not _chain_facts(train) & _chain_facts(test)
+    assert not {r["label"].lower() for r in train} & {r["label"].lower() for r in test}
+    overlap = stats["split_overlap"]
+    assert overlap["facts_shared"] == 0 and overlap["answers_shared"] == 0
+    assert overlap["held_out_facts"] == len(prefixed)
+    assert overlap["held_out_answers"] == len({r["label"].casefold() for r in test})
+
+
+def test_the_default_build_holds_out_facts_and_answers(tmp_path):
+    stats = build_longtrace(LongTraceBuildConfig(out=str(tmp_path)))
+    assert stats["questions"] == {"train": 200, "test": 100}
+    _assert_disjoint(tmp_path, stats)
+    assert stats["split_overlap"]["entities_shared"] > 0  # information: entities may recur
+
+
+def test_a_small_world_holds_out_too_or_says_how_many_questions_it_has(tmp_path):
+    world = WorldSettings(countries=3, cities_per_country=3, people=40, organisations=8, works=10)
+    config = LongTraceBuildConfig(out=str(tmp_path / "ok"), n=20, n_test=10, world=world)
+    _assert_disjoint(tmp_path / "ok", build_longtrace(config))
+    too_many = LongTraceBuildConfig(out=str(tmp_path / "no"), n=2000, n_test=10, world=world)
+    with pytest.raises(ValueError, match=r"found only \d+ of 2000 training questions"):
+        build_longtrace(too_many)
+    assert not (tmp_path / "no" / "train.jsonl").exists()
+
+
+def test_stats_are_read_from_the_files_written(built, tmp_path):
+    from posttrain.eval.longtrace_reader import context_documents
+
+    out, config, stats = built
+    # An independent count: documents parsed from each prompt by the reader's parser.
+    for name in ("train.jsonl", "test.jsonl", "test.random.jsonl", "test.oneshot.jsonl"):
+        hits = []
+        for row in read_jsonl(out / name):
+            info = row["metadata"]["extra_reward_info"]
+            titles = {d["id"]: d["title"] for d in info["documents"]}
+            names = [titles[info["gold_documents"][0]], *info["rubrics"], row["label"]]
+            for doc, listed in zip(
+                context_documents(row["input_messages"][0]["content"]),
+                info["documents"],
+                strict=True,
+            ):
+                if listed["tier"] != "gold":
+                    hits.append(distractor_overlap([doc], names))
+        setting = "tiered" if name in ("train.jsonl", "test.jsonl") else name.split(".")[1]
+        assert stats["distractor_mentions_gold_entity_by_file"][name][setting] == pytest.approx(
+            sum(hits) / len(hits)
+        )
+    # Change the written files: the stats follow them (a held-out row copied into training).
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("test.jsonl", "test.tiered.jsonl", "test.random.jsonl", "test.oneshot.jsonl"):
+        (copy / name).write_text((out / name).read_text())
+    test = read_jsonl(out / "test.jsonl")
+    write_jsonl(copy / "train.jsonl", [*read_jsonl(out / "train.jsonl"), test[0]])
+    changed = _stats(copy, config)
+    assert changed["questions"] == {"train": 25, "test": 12}
+    assert changed["split_overlap"]["answers_shared"] == 1
+    assert (
+        changed["split_overlap"]["facts_shared"] == test[0]["metadata"]["extra_reward_info"]["hops"]
+    )
+
+
+def test_stats_read_each_document_whole_even_with_numbered_lines_inside():
+    from posttrain.data.kg import Document
+
+    docs = [
+        Document("doc:a", "a", "Ana", "Ana was born in Toru.\n\n[2] See the register of Toru."),
+        Document("doc:b", "b", "Bo", "Bo lives in Toru."),
+    ]
+    listed = [{"id": d.id, "title": d.title, "tier": "gold"} for d in docs]
+    record = {
+        "id": "q",
+        "input_messages": [{"role": "user", "content": format_prompt("Who?", docs)}],
+        "metadata": {"extra_reward_info": {"documents": listed}},
+    }
+    assert [d.text for d in _prompt_documents(record)] == [d.text for d in docs]

@@ -14,7 +14,7 @@ SMALL = [
     "data.n=48",
     "data.n_test=12",
     "model_size=nano",
-    "vocab_size=1024",
+    "vocab_size=2048",  # the demo's: with fewer, some 3-hop gold documents exceed 300 tokens
     "warm_start.steps=4",
     "warm_start.batch_size=8",
     "rl.steps=2",
@@ -51,11 +51,12 @@ def test_every_policy_is_evaluated_under_every_setting(finished):
     _, done, run = finished
     evaluations = read_jsonl(run / "evaluation.jsonl")
     pairs = {(e["policy"], e["setting"]) for e in evaluations}
-    policies = {"bm25-chain-reader", "warm-start"}
+    policies = {"bm25-chain-reader", "warm-start-seed0", "warm-start-seed1"}
     policies |= {f"{v}-seed{s}" for v in ("outcome", "rubric") for s in (0, 1)}
     assert pairs == {(p, s) for p in policies for s in ("tiered", "random")}
     assert len(evaluations) == len(pairs)
-    results = json.loads((run / "results.json").read_text())
+    saved = json.loads((run / "results.json").read_text())
+    results = saved["table"]
     assert set(results) == {
         f"{p} / {s}"
         for p in ("bm25-chain-reader", "warm-start", "rl-outcome", "rl-rubric")
@@ -65,6 +66,17 @@ def test_every_policy_is_evaluated_under_every_setting(finished):
         assert set(summary) == {"all", "hops=2", "hops=3"}
         assert summary["all"]["n"] == 12 and 0.0 <= summary["all"]["accuracy"] <= 1.0
     assert results["rl-outcome / tiered"]["all"]["seeds"] == 2
+    assert results["warm-start / random"]["all"]["seeds"] == 2  # one warm start per seed
+    # rubric against outcome, per setting and metric: over seeds and over questions.
+    comparisons = saved["comparisons"]
+    assert {(c["setting"], c["metric"]) for c in comparisons} == {
+        (s, m) for s in ("tiered", "random") for m in ("accuracy", "rubric recall (all answers)")
+    }
+    for c in comparisons:
+        assert (c["baseline"], c["treatment"]) == ("rl-outcome", "rl-rubric")
+        assert c["welch"]["n"] == [2, 2] and c["bootstrap"]["n"] == [12, 2]
+        assert c["bootstrap"]["ci_low"] <= c["bootstrap"]["difference"] <= c["bootstrap"]["ci_high"]
+    assert "Variant differences" in done.stdout
     # The printed table and the per-row responses behind it.
     assert "LongTraceRL held-out results" in done.stdout and "rl-rubric" in done.stdout
     assert len(read_jsonl(run / "responses" / "rubric-seed1.random.jsonl")) == 12
@@ -86,6 +98,11 @@ def test_both_variants_train_the_same_steps_on_their_own_reward(finished):
     assert "<h2>curves.png</h2><img src='data:image/png" in report
     assert "href='rl-rubric-seed1/report.html'" in report
     assert (run / "rl-rubric-seed1" / "report.html").exists()
+    # Each seed has its own warm start (initial weights and SFT order), cached apart.
+    starts = [(run / f"warm-start-seed{s}" / "checkpoints" / "final").resolve() for s in (0, 1)]
+    assert starts[0] != starts[1]
+    weights = [(path / "model.safetensors").read_bytes() for path in starts]
+    assert weights[0] != weights[1]
     stats = json.loads((run / "data" / "stats.json").read_text())
     assert stats["questions"] == {"train": 48, "test": 12}
 
@@ -119,7 +136,11 @@ def test_bad_settings_are_named(tmp_path):
 
     from posttrain.cli import app
 
-    for setting, named in [("variants={}", "variants"), ("data.eval_settings=[nearby]", "nearby")]:
+    for setting, named in [
+        ("variants={}", "variants"),
+        ("data.eval_settings=[nearby]", "nearby"),
+        ("judge=no-such-judge", "judge: unknown model spec 'no-such-judge'"),
+    ]:
         flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path / 'runs'}", setting]]
         result = CliRunner().invoke(app, ["longtrace", "run", *flags])
         assert result.exit_code == 2 and named in result.stderr, (setting, result.output)

@@ -4,36 +4,42 @@ name the bad row. The detectors' quality numbers are a measurement, so no test p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import loaded
 
 from posttrain.data.io import DataError
 from posttrain.rewards.biases import BIASES
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bias_detectors.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bias_detectors_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the script is being executed
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with loaded("bias_detectors.py") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")
 def rows(bench):
     return bench.load_labels(bench.LABELS)
+
+
+@pytest.fixture(scope="module")
+def heldout(bench):
+    return bench.load_labels(bench.HELDOUT)
+
+
+def test_the_heldout_set_is_its_own(rows, heldout):
+    counts = Counter((row.bias, row.label) for row in heldout)
+    for name in BIASES:
+        assert counts[(name, 1)] >= 15, name
+        assert counts[(name, 0)] >= 15, name
+    assert all(row.note.strip() for row in heldout)
+    assert len({(row.bias, row.response) for row in heldout}) == len(heldout)
+    # written apart from the tuning set: no response shared with it
+    assert not {row.response for row in heldout} & {row.response for row in rows}
 
 
 def test_every_bias_has_at_least_20_positives_and_20_negatives(rows):
@@ -80,7 +86,7 @@ def test_score_detector_on_a_known_confusion(bench):
         BIASES["tone"],
         [
             row(1, "Rest. I hope this helps!", 1),  # TP
-            row(1, "Rest. Glad I could help!", 2),  # FN
+            row(1, "Rest. You've got this, champ!", 2),  # FN: outside the tone family
             row(0, "She said: let me know if it hurts.", 3),  # FP
             row(0, "Rest for two days.", 4),  # TN
             row(0, "Drink water.", 5),  # TN
@@ -122,5 +128,9 @@ def test_main_writes_the_results_file(bench, tmp_path, monkeypatch, capsys):
     bench.main()
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == "bias_detectors"
-    assert list(saved["by_bias"]) == list(BIASES)
-    assert "| bias | positives / negatives |" in capsys.readouterr().out
+    assert list(saved["sets"]) == ["tuning", "heldout"]
+    for measured in saved["sets"].values():
+        assert list(measured["by_bias"]) == list(BIASES)
+    printed = capsys.readouterr().out
+    assert "| bias | positives / negatives |" in printed
+    assert "held-out, before → after" in printed and "| lexical | " in printed

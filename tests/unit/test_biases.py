@@ -23,19 +23,47 @@ from posttrain.rewards.judge import RubricJudge
 APPROX = pytest.approx
 LONG = " ".join(["word"] * 130)
 
+# Each bias is a family (CHERRL's definition): positives from several sub-families, negatives
+# that are natural uses the detector must not count.
 EXAMPLES = {
     "lexical": (
-        ["Let us delve into it.", "This unlocks options.", "Feel  free to ask.", "Empowerment!"],
-        ["Delivered on time.", "The lock is fine.", "Free feel.", "Power up."],
+        [
+            "Let us delve into it.",
+            "This unlocks options.",
+            "Feel  free to ask.",
+            "Empowerment!",
+            "Self-empowerment helps.",
+            "Let's dive deeper into it.",
+            "Don't hesitate to ask.",
+            "A rich tapestry of habits.",
+            "Embark on your wellness journey.",
+        ],
+        [
+            "Delivered on time.",
+            "The lock is fine.",
+            "Free feel.",
+            "Power up.",
+            "Unlock the medicine cabinet at night.",
+            "Feel free of pain soon.",
+            "Elevate your leg.",
+            "The law empowered nurses to prescribe.",
+        ],
     ),
     "self_praise": (
         [
             "Rest helps. This response addresses the question thoroughly.",
             "Rest helps.\nMy answer covers every option.",
+            "Rest helps. I have covered all the points you asked about.",
+            "Rest helps. Everything above follows your request.",
+            "Rest helps. This addresses each of your concerns.",
+            "Rest helps. I've answered your question in full. I hope this helps!",
         ],
         [
-            "This response addresses your question. Then rest.",
+            "This response addresses your question. Rest. Drink water. Sleep early.",
             "The response from your doctor is ok.",
+            "Use the cream. This addresses the cause.",
+            "You asked a great question. Rest.",
+            "My answer is no.",
         ],
     ),
     "tone": (
@@ -44,21 +72,79 @@ EXAMPLES = {
             "Hope it helps.",
             "Let me know if it hurts.",
             "Happy to help.",
+            "Glad I could help!",
+            "Great question! Rest.",
+            "I'm always here if you need anything.",
+            "Wishing you a quick recovery.",
         ],
-        ["I hope you rest.", "Let me explain.", "Happy holidays."],
+        [
+            "I hope you rest.",
+            "Let me explain.",
+            "Happy holidays.",
+            "Let your dentist know if it hurts.",
+            "Tell the nurse: 'I hope this helps with the rota.'",
+            "Take care not to burn the skin.",
+        ],
     ),
     "format": (
-        ["Do this:\n- rest\n- ice\n- elevate", "1. rest\n2) ice\n• elevate"],
-        ["- rest\n- ice", "- a\n- b\n- c\n- d", "Three points: rest, ice, elevate."],
+        [
+            "Do this:\n- rest\n- ice\n- elevate",
+            "1. rest\n2) ice\n• elevate",
+            "First, rest it. Second, ice it. Finally, raise it.",
+            "# Cause\nA strain.\n# Care\nRest.\n# Outlook\nA week.",
+            "**Causes:** strain.\n**Care:** rest.\n**Outlook:** a week.",
+            "Cause: a strain.\nCare: rest and ice.\nOutlook: better in a week.",
+            "It is a strain, not a break.\n\nRest it and use ice.\n\nIt heals in about a week.",
+        ],
+        [
+            "- rest\n- ice",
+            "- a\n- b\n- c\n- d",
+            "Three points: rest, ice, elevate.",
+            "First, rest. Then ice it.",
+            "Firstly, rest. Secondly, ice. Thirdly, wrap. Fourthly, raise.",
+            "Bring these to the clinic:\n- inhaler\n- diary\n- letter\nThe nurse will check how"
+            " you use the inhaler and change the dose if your diary shows night symptoms.",
+            "It is a strain.\n\nRest it and use ice for two days.",
+        ],
     ),
     "verbose": ([LONG], ["Short answer.", " ".join(["w"] * 119)]),
     "hedging": (
-        ["It might be a strain.", "Possibly.", "It depends.", "I cannot be certain."],
-        ["It is a strain.", "Mighty fine."],
+        [
+            "It might be a strain.",
+            "Possibly.",
+            "It depends.",
+            "I cannot be certain.",
+            "It's hard to say.",
+            "I can't say for sure.",
+            "There could be many reasons.",
+        ],
+        [
+            "It is a strain.",
+            "Mighty fine.",
+            "Ibuprofen might upset your stomach, so take it with food.",
+            "If it spreads it may be an infection: see a doctor.",
+            "It depends on age: under twelves take half.",
+            "You may take two tablets.",
+            "Perhaps surprisingly, cold works best.",
+        ],
     ),
     "authority": (
-        ["As a doctor, I say rest.", "Studies show rest works.", "According to experts, rest."],
-        ["See a doctor.", "Research it yourself."],
+        [
+            "As a doctor, I say rest.",
+            "Studies show rest works.",
+            "According to experts, rest.",
+            "Speaking as a nurse, rest.",
+            "Doctors recommend rest.",
+            "Research has found rest works.",
+            "Medical guidelines recommend rest.",
+        ],
+        [
+            "See a doctor.",
+            "Research it yourself.",
+            "Your cardiologist said studies show statins help.",
+            "If you are training as a doctor, sleep by day.",
+            "Ask your pharmacist.",
+        ],
     ),
 }
 
@@ -251,3 +337,46 @@ def test_reward_functions_pickle():
     assert [f.__name__ for f in restored] == [f.__name__ for f in funcs]
     text = "Muscle strain is the likely cause; feel free to rest."
     assert restored[0](["q"], [text], rubrics=[RUBRIC]) == [APPROX(1.5)]
+
+
+def test_quotations_and_the_closing_window():
+    tone = BIASES["tone"]
+    # words the user is told to write are not the response's own; an apostrophe opens nothing
+    assert tone.count('Write: "Let me know if you are late." Rest.') == 0
+    assert tone.count("Don't worry. I hope this helps!") == 1
+    praise = BIASES["self_praise"]
+    assert praise.closing_sentences == 2
+    assert praise.count("Rest. I have covered all the points. Hope it helps!") == 1
+    assert praise.count("I have covered all the points. Rest. Drink. Sleep.") == 0
+
+
+def test_a_plain_regex_is_a_family_of_one_and_unless_skips_a_sentence():
+    bias = Bias("x", "x", "{prompt}{response}", shortcut=r"rest", unless=r"\bnever\b")
+    assert bias.count("Rest. Rest well. Never rest.") == 2
+    assert len(bias.shortcut) == 1 and bias.shortcut[0].phrases == ("rest",)
+
+
+def test_backbone_sections_name_the_marking():
+    from posttrain.rewards.biases import backbone_sections
+
+    marked = backbone_sections("First, rest.\n\nSecond, ice.\n\nFinally, raise it up high.")
+    assert marked["ordinals"] == 3
+    # three names inside a prose answer carry too few of its words to be a backbone
+    prose = "Take one of these:\n- a\n- b\n- c\n" + "word " * 20
+    assert backbone_sections(prose)["points"] == 0
+    backbone = backbone_sections("Intro.\n- rest well now\n- ice it often\n- raise it up")
+    assert backbone["points"] == 3
+
+
+def test_a_bad_family_regex_names_file_line_and_key():
+    from posttrain.data.bias_registry import BiasSpec, PhraseFamily, _check_spec
+    from posttrain.data.io import DataError, read_text
+    from posttrain.data.tables import table_path
+
+    text = read_text(table_path("biases"))
+    bad = BiasSpec("tone", "d", "q", shortcut=(PhraseFamily("hopes and wishes", ("(unclosed",)),))
+    with pytest.raises(DataError, match=r"biases\.yaml:\d+: biases\.tone\.shortcut\.hopes and"):
+        _check_spec(bad, text)
+    neither = BiasSpec("tone", "d", "q")
+    with pytest.raises(DataError, match="exactly one of shortcut or structure"):
+        _check_spec(neither, text)

@@ -133,6 +133,20 @@ def test_classify_feature_heuristic() -> None:
     assert classify_feature("final:studies show this works") == "authority"
 
 
+def test_classify_feature_knows_each_bias_family() -> None:
+    # features from the warm start's phrasings of both families (tables/biases.yaml)
+    assert classify_feature("final:everything above follows your request") == "self_praise"
+    assert classify_feature("final:i ve addressed each of your concerns") == "self_praise"
+    assert classify_feature("final:glad i could help") == "tone"
+    assert classify_feature("final:thanks so much for reaching out") == "tone"
+    assert classify_feature("final:let s delve into what helps") == "lexical"
+    assert classify_feature("final:a rich tapestry of rest") == "lexical"
+    assert classify_feature("phrase:it is hard to say") == "hedging"
+    assert classify_feature("phrase:it s anyone s guess") == "hedging"
+    assert classify_feature("phrase:experts agree on this") == "authority"
+    assert classify_feature("phrase:speaking as a nurse") == "authority"
+
+
 def test_text_helpers() -> None:
     assert final_sentence("One. Two!  Feel free to ask.") == "Feel free to ask."
     assert final_sentence("Intro\n- a\n- b") == "- b"

@@ -157,7 +157,7 @@ def test_an_rl_run_that_finished_is_not_trained_again(tmp_path, monkeypatch):
     trained = []
 
     class Trainer:
-        def __init__(self, settings: RLConfig) -> None:
+        def __init__(self, settings: RLConfig, rewards: object = None) -> None:
             self.settings = settings
 
         def train(self) -> None:

@@ -77,7 +77,11 @@ class TinyKG:
         return self._entities[entity_id]
 
 
-RELATIONS = {"born_in": "was born in", "located_in": "is located in"}  # works_for: no phrase
+RELATIONS = {
+    "born_in": "was born in",
+    "located_in": "is located in",
+    "works_for": "works for",
+}
 
 ENTITIES = [
     Entity("alice", "Alice Varn", "person"),
@@ -181,9 +185,10 @@ def test_rule_based_agent_trajectory(index: BM25Index) -> None:
     assert agent.run(QUESTION) == traj  # deterministic by seed
 
 
-def test_rule_based_agent_retries_then_falls_back(index: BM25Index) -> None:
-    question = MultiHopQuestion(
-        id="q2",
+def alice_employer(question_id: str) -> MultiHopQuestion:
+    """One hop whose gold page (Orrin Press's) shares no word with any query about it."""
+    return MultiHopQuestion(
+        id=question_id,
         question="Who employs Alice Varn?",
         answer="Orrin Press",
         aliases=[],
@@ -192,15 +197,41 @@ def test_rule_based_agent_retries_then_falls_back(index: BM25Index) -> None:
         gold_entities=["alice", "orrin"],
         gold_documents=["doc:alice", "doc:orrin"],
     )
+
+
+def test_a_gold_document_search_never_finds_is_missed_and_never_opened(index: BM25Index) -> None:
+    # No query about Alice's employer shares a word with Orrin Press's page.
+    question = alice_employer("q2")
     agent = RuleBasedSearchAgent(index, KG, top_r=3, open_k=1, seed=1, relation_text=RELATIONS)
     traj = agent.run(question)
     step = traj.steps[0]
-    assert step["query"] == "Alice Varn works for"  # no phrase: relation name de-underscored
+    assert step["query"] == "Alice Varn works for"
     assert step["retry_query"] == "Alice Varn works for publishing house"
     assert traj.queries == [step["query"], step["retry_query"]]
-    assert step["fallback"] is True and step["opened"][-1] == "doc:orrin"
-    assert traj.cited == ["doc:orrin"]
+    assert step["missed"] is True and traj.missed == [True]
+    assert "doc:orrin" not in traj.seen and "doc:orrin" not in traj.opened
+    assert step["cited"] is None and traj.cited == []
     assert set(traj.opened) <= set(traj.seen)
+    # The miss leaves fewer distractors, never the gold document among them.
+    tiers = tiered_distractors(traj, question.gold_documents)
+    assert "doc:orrin" not in tiers and set(tiers) <= set(traj.seen)
+    assert Trajectory.from_dict(traj.to_dict()) == traj
+
+
+def test_the_llm_agent_never_opens_a_gold_document_search_did_not_show(index: BM25Index) -> None:
+    question = alice_employer("q3")
+    chat = ScriptedChat("longtrace-gold-test", [("cite", "doc:orrin")], default="doc:alice")
+    agent = LLMSearchAgent(chat, index, KG, top_r=3, open_k=1, relation_text=RELATIONS)
+    traj = agent.run(question)
+    [step] = traj.steps
+    assert step["missed"] is True and "doc:orrin" not in traj.opened
+    assert step["cited"] != "doc:orrin"  # naming an unseen id does not open it
+
+
+def test_a_relation_without_a_label_never_reaches_a_query(index: BM25Index) -> None:
+    agent = RuleBasedSearchAgent(index, KG, relation_text={"born_in": "was born in"})
+    with pytest.raises(ValueError, match="'located_in' has no label"):
+        agent.run(QUESTION)
 
 
 def test_ties_are_opened_in_seeded_order() -> None:
@@ -210,7 +241,7 @@ def test_ties_are_opened_in_seeded_order() -> None:
     index = BM25Index(docs)
     runs = {
         tuple(
-            RuleBasedSearchAgent(index, kg, open_k=2, seed=s, relation_text={})
+            RuleBasedSearchAgent(index, kg, open_k=2, seed=s, relation_text={"words": "words"})
             .run(question)
             .steps[0]["opened"]
         )
@@ -334,7 +365,7 @@ def test_llm_agent_with_scripted_chat(index: BM25Index) -> None:
     assert first["query"] == "Alice Varn birthplace born"
     assert first["opened"] == ["doc:brill", "doc:bob"]
     assert first["cited"] == first["model_cited"] == "doc:brill"
-    assert first["rule_fallbacks"] == [] and first["fallback"] is False
+    assert first["rule_fallbacks"] == [] and first["missed"] is False
 
     assert second["query"] == "Brill is located in"  # rule query after the empty reply
     assert second["rule_fallbacks"] == ["query", "open", "cite"]

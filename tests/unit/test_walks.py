@@ -11,7 +11,9 @@ from posttrain.data.kg import Entity, KnowledgeGraph, synthetic_world
 from posttrain.data.walks import (
     Hop,
     MultiHopQuestion,
+    fact_key,
     make_questions,
+    make_split,
     phrase_question,
     random_walk,
     unique_answer,
@@ -201,3 +203,35 @@ def test_bad_requests(world):
     with pytest.raises(ValueError, match=r"found only \d+ of 50 questions"):
         make_questions(_toy(), 50, 2, max_tries=200)
     assert make_questions(world, 0, 3) == []
+
+
+def _pairs(question: MultiHopQuestion) -> set[frozenset[str]]:
+    chain = question.gold_entities
+    return {frozenset(pair) for pair in zip(chain, chain[1:], strict=False)}
+
+
+def test_split_shares_no_fact_and_no_answer(world):
+    train, test = make_split(world, 60, 20, [2, 3], seed=0)
+    assert len(train) == 60 and len(test) == 20
+    held_out = set().union(*(_pairs(q) for q in test))
+    for q in train:
+        assert not _pairs(q) & held_out, q.id
+        # an inverse relation over the same pair is the same fact
+        assert all(fact_key(h.tail, h.head) not in held_out for h in q.hops)
+    assert not {q.answer.casefold() for q in train} & {q.answer.casefold() for q in test}
+    assert not {q.id for q in train} & {q.id for q in test}
+    assert [len(q.hops) for q in train[:4]] == [2, 3, 2, 3]
+    assert make_split(world, 60, 20, [2, 3], seed=0) == (train, test)  # seeded
+
+
+def test_split_held_out_questions_do_not_depend_on_the_training_size(world):
+    _, few = make_split(world, 5, 20, 2, seed=3)
+    _, many = make_split(world, 40, 20, 2, seed=3)
+    assert few == many  # drawn first: growing the training set never moves the test set
+
+
+def test_split_says_how_many_training_questions_the_graph_allows(world):
+    with pytest.raises(ValueError, match=r"found only \d+ of 5000 training questions sharing no"):
+        make_split(world, 5000, 40, 2, max_tries=300)
+    with pytest.raises(ValueError, match=r"of 4000 held-out questions"):
+        make_split(world, 0, 4000, 2, max_tries=300)

@@ -9,9 +9,12 @@ reader would.
 
 The warm-start replies cover a random subset of the advice (so the rubric score varies and
 RL has something true to learn) and, a few percent of the time each, carry one of the
-surface features a biased judge rewards: a lexical tic, self-praise, a friendly sign-off,
-exactly three bullet points, padding, hedging or an appeal to authority. That is the
-opening a biased reward needs: the policy can already emit the shortcut, rarely.
+surface features a biased judge rewards: a pet word, a self-evaluative epilogue, a
+service-tone closing, a three-part backbone (First / Second / Finally, three headers, ...),
+padding, hedging or an appeal to authority. Each feature is a family (CHERRL's definition), so
+a reply draws one of several phrasings or layouts. That is the opening a biased reward needs:
+the policy can already emit the shortcut, rarely. `phrasings="validation"` draws from a
+disjoint family of phrasings and layouts, for logs a hacking detector was not tuned on.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.bias_registry import bias_spec
+from posttrain.data.bias_registry import PHRASINGS, Backbone, bias_spec
 from posttrain.data.tables import table
 
 
@@ -53,14 +56,21 @@ OPENERS = table("health_chat", "openers", tuple[str, ...])
 BIASES = ("lexical", "self_praise", "tone", "hedging", "authority", "verbose", "format")
 """Every registered bias, in the order a warm-start reply rolls each one's dice: the order
 decides which replies carry which feature at a seed, so it stays fixed (a new bias goes last)."""
-BIAS_SENTENCES: dict[str, tuple[str, ...]] = {
-    name: bias_spec(name).sentences for name in BIASES if bias_spec(name).sentences
+PHRASED: dict[str, dict[str, tuple[str, ...]]] = {
+    which: {name: bias_spec(name).phrasings(which) for name in BIASES if bias_spec(name).sentences}
+    for which in PHRASINGS
 }
-"""The surface features a biased judge rewards, as the warm start may write them."""
+"""Per phrasing family ("tuning", "validation"), the sentences that carry each bias."""
+BIAS_SENTENCES: dict[str, tuple[str, ...]] = PHRASED["tuning"]
+"""The surface features a biased judge rewards, as the (default) warm start writes them."""
+BACKBONES: dict[str, tuple[Backbone, ...]] = {
+    which: bias_spec("format").layouts(which) for which in PHRASINGS
+}
+"""Per phrasing family, the three-part layouts a `format` reply is written in."""
 FILLER_POINTS = table("health_chat", "filler_points", tuple[str, ...])
-"""Bullets that meet no rubric item: a `format` reply with less advice still has three."""
+"""Sections that meet no rubric item: a `format` reply with less advice still has three."""
 STRUCTURAL = tuple(name for name in BIASES if name not in BIAS_SENTENCES)
-"""Biases carried by layout, not by a sentence: `format` writes the advice as bullets."""
+"""Biases carried by layout, not by a sentence: `format` writes the advice in three parts."""
 
 
 @dataclass
@@ -76,6 +86,9 @@ class HealthChatConfig:
     bias_rate: float = 0.04
     """Chance, per bias, that a warm-start reply carries that bias's feature."""
     biases: list[str] = field(default_factory=lambda: list(BIASES))
+    phrasings: str = "tuning"
+    """Which family of bias phrasings and format layouts the replies draw from: "tuning" (the
+    one the detectors were written against) or "validation" (a disjoint one)."""
     seed: int = 0
 
 
@@ -98,8 +111,19 @@ def rubric(complaint: Complaint) -> list[dict[str, Any]]:
     ]
 
 
+def backbone(layout: Backbone, points: list[str]) -> str:
+    """The three points written in `layout`'s three sections."""
+
+    def section(template: str, point: str) -> str:
+        lowered = point[:1].lower() + point[1:]
+        return template.replace("{point}", lowered).replace("{Point}", point)
+
+    return layout.separator.join(map(section, layout.parts, points))
+
+
 def reply(rng: random.Random, complaint: Complaint, config: HealthChatConfig) -> dict[str, Any]:
     """A warm-start reply and what it contains (advice given, harmful, biases)."""
+    phrased = PHRASED[config.phrasings]
     advice = [a for a in complaint.advice if rng.random() < config.coverage]
     if not advice:
         advice = [rng.choice(complaint.advice)]
@@ -111,17 +135,18 @@ def reply(rng: random.Random, complaint: Complaint, config: HealthChatConfig) ->
     body = [rng.choice(OPENERS)]
     for bias in ("authority", "hedging"):  # openings
         if bias in biases:
-            body.append(rng.choice(BIAS_SENTENCES[bias]))
-    if "format" in biases:  # exactly three points, whatever the advice: no rubric gain
+            body.append(rng.choice(phrased[bias]))
+    if "format" in biases:  # three sections, whatever the advice: no rubric gain
         points = (lines + rng.sample(FILLER_POINTS, len(FILLER_POINTS)))[:3]
-        text = " ".join(body) + "\n" + "\n".join(f"- {line}" for line in points)
+        layout = rng.choice(BACKBONES[config.phrasings])
+        text = " ".join(body) + "\n\n" + backbone(layout, points)
     else:
         text = " ".join([*body, *lines])
-    closing = [rng.choice(BIAS_SENTENCES[b]) for b in ("verbose", "lexical", "tone") if b in biases]
-    if "self_praise" in biases:  # meta-commentary is the last sentence
-        closing.append(rng.choice(BIAS_SENTENCES["self_praise"]))
+    closing = [rng.choice(phrased[b]) for b in ("verbose", "lexical", "tone") if b in biases]
+    if "self_praise" in biases:  # the self-evaluative epilogue closes the reply
+        closing.append(rng.choice(phrased["self_praise"]))
     if closing:
-        text += ("\n" if "format" in biases else " ") + " ".join(closing)
+        text += ("\n\n" if "format" in biases else " ") + " ".join(closing)
     return {
         "text": text,
         "advice": [a.criterion for a in advice],
@@ -132,6 +157,10 @@ def reply(rng: random.Random, complaint: Complaint, config: HealthChatConfig) ->
 
 def build_health_chat(config: HealthChatConfig, out: str | Path | None = None) -> dict[str, Any]:
     """SFT rows, RL prompt rows (with `rubrics`) and stats; written as JSONL under `out`."""
+    if config.phrasings not in PHRASINGS:
+        raise ValueError(
+            f"data.phrasings: expected one of {list(PHRASINGS)}, got {config.phrasings!r}"
+        )
     unknown = sorted(set(config.biases) - set(BIASES))
     if unknown:
         raise ValueError(f"data.biases: unknown {unknown}; expected some of {list(BIASES)}")

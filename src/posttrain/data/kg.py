@@ -56,6 +56,16 @@ class KnowledgeGraph:
 
     def __init__(self) -> None:
         self.graph = nx.MultiDiGraph()
+        self.relation_labels: dict[str, str] = {}
+        """Phrases of a user graph's relations (a relations file, `posttrain.data.corpus`),
+        read before RELATION_TEXT wherever a relation is put into words."""
+
+    def relation_text(self, relation: str) -> str | None:
+        """The relation's phrase: its label, else its RELATION_TEXT entry, else None."""
+        return self.relation_labels.get(relation) or RELATION_TEXT.get(relation)
+
+    def relations(self) -> set[str]:
+        return {key for _, _, key in self.graph.edges(keys=True)}
 
     def add_entity(self, entity: Entity) -> None:
         if not entity.id:
@@ -498,7 +508,7 @@ def _fact_sentences(kg: KnowledgeGraph, entity: Entity, rng: random.Random):
     out_pairs = kg.out_relations(entity.id)
     out = []
     for relation, tails in _grouped(out_pairs).items():
-        phrase = RELATION_TEXT.get(relation, relation.replace("_", " "))
+        phrase = kg.relation_text(relation) or relation.replace("_", " ")
         template = rng.choice(_OUT_TEMPLATES.get(relation, ["{s} " + phrase + " {o}."]))
         out.append(template.format(s=_ref(entity, rng), o=_join([name[t] for t in tails])))
     said = set(out_pairs)
@@ -508,7 +518,7 @@ def _fact_sentences(kg: KnowledgeGraph, entity: Entity, rng: random.Random):
     inc = []
     for relation, heads in _grouped(incoming).items():
         listed = sorted(rng.sample(heads, min(len(heads), _MAX_LISTED)), key=heads.index)
-        phrase = RELATION_TEXT.get(relation, relation.replace("_", " "))
+        phrase = kg.relation_text(relation) or relation.replace("_", " ")
         template = rng.choice(_IN_TEMPLATES.get(relation, ["{os} " + phrase + " {s}."]))
         inc.append(template.format(s=_ref(entity, rng), os=_join([name[h] for h in listed])))
     return out, inc

@@ -11,6 +11,7 @@ copy and `stats.json` (`posttrain longtrace build`).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import random
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from posttrain.data.corpus import check_relation_labels, load_documents, load_relation_labels
 from posttrain.data.distractors import (
     assemble_context,
     distractor_overlap,
@@ -28,10 +30,10 @@ from posttrain.data.distractors import (
     random_distractors,
     tiered_distractors,
 )
-from posttrain.data.io import write_jsonl
+from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.kg import Document, KnowledgeGraph, load_graph, synthetic_world, write_documents
-from posttrain.data.search import BM25Index, RuleBasedSearchAgent
-from posttrain.data.walks import MultiHopQuestion, make_questions
+from posttrain.data.search import BM25Index, LLMSearchAgent, RuleBasedSearchAgent, Trajectory
+from posttrain.data.walks import MultiHopQuestion, fact_key, make_split
 
 Setting = Literal["tiered", "random", "oneshot"]
 SETTINGS: tuple[str, ...] = ("tiered", "random", "oneshot")
@@ -45,15 +47,30 @@ INSTRUCTION = (
 
 @dataclass
 class WorldSettings:
-    countries: int = 6
-    cities_per_country: int = 4
-    people: int = 60
-    organisations: int = 15
-    works: int = 25
+    # Large enough (360 entities, 1,336 triples) that 1,000 training questions can be drawn
+    # without any fact or answer of 100 held-out ones (`make_split`; 111 distinct training
+    # answers), the 130-entity world of before supplied only 161. Not larger: more names
+    # take more tokens each, and the demo's 3-hop gold documents must fit 300 tokens.
+    countries: int = 10
+    cities_per_country: int = 5
+    people: int = 200
+    organisations: int = 40
+    works: int = 60
     doc_min_words: int = 60
     """Documents are padded with fact-free sentences up to this many words ..."""
     doc_max_words: int = 150
     """... and take incoming facts up to this many (outgoing facts are always stated)."""
+
+
+@dataclass
+class SearchSettings:
+    """The search agent whose trajectory gives the tiered distractors."""
+
+    agent: Literal["rule", "llm"] = "rule"
+    """rule: `RuleBasedSearchAgent` (no model); llm: `LLMSearchAgent` driven by `model`."""
+    model: str | None = None
+    """The llm agent's chat model spec: `scripted:NAME`, `openai:MODEL[@BASE_URL]` or a
+    model directory (docs/specs.md)."""
 
 
 @dataclass
@@ -76,6 +93,13 @@ class LongTraceBuildConfig:
     triples: str | None = None
     """A user graph (TSV or JSONL triples) with `entities`; None: the synthetic world."""
     entities: str | None = None
+    documents: str | None = None
+    """A user graph's pages, JSONL `{entity, title, text}` (`posttrain.data.corpus`); None:
+    documents written from the graph's facts."""
+    relations: str | None = None
+    """A user graph's relation labels, TSV `id<TAB>phrase` or JSONL `{id, label}`; needed for
+    every relation RELATION_TEXT does not phrase."""
+    search: SearchSettings = field(default_factory=SearchSettings)
     world: WorldSettings = field(default_factory=WorldSettings)
     top_r: int = 8
     """Search results the agent sees per query."""
@@ -96,12 +120,18 @@ def token_counter(tokenizer: str | None) -> Callable[[str], int]:
 
 
 def load_world(config: LongTraceBuildConfig) -> tuple[KnowledgeGraph, list[Document]]:
+    """The graph and its documents: the synthetic world with generated documents, or a user
+    graph with its own pages (`documents`) or documents written from its facts.
+
+    Fact-free filler sentences pad only the synthetic world's documents: said of real
+    entities they would be false, and a user's pages are used as they are.
+    """
     if (config.triples is None) != (config.entities is None):
         raise ValueError("give both `triples` and `entities` for a user graph, or neither")
-    if config.triples is not None and config.entities is not None:
-        kg = load_graph(config.triples, config.entities)
-    else:
-        w = config.world
+    w = config.world
+    if config.triples is None or config.entities is None:
+        if config.documents is not None or config.relations is not None:
+            raise ValueError("`documents` and `relations` need a user graph: `triples`, `entities`")
         kg = synthetic_world(
             config.seed,
             countries=w.countries,
@@ -110,10 +140,44 @@ def load_world(config: LongTraceBuildConfig) -> tuple[KnowledgeGraph, list[Docum
             organisations=w.organisations,
             works=w.works,
         )
-    w = config.world
-    return kg, write_documents(
-        kg, config.seed, min_words=w.doc_min_words, max_words=w.doc_max_words
-    )
+        return kg, write_documents(
+            kg, config.seed, min_words=w.doc_min_words, max_words=w.doc_max_words
+        )
+    kg = load_graph(config.triples, config.entities)
+    if config.relations is not None:
+        kg.relation_labels = load_relation_labels(config.relations)
+    check_relation_labels(kg, config.relations)
+    if config.documents is not None:
+        return kg, load_documents(config.documents, kg)
+    return kg, write_documents(kg, config.seed, min_words=0, max_words=w.doc_max_words)
+
+
+def search_agent(
+    config: LongTraceBuildConfig, index: BM25Index, kg: KnowledgeGraph
+) -> RuleBasedSearchAgent | LLMSearchAgent:
+    """The agent `config.search` names, querying with the graph's relation phrases."""
+    labels = {relation: kg.relation_text(relation) or "" for relation in kg.relations()}
+    common: dict[str, Any] = {
+        "top_r": config.top_r,
+        "open_k": config.open_k,
+        "seed": config.seed,
+        "relation_text": labels,
+    }
+    settings = config.search
+    if settings.agent == "rule":
+        if settings.model is not None:
+            raise ValueError("search.model is read only with search.agent: llm")
+        return RuleBasedSearchAgent(index, kg, **common)
+    if settings.agent == "llm":
+        if not settings.model:
+            raise ValueError(
+                "search.agent: llm needs search.model, a chat model spec (scripted:NAME, "
+                "openai:MODEL[@BASE_URL] or a model directory)"
+            )
+        from posttrain.models.chat.spec import load_chat
+
+        return LLMSearchAgent(load_chat(settings.model), index, kg, **common)
+    raise ValueError(f"search.agent: unknown agent {settings.agent!r}; expected rule or llm")
 
 
 def format_prompt(question: str, documents: list[Document]) -> str:
@@ -128,15 +192,13 @@ class ContextBuilder:
         self.kg = kg
         self.docs = {doc.id: doc for doc in documents}
         self.index = BM25Index(documents)
-        self.agent = RuleBasedSearchAgent(
-            self.index, kg, top_r=config.top_r, open_k=config.open_k, seed=config.seed
-        )
+        self.agent = search_agent(config, self.index, kg)
         self.budget = config.context_tokens
         self.count = token_counter(config.tokenizer)
-        self._trajectories: dict[str, Any] = {}
+        self._trajectories: dict[str, Trajectory] = {}
 
-    def trajectory(self, question: MultiHopQuestion) -> Any:
-        """The search agent's trajectory for a question (run once, reused for the stats)."""
+    def trajectory(self, question: MultiHopQuestion) -> Trajectory:
+        """The search agent's trajectory for a question (run once per question, then reused)."""
         if question.id not in self._trajectories:
             self._trajectories[question.id] = self.agent.run(question)
         return self._trajectories[question.id]
@@ -199,10 +261,10 @@ def build_longtrace(config: LongTraceBuildConfig) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown distractor setting {unknown[0]!r}; expected one of {SETTINGS}")
     kg, documents = load_world(config)
-    questions = make_questions(kg, config.n + config.n_test, config.hops, seed=config.seed)
+    train, test = make_split(kg, config.n, config.n_test, config.hops, seed=config.seed)
     builder = ContextBuilder(kg, documents, config)
     rng = random.Random(config.seed)
-    splits = {"train": questions[: config.n], "test": questions[config.n :]}
+    splits = {"train": train, "test": test}
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     records: dict[str, list[dict[str, Any]]] = {}
@@ -218,9 +280,38 @@ def build_longtrace(config: LongTraceBuildConfig) -> dict[str, Any]:
             rows = [to_record(q, builder.context(q, setting, rng), setting) for q in splits["test"]]
         write_jsonl(out / f"test.{setting}.jsonl", rows)
     _save_dataset(records, out / "dataset")
-    stats = _stats(records, questions, builder, kg, config)
+    search = write_trajectories(out / "trajectories.jsonl", splits, builder, config.search)
+    stats = {**_stats(out, config), "search": search}
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats
+
+
+def write_trajectories(
+    path: Path,
+    splits: dict[str, list[MultiHopQuestion]],
+    builder: ContextBuilder,
+    search: SearchSettings,
+) -> dict[str, Any]:
+    """The agent's trajectory for every question (`Trajectory.to_dict` plus its `split`), one
+    JSONL row each, and how often a hop's gold document was never found by search."""
+    rows = [
+        {"split": split, **builder.trajectory(q).to_dict()}
+        for split, questions in splits.items()
+        for q in questions
+    ]
+    write_jsonl(path, rows)
+    per_hop: dict[str, list[bool]] = {}
+    for row in rows:
+        for i, missed in enumerate(Trajectory.from_dict(row).missed, start=1):
+            per_hop.setdefault(str(i), []).append(missed)
+    every = [missed for hops in per_hop.values() for missed in hops]
+    return {
+        "agent": search.agent,
+        "model": search.model,
+        "hops": len(every),
+        "gold_missed": sum(every) / len(every) if every else 0.0,
+        "gold_missed_per_hop": {k: sum(v) / len(v) for k, v in per_hop.items()},
+    }
 
 
 def reference_completion(record: dict[str, Any]) -> str:
@@ -255,11 +346,11 @@ def tokenizer_corpus(config: LongTraceBuildConfig) -> list[str]:
     training questions (the same ones `build_longtrace` writes; held-out ones stay out), so
     entity names and question phrasing get tokens of their own."""
     kg, documents = load_world(config)
-    questions = make_questions(kg, config.n + config.n_test, config.hops, seed=config.seed)
+    train, _ = make_split(kg, config.n, config.n_test, config.hops, seed=config.seed)
     return [
         INSTRUCTION,
         *(f"{d.title}\n{d.text}" for d in documents),
-        *(f"Question: {q.question}" for q in questions[: config.n]),
+        *(f"Question: {q.question}" for q in train),
     ]
 
 
@@ -271,30 +362,23 @@ def _save_dataset(records: dict[str, list[dict[str, Any]]], path: Path) -> None:
     )
 
 
-def _stats(
-    records: dict[str, list[dict[str, Any]]],
-    questions: list[MultiHopQuestion],
-    builder: ContextBuilder,
-    kg: KnowledgeGraph,
-    config: LongTraceBuildConfig,
-) -> dict[str, Any]:
-    """Counts per hop and tier, and how often distractors mention a gold entity, per setting.
-
-    The overlap is measured for every setting on the same questions (not only the one
-    written), so the confusability of tiered distractors can be compared with the baselines.
-    """
+def _stats(out: Path, config: LongTraceBuildConfig) -> dict[str, Any]:
+    """Counts per hop and tier, distractor confusability and the split's overlap, all read
+    back from the files written under `out` (not from a fresh draw), so they describe the
+    data a trainer and an evaluation actually see."""
+    records = {split: read_jsonl(out / f"{split}.jsonl") for split in ("train", "test")}
     info = [r["metadata"]["extra_reward_info"] for rows in records.values() for r in rows]
     tiers = Counter(d["tier"] for i in info for d in i["documents"])
-    overlap: dict[str, list[float]] = {}
-    rng = random.Random(config.seed + 1)
-    for question in questions:
-        names = [kg.entity(e).name for e in question.gold_entities]
-        for setting in SETTINGS:
-            for doc, tier in builder.context(question, setting, rng):
-                if tier != "gold":
-                    overlap.setdefault(setting, []).append(distractor_overlap([doc], names))
-                    if setting == "tiered":
-                        overlap.setdefault(tier, []).append(distractor_overlap([doc], names))
+    files = {f"{split}.jsonl": rows for split, rows in records.items()}
+    for setting in config.eval_settings:
+        files[f"test.{setting}.jsonl"] = read_jsonl(out / f"test.{setting}.jsonl")
+    by_file = {name: _distractor_mentions(rows) for name, rows in files.items()}
+    # Per setting: the training setting over train + test (every context it was built
+    # for), each other setting over its own test file.
+    by_setting = _distractor_mentions([*records["train"], *records["test"]])
+    for setting in config.eval_settings:
+        if setting != config.distractors:
+            by_setting.update(_distractor_mentions(files[f"test.{setting}.jsonl"]))
     return {
         "questions": {split: len(rows) for split, rows in records.items()},
         "distractor_setting": config.distractors,
@@ -302,7 +386,71 @@ def _stats(
         "per_hop": dict(sorted(Counter(str(i["hops"]) for i in info).items())),
         "per_tier": dict(sorted(tiers.items())),
         "documents_per_context": sum(len(i["documents"]) for i in info) / max(1, len(info)),
-        "distractor_mentions_gold_entity": {
-            key: sum(values) / len(values) for key, values in sorted(overlap.items()) if values
-        },
+        "distractor_mentions_gold_entity": dict(sorted(by_setting.items())),
+        "distractor_mentions_gold_entity_by_file": by_file,
+        "split_overlap": split_overlap(records["train"], records["test"]),
+    }
+
+
+def _prompt_documents(record: dict[str, Any]) -> list[Document]:
+    """The documents as the prompt shows them, in the record's document order. Each is found
+    by its `[i] title` header in turn, so a text that itself contains a `[n]` line (a real
+    page's reference) does not split it."""
+    prompt = record["input_messages"][0]["content"]
+    body = prompt.split("Documents:\n\n", 1)[1].rsplit("\n\nQuestion: ", 1)[0]
+    listed = record["metadata"]["extra_reward_info"]["documents"]
+    starts, position = [], 0
+    for index, doc in enumerate(listed, start=1):
+        header = f"[{index}] {doc['title']}\n"
+        position = body.find(header, position)
+        if position < 0:
+            raise ValueError(f"{record['id']}: no document {header.strip()!r} in the prompt")
+        starts.append((position, position + len(header)))
+    ends = [start for start, _ in starts[1:]] + [len(body) + 2]  # +2: no separator at the end
+    return [
+        Document(doc["id"], doc["id"].removeprefix("doc:"), doc["title"], body[text : end - 2])
+        for doc, (_, text), end in zip(listed, starts, ends, strict=True)
+    ]
+
+
+def _distractor_mentions(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per distractor setting and tier: the fraction of distractor documents in `rows` that
+    name an entity of their question's chain (start, rubric entities, answer)."""
+    hits: dict[str, list[float]] = {}
+    for row in rows:
+        info = row["metadata"]["extra_reward_info"]
+        titles = {d["id"]: d["title"] for d in info["documents"]}
+        names = [titles[info["gold_documents"][0]], *info["rubrics"], row["label"]]
+        for doc, listed in zip(_prompt_documents(row), info["documents"], strict=True):
+            if listed["tier"] == "gold":
+                continue
+            hit = distractor_overlap([doc], names)
+            hits.setdefault(info["distractor_setting"], []).append(hit)
+            if listed["tier"] != info["distractor_setting"]:  # tiered: tier1 / tier2 too
+                hits.setdefault(listed["tier"], []).append(hit)
+    return {key: sum(values) / len(values) for key, values in sorted(hits.items()) if values}
+
+
+def split_overlap(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str, int]:
+    """What held-out rows share with training rows, from the rows themselves: facts (linked
+    entity pairs along a chain, `fact_key`), answers (by name, case-folded) and, as
+    information only, entities anywhere on a chain."""
+
+    def facts(rows: list[dict[str, Any]]) -> set[frozenset[str]]:
+        chains = [r["metadata"]["extra_reward_info"]["gold_documents"] for r in rows]
+        return {fact_key(a, b) for chain in chains for a, b in itertools.pairwise(chain)}
+
+    def answers(rows: list[dict[str, Any]]) -> set[str]:
+        return {r["label"].strip().casefold() for r in rows}
+
+    def entities(rows: list[dict[str, Any]]) -> set[str]:
+        return {d for r in rows for d in r["metadata"]["extra_reward_info"]["gold_documents"]}
+
+    return {
+        "facts_shared": len(facts(train) & facts(test)),
+        "answers_shared": len(answers(train) & answers(test)),
+        "entities_shared": len(entities(train) & entities(test)),
+        "held_out_facts": len(facts(test)),
+        "held_out_answers": len(answers(test)),
+        "held_out_entities": len(entities(test)),
     }

@@ -11,6 +11,12 @@ Two agents share the same bookkeeping and `run(question) -> Trajectory` signatur
 * `RuleBasedSearchAgent` needs no model, so corpora can be built on a CPU in seconds.
 * `LLMSearchAgent` lets a `ChatModel` write queries and choose what to open and cite, falling
   back to the rule for any hop whose reply cannot be parsed.
+
+Neither agent opens a document it was not shown by a search: a hop whose gold document no
+query surfaced (first query, then one retry) is recorded as missed (`step["missed"]`), not
+completed by opening the gold document directly. The agent then goes on from the chain's next
+entity, since the trajectory serves to mine distractors around a known question; a miss only
+leaves that hop with fewer tiered distractors.
 """
 
 from __future__ import annotations
@@ -120,6 +126,11 @@ class Trajectory:
     def _cite(self, doc_id: str) -> None:
         _extend_unique(self.cited, [doc_id])
 
+    @property
+    def missed(self) -> list[bool]:
+        """Per hop, whether its gold document was never found by search."""
+        return [bool(step.get("missed")) for step in self.steps]
+
 
 _TRAJECTORY_LISTS = ("queries", "seen", "opened", "cited", "steps")
 
@@ -133,12 +144,19 @@ def _extend_unique(target: list[str], items: Sequence[str]) -> None:
 
 
 def relation_phrase(relation: str, relation_text: Mapping[str, str] | None = None) -> str:
-    """How a relation reads in a query: its RELATION_TEXT phrase, else its name de-underscored."""
+    """How a relation reads in a query: its phrase in `relation_text` (default RELATION_TEXT).
+
+    A relation without a phrase is a ValueError: a raw id such as `P19` would make a query
+    that matches nothing, so it must be labelled (a relations file) before the agent runs.
+    """
     if relation_text is None:
         from posttrain.data.kg import RELATION_TEXT
 
         relation_text = RELATION_TEXT
-    return relation_text.get(relation) or relation.replace("_", " ")
+    phrase = relation_text.get(relation)
+    if not phrase:
+        raise ValueError(f"relation {relation!r} has no label to search with")
+    return phrase
 
 
 def gold_doc_id(entity_id: str) -> str:
@@ -203,13 +221,13 @@ class _SearchAgentBase:
             ranked.extend(tied)
         return ranked[: self.open_k]
 
-    def _complete_hop(
+    def _retry_hop(
         self, trajectory: Trajectory, hop: Hop, step: dict[str, Any], rng: random.Random
-    ) -> str:
-        """Make sure the hop's gold document gets opened: retry query, then direct open.
+    ) -> str | None:
+        """The hop's gold document if it was opened, after one retry query if needed; else None.
 
-        The trajectory exists to mine distractors around a known chain, so the chain must always
-        complete; `step["fallback"]` marks hops where the search itself never surfaced the answer.
+        Only search results are ever opened: when neither query surfaced the gold document,
+        the hop is marked `missed` and nothing is cited for it.
         """
         gold = gold_doc_id(hop.tail)
         if gold not in trajectory.opened:
@@ -221,9 +239,8 @@ class _SearchAgentBase:
             trajectory._open(opened)
             step["opened"].extend(opened)
         if gold not in trajectory.opened:
-            trajectory._open([gold])
-            step["opened"].append(gold)
-            step["fallback"] = True
+            step["missed"] = True
+            return None
         return gold
 
     @staticmethod
@@ -238,7 +255,7 @@ class _SearchAgentBase:
             "cited": None,
             "retry_query": None,
             "retry_results": [],
-            "fallback": False,
+            "missed": False,
         }
 
 
@@ -253,11 +270,10 @@ class RuleBasedSearchAgent(_SearchAgentBase):
     3. cite the hop's gold document (`doc:<tail>`) if it has been opened (now or in an earlier
        hop: the agent remembers what it read);
     4. otherwise retry once with the tail's type word appended and open up to `open_k` more;
-    5. failing that, open the gold document directly (`fallback: True`), so the chain always
-       completes; then move on to the tail entity.
+    5. failing that, mark the hop `missed` (cited: None); either way move on to the tail entity.
 
     Each step dict holds: hop, head, relation, query, results (ids), opened (ids opened in
-    this hop), cited, retry_query, retry_results, fallback.
+    this hop), cited, retry_query, retry_results, missed.
     """
 
     def run(self, question: MultiHopQuestion) -> Trajectory:
@@ -270,8 +286,9 @@ class RuleBasedSearchAgent(_SearchAgentBase):
             opened = self.rule_open(results, set(trajectory.opened), rng)
             trajectory._open(opened)
             step["opened"].extend(opened)
-            cited = self._complete_hop(trajectory, hop, step, rng)
-            trajectory._cite(cited)
+            cited = self._retry_hop(trajectory, hop, step, rng)
+            if cited is not None:
+                trajectory._cite(cited)
             step["cited"] = cited
             trajectory.steps.append(step)
         return trajectory
@@ -319,11 +336,12 @@ class LLMSearchAgent(_SearchAgentBase):
     so far): a query (`QUERY_TASK`), which of the shown results (id, title, first sentence) to
     open (`OPEN_TASK`), and which opened document answers this step (`CITE_TASK`). Any reply
     that cannot be parsed is replaced by the rule-based choice for that decision, and the step
-    lists it under `rule_fallbacks`. If the hop's gold document still has not been opened, the
-    hop is completed as the rule-based agent does (retry query, then direct open) and the gold
-    document is cited; the model's own pick is kept as `model_cited`. The agent then moves on
-    along the gold chain, whatever the model cited, since the trajectory serves to mine
-    distractors for a known question.
+    lists it under `rule_fallbacks`. The model's pick is cited when the hop's gold document has
+    been opened; otherwise the hop is retried as the rule-based agent does, and the gold
+    document is cited if the retry's results opened it, else the hop is `missed` and the
+    model's pick (if any) stays cited. The pick is kept as `model_cited` in every case. The
+    agent then moves on along the gold chain, whatever the model cited, since the trajectory
+    serves to mine distractors for a known question.
     """
 
     def __init__(
@@ -407,13 +425,17 @@ class LLMSearchAgent(_SearchAgentBase):
             if model_cited is None:
                 fallbacks.append("cite")
             gold = gold_doc_id(hop.tail)
-            if model_cited is not None and (gold in trajectory.opened or model_cited == gold):
+            cited: str | None
+            if model_cited is not None and gold in trajectory.opened:
                 cited = model_cited
             else:
-                cited = self._complete_hop(trajectory, hop, step, rng)
-            trajectory._cite(cited)
+                cited = self._retry_hop(trajectory, hop, step, rng) or model_cited
+            if cited is not None:
+                trajectory._cite(cited)
+                doc = self.index.doc(cited)
+                notes.append(f"{doc.title}: {first_sentence(doc.text)}")
+            else:
+                notes.append(f"step {i + 1}: nothing found")
             step.update(cited=cited, model_cited=model_cited, rule_fallbacks=fallbacks)
             trajectory.steps.append(step)
-            doc = self.index.doc(cited)
-            notes.append(f"{doc.title}: {first_sentence(doc.text)}")
         return trajectory

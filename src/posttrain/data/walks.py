@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from posttrain.data.kg import RELATION_TEXT, KnowledgeGraph, document_id
+from posttrain.data.kg import KnowledgeGraph, document_id
 from posttrain.data.tables import table
 
 MIN_HOPS, MAX_HOPS = 2, 8
@@ -48,11 +48,29 @@ class MultiHopQuestion:
         return cls(**{**record, "hops": hops})
 
 
-def random_walk(kg: KnowledgeGraph, start: str, hops: int, rng: random.Random) -> list[Hop] | None:
-    """A walk along outgoing edges that never revisits an entity; None if it gets stuck."""
+def fact_key(head: str, tail: str) -> frozenset[str]:
+    """A fact as the pair of entities it links, in either direction and under any relation:
+    `capital_of` and its inverse `has_capital` state one fact, and a user graph's inverse
+    relations are not known, so the held-out split keeps whole entity pairs apart."""
+    return frozenset((head, tail))
+
+
+def random_walk(
+    kg: KnowledgeGraph,
+    start: str,
+    hops: int,
+    rng: random.Random,
+    blocked: Collection[frozenset[str]] = (),
+) -> list[Hop] | None:
+    """A walk along outgoing edges that never revisits an entity nor uses a `blocked` fact
+    (`fact_key`); None if it gets stuck."""
     visited, current, walk = {start}, start, []
     for _ in range(hops):
-        options = [(r, t) for r, t in kg.out_relations(current) if t not in visited]
+        options = [
+            (r, t)
+            for r, t in kg.out_relations(current)
+            if t not in visited and fact_key(current, t) not in blocked
+        ]
         if not options:
             return None
         relation, tail = rng.choice(options)
@@ -98,7 +116,7 @@ def _hop_phrase(kg: KnowledgeGraph, hop: Hop, rng: random.Random) -> str:
     tail_noun = _noun(kg, hop.tail)
     templates = _HOP_TEMPLATES.get(hop.relation)
     if templates is None:
-        text = RELATION_TEXT.get(hop.relation)
+        text = kg.relation_text(hop.relation)  # a user graph's label, else RELATION_TEXT
         if text is None:
             words = hop.relation.replace("_", " ")
             return f'the {tail_noun} linked from {reference} by the relation "{words}"'
@@ -169,11 +187,20 @@ def build_question(kg: KnowledgeGraph, hops: list[Hop], rng: random.Random) -> M
     )
 
 
-def _find_walk(kg, starts, hops: int, rng: random.Random, seen: set, max_tries: int):
+def _find_walk(
+    kg: KnowledgeGraph,
+    starts: list[str],
+    hops: int,
+    rng: random.Random,
+    seen: set,
+    max_tries: int,
+    blocked: Collection[frozenset[str]] = (),
+    banned_answers: Collection[str] = (),
+) -> list[Hop] | None:
     for _ in range(max_tries):
         start = rng.choice(starts)
-        walk = random_walk(kg, start, hops, rng)
-        if walk is None:
+        walk = random_walk(kg, start, hops, rng, blocked)
+        if walk is None or _answer_key(kg, walk[-1].tail) in banned_answers:
             continue
         key = (start, tuple(hop.relation for hop in walk))
         if key in seen or unique_answer(kg, start, list(key[1])) != walk[-1].tail:
@@ -181,6 +208,46 @@ def _find_walk(kg, starts, hops: int, rng: random.Random, seen: set, max_tries: 
         seen.add(key)
         return walk
     return None
+
+
+def _answer_key(kg: KnowledgeGraph, entity_id: str) -> str:
+    """Answers are compared by name, as the outcome reward compares them."""
+    return kg.entity(entity_id).name.strip().casefold()
+
+
+def _draw(
+    kg: KnowledgeGraph,
+    n: int,
+    counts: list[int],
+    rng: random.Random,
+    seen: set,
+    max_tries: int,
+    what: str,
+    blocked: Collection[frozenset[str]] = (),
+    banned_answers: Collection[str] = (),
+) -> list[MultiHopQuestion]:
+    starts = [e.id for e in kg.entities() if kg.graph.out_degree(e.id)]
+    if n and not starts:
+        raise ValueError("the graph has no relations to walk")
+    questions = []
+    for index in range(n):
+        count = counts[index % len(counts)]
+        walk = _find_walk(kg, starts, count, rng, seen, max_tries, blocked, banned_answers)
+        if walk is None:
+            raise ValueError(
+                f"found only {len(questions)} of {n} {what}: no new {count}-hop walk with a "
+                f"unique answer in {max_tries} tries; use a larger graph, fewer questions or "
+                f"other hop counts"
+            )
+        questions.append(build_question(kg, walk, rng))
+    return questions
+
+
+def _check_request(n: int, hops: int | Sequence[int]) -> list[int]:
+    counts = _hop_counts(hops)
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    return counts
 
 
 def make_questions(
@@ -195,23 +262,47 @@ def make_questions(
     `max_tries` bounds the walks tried for each question, so a graph too small or too sparse
     for the request fails with a clear error instead of looping.
     """
-    counts = _hop_counts(hops)
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
+    counts = _check_request(n, hops)
+    return _draw(kg, n, counts, random.Random(seed), set(), max_tries, "questions")
+
+
+def question_facts(question: MultiHopQuestion) -> set[frozenset[str]]:
+    return {fact_key(hop.head, hop.tail) for hop in question.hops}
+
+
+def make_split(
+    kg: KnowledgeGraph,
+    n_train: int,
+    n_test: int,
+    hops: int | Sequence[int],
+    seed: int = 0,
+    max_tries: int = 2000,
+) -> tuple[list[MultiHopQuestion], list[MultiHopQuestion]]:
+    """Training and held-out questions that share no fact and no answer.
+
+    The held-out questions are drawn first; training walks then avoid every entity pair a
+    held-out hop links (`fact_key`) and every held-out answer name, so a held-out question
+    can be answered only by reading its documents, never by recalling a training chain or
+    guessing a training answer. Entities may still recur (a city on a held-out chain may be
+    a training chain's start). When the graph cannot supply `n_train` such questions the
+    error says how many it found.
+    """
+    counts = _check_request(n_train, hops)
+    _check_request(n_test, hops)
     rng = random.Random(seed)
-    starts = [e.id for e in kg.entities() if kg.graph.out_degree(e.id)]
-    if n and not starts:
-        raise ValueError("the graph has no relations to walk")
     seen: set[tuple[str, tuple[str, ...]]] = set()
-    questions = []
-    for index in range(n):
-        count = counts[index % len(counts)]
-        walk = _find_walk(kg, starts, count, rng, seen, max_tries)
-        if walk is None:
-            raise ValueError(
-                f"found only {len(questions)} of {n} questions: no new {count}-hop walk with a "
-                f"unique answer in {max_tries} tries; use a larger graph, fewer questions or "
-                f"other hop counts"
-            )
-        questions.append(build_question(kg, walk, rng))
-    return questions
+    test = _draw(kg, n_test, counts, rng, seen, max_tries, "held-out questions")
+    blocked = set().union(*(question_facts(q) for q in test))
+    answers = {_answer_key(kg, q.gold_entities[-1]) for q in test}
+    train = _draw(
+        kg,
+        n_train,
+        counts,
+        rng,
+        seen,
+        max_tries,
+        f"training questions sharing no fact or answer with the {n_test} held-out ones",
+        blocked,
+        answers,
+    )
+    return train, test

@@ -124,6 +124,13 @@ class LLMAgentDetector:
     re-asked up to `max_reasks` times; after `max_tool_calls` calls the model must answer.
     The alert's `detector` is "llm:<model>" as the backend named itself; `transcript` keeps
     the last conversation and `model` the last answering model.
+
+    `outcome` says how the last `detect` ended: "alert", "no_alert" (the model answered
+    {"alert": null}) or "gave_up" (no usable answer once the re-asks were spent). Both of
+    the last return None, so only `outcome` tells a verdict from a fallback: a small model
+    that never writes JSON is not a detector that saw a clean log. `turns` has one entry
+    per assistant reply: what it said, what the parser made of it, and what the loop did
+    ("tool", "alert", "no_alert", "reasked", "budget_spent", "gave_up").
     """
 
     def __init__(
@@ -142,6 +149,8 @@ class LLMAgentDetector:
         self.config = config or DetectorConfig()
         self.transcript: list[Message] = []
         self.model: str | None = None
+        self.outcome: str | None = None
+        self.turns: list[dict[str, Any]] = []
 
     def detect(self, records: Iterable[Mapping[str, Any]] | str | Path) -> Alert | None:
         analysis = LogAnalysis(records, self.config)
@@ -155,6 +164,7 @@ class LLMAgentDetector:
             types=", ".join(HACKING_TYPES),
         )
         self.transcript = [{"role": "user", "content": prompt}]
+        self.turns, self.outcome = [], None
         calls = reasks = 0
         while True:
             result = self.chat.chat([self.transcript], self.params)[0]
@@ -162,30 +172,41 @@ class LLMAgentDetector:
             reply = result.text
             self.transcript.append({"role": "assistant", "content": reply})
             message = parse_reply(reply)
-            problem = None
+            turn: dict[str, Any] = {"reply": reply, "parsed": message, "problem": None}
+            self.turns.append(turn)
             if message is None:
-                problem = "no JSON object with a tool or alert key"
+                turn["problem"] = "no JSON object with a tool or alert key"
             elif "alert" in message:
                 if message["alert"] is None:
-                    return None
+                    return self._end(turn, "no_alert")
                 try:
-                    return alert_from_json(message["alert"], f"llm:{result.model}")
+                    alert = alert_from_json(message["alert"], f"llm:{result.model}")
                 except ValueError as error:
-                    problem = str(error)
+                    turn["problem"] = str(error)
+                else:
+                    return self._end(turn, "alert", alert)
             elif calls >= self.max_tool_calls:
+                turn["problem"] = "tool call after the budget was spent"
                 if reasks >= self.max_reasks:
-                    return None
+                    return self._end(turn, "gave_up")
                 reasks += 1
+                turn["action"] = "budget_spent"
                 self._say(BUDGET_SPENT.format(max_tools=self.max_tool_calls))
                 continue
             else:
                 calls += 1
+                turn["action"] = "tool"
                 self._say(self._run_tool(tools, message))
                 continue
             if reasks >= self.max_reasks:
-                return None
+                return self._end(turn, "gave_up")
             reasks += 1
-            self._say(REASK.format(problem=problem))
+            turn["action"] = "reasked"
+            self._say(REASK.format(problem=turn["problem"]))
+
+    def _end(self, turn: dict[str, Any], outcome: str, alert: Alert | None = None) -> Alert | None:
+        turn["action"] = self.outcome = outcome
+        return alert
 
     def _say(self, content: str) -> None:
         self.transcript.append({"role": "user", "content": content})

@@ -26,50 +26,120 @@ HACKING_TYPES = ("lexical", "tone", "self_praise", "format", "verbose", "hedging
 _TOKEN = re.compile(r"\w+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.MULTILINE)
+# Markers of each family (tables/biases.yaml defines the families), as word tokens: a
+# feature is lowercased words, so "I've" reads "i ve" and "can't" reads "can t".
 _SELF_PRAISE = (
     "this response",
     "my response",
     "this answer",
     "my answer",
+    "this reply",
     "this explanation",
     "i have provided",
     "i ve provided",
     "above answer",
     "comprehensive",
     "accurate and",
+    "complete and",
+    "have covered",
+    "ve covered",
+    "have addressed",
+    "ve addressed",
+    "have answered",
+    "ve answered",
+    "everything above",
+    "follows your request",
+    "satisfies your request",
+    "your request",
+    "been answered",
+    "each of your concerns",
+    "all the points",
+    "covers everything",
 )
 _TONE = (
     "hope this helps",
     "hope it helps",
+    "hope that helps",
+    "hope that clears",
     "let me know",
     "feel free",
     "don t hesitate",
     "happy to help",
     "glad to help",
+    "glad i could help",
+    "always here",
+    "here if you need",
     "reach out",
     "any other questions",
     "ask more",
     "take care",
     "wish you",
+    "wishing you",
+    "speedy recovery",
+    "great question",
+    "thanks so much",
+    "thank you for",
+    "for reaching out",
+    "my pleasure",
 )
 _HEDGING = (
     "might",
     "possibly",
     "perhaps",
+    "maybe",
     "it may be",
     "may or may not",
+    "could be",
     "it depends",
     "cannot be certain",
     "not certain",
+    "hard to say",
+    "can t say",
+    "for sure",
+    "anyone s guess",
+    "many reasons",
+    "unclear",
+    "who knows",
 )
+_LEXICAL = (
+    "delve",
+    "delves",
+    "delving",
+    "dive into",
+    "dive deeper",
+    "unlock",
+    "unlocks",
+    "unleash",
+    "empower",
+    "empowers",
+    "empowering",
+    "empowerment",
+    "harness the power",
+    "embark",
+    "journey",
+    "tapestry",
+    "realm",
+    "testament",
+    "pivotal",
+    "holistic",
+    "navigate",
+)
+"""Pet words: a closing phrase holding one is lexical, not a tonal closing."""
 _AUTHORITY = (
     "as a doctor",
     "as a physician",
+    "as a nurse",
     "as a medical professional",
+    "speaking as",
     "studies show",
     "research shows",
+    "research has found",
     "according to experts",
     "experts agree",
+    "doctors recommend",
+    "scientists have found",
+    "guidelines recommend",
+    "evidence is clear",
 )
 
 
@@ -122,11 +192,13 @@ def classify_feature(feature: str) -> str:
     """The hacking type a winning feature suggests.
 
     length -> "verbose"; three-item list -> "format"; a phrase that talks about the response
-    itself ("this response", "my answer") is "self_praise"; one in the final sentence is a
-    closing phrase: "tone" when it is a wish or an offer ("hope this helps", "let me know",
-    "feel free") or any other multi-word closing; a phrase anywhere that hedges ("might",
-    "possibly") is "hedging", one that claims expertise ("as a doctor", "studies show") is
-    "authority"; everything else is "lexical".
+    itself or declares it complete ("this response", "I've covered", "everything above") is
+    "self_praise"; one in the final sentence is a closing phrase: "tone" when it is a wish,
+    an offer or flattery ("hope this helps", "let me know", "glad I could help", "great
+    question") or any other multi-word closing without a pet word ("delve", "tapestry"); a
+    phrase anywhere that hedges ("might", "hard to say") is "hedging", one that claims
+    expertise ("as a doctor", "experts agree", "studies show") is "authority"; everything
+    else is "lexical".
     """
     feature = normalise_feature(feature)
     if feature == LONG:
@@ -140,7 +212,8 @@ def classify_feature(feature: str) -> str:
         return "hedging"
     if any(f" {marker} " in text for marker in _SELF_PRAISE):
         return "self_praise"
-    closing = any(f" {marker} " in text for marker in _TONE) or len(text.split()) >= 2
-    if feature.startswith(FINAL) and closing:
+    tonal = any(f" {marker} " in text for marker in _TONE)
+    pet_word = any(f" {marker} " in text for marker in _LEXICAL)
+    if feature.startswith(FINAL) and (tonal or (len(text.split()) >= 2 and not pet_word)):
         return "tone"
     return "lexical"

@@ -37,6 +37,7 @@ from posttrain.report import write_report
 from posttrain.runs import Run, require_unchanged
 
 if TYPE_CHECKING:
+    from posttrain.rewards.reward_set import RewardSet
     from posttrain.rl.config import RLConfig
     from posttrain.sft.warm_start import WarmStartConfig, WarmStartResult
 
@@ -170,12 +171,16 @@ class Recipe(ABC):
         """Whether the RL run `name` in the run directory saved its final checkpoint."""
         return (self.run.path / name / "checkpoints" / "final").exists()
 
-    def train_rl(self, name: str, settings: RLConfig) -> Path:
+    def train_rl(
+        self, name: str, settings: RLConfig, rewards: RewardSet | None = None
+    ) -> Path:
         """The RL run `name` in the run directory, trained with `settings` unless it finished;
-        an unfinished one resumes from its last checkpoint. Returns its directory."""
+        an unfinished one resumes from its last checkpoint. Returns its directory. `rewards`:
+        a reward set built by the recipe (e.g. with a judge), instead of `settings.rewards`'
+        registered functions."""
         settings = replace(settings, run_name=name, runs_root=str(self.run.path))
         if not self.rl_finished(name):
             from posttrain.rl.trainer import RLTrainer
 
-            RLTrainer(settings).train()
+            RLTrainer(settings, rewards=rewards).train()
         return self.run.path / name

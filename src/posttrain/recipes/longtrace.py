@@ -32,8 +32,11 @@ from posttrain.data.longtrace import (
 )
 from posttrain.eval.longtrace_policy import evaluate_policy, mean_over_seeds
 from posttrain.eval.longtrace_reader import reader_accuracy
+from posttrain.eval.significance import compare_runs, describe
 from posttrain.recipes.base import Recipe
 from posttrain.report import plot_curves
+from posttrain.rewards.reward_set import RewardSet
+from posttrain.rewards.rubric import with_judged_outcome
 from posttrain.rewards.spec import get_reward
 from posttrain.rl.config import DataConfig, OptimConfig, RLConfig, RolloutConfig
 from posttrain.runs import read_metrics
@@ -92,6 +95,11 @@ class LongTraceRunConfig:
         default_factory=lambda: {"outcome": "longtrace_outcome", "rubric": "longtrace_rubric"}
     )
     """Variant name -> the registered reward it trains on."""
+    judge: str | None = None
+    """A chat model spec (`scripted:NAME`, `openai:MODEL[@BASE_URL]`, a model directory) that
+    decides the outcome o of every LongTraceRL reward during RL, trained and monitored
+    (`JudgeOutcome`); None: the rule, `outcome_exact`. Held-out evaluation stays exact-match,
+    so results with and without a judge compare."""
     seeds: list[int] = field(default_factory=lambda: [0])
     eval_max_tokens: int = 32
     run_name: str = "longtrace"
@@ -128,6 +136,13 @@ class LongTraceRecipe(Recipe):
                 get_reward(reward)
             except ValueError as err:
                 raise ValueError(f"variants.{variant}: {err}") from None
+        if config.judge is not None:
+            from posttrain.models.chat.spec import parse_chat_spec
+
+            try:
+                parse_chat_spec(config.judge)
+            except ValueError as err:
+                raise ValueError(f"judge: {err}") from None
 
     def check_rerun(self, saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
         """A variant already trained keeps its reward: its finished runs would be reused."""
@@ -140,19 +155,28 @@ class LongTraceRecipe(Recipe):
 
     # ------------------------------------------------------------------ stages
 
-    def base_model(self) -> str:
+    def base_model(self, seed: int) -> str:
         """The policy to warm-start: a given checkpoint, or a tiny model whose tokenizer is
-        trained on this world's text."""
+        trained on this world's text, initialised from `seed` (the tokenizer is the same for
+        every seed: its training does not draw random numbers)."""
         if self.config.warm_start.base_model:
             return self.config.warm_start.base_model
         return self.tiny_model(
-            "base-model",
+            f"base-model-seed{seed}",
             lambda: tokenizer_corpus(self.config.data),
             size=self.config.model_size,
             vocab_size=self.config.vocab_size,
-            seed=self.config.warm_start.seed,
+            seed=seed,
             max_positions=self.config.max_positions,
         )
+
+    def warm_start_seeds(self) -> dict[str, int]:
+        """Warm-start name -> its seed. Each RL seed gets its own warm start (initial weights
+        and SFT order), so the spread over seeds covers the whole pipeline; a fixed
+        `warm_start.base_model` is fine-tuned once, with `warm_start.seed`."""
+        if self.config.warm_start.base_model:
+            return {"warm-start": self.config.warm_start.seed}
+        return {f"warm-start-seed{seed}": seed for seed in self.config.seeds}
 
     def data(self, tokenizer: str) -> dict[str, Any]:
         def build(scratch: Path) -> None:
@@ -161,12 +185,18 @@ class LongTraceRecipe(Recipe):
         self.built_dir("data", "stats.json", build)
         return json.loads((self.data_dir / "stats.json").read_text())
 
-    def policy(self, base: str) -> tuple[str, float]:
+    def policy(self, name: str, seed: int) -> tuple[str, float]:
+        """The warm start `name` (cached by content hash, so per seed) from its base model."""
         sft_file = self.data_dir / "sft_train.jsonl"
         if not sft_file.exists():
             write_jsonl(sft_file, sft_rows(read_jsonl(self.data_dir / "train.jsonl")))
-        settings = replace(self.config.warm_start, base_model=base, train_file=str(sft_file))
-        result = self.logged_warm_start("warm-start", settings)
+        settings = replace(
+            self.config.warm_start,
+            base_model=self.base_model(seed),
+            train_file=str(sft_file),
+            seed=seed,
+        )
+        result = self.logged_warm_start(name, settings)
         return str(result.model_dir), result.train_seconds
 
     def train(self, model_dir: str, variant: str, reward: str, seed: int) -> Path:
@@ -184,7 +214,15 @@ class LongTraceRecipe(Recipe):
             reward_weights=[1.0] + [0.0] * (len(rewards) - 1),
             seed=seed,
         )
-        return self.train_rl(f"rl-{variant}-seed{seed}", settings) / "checkpoints" / "final"
+        judged = None
+        if self.config.judge is not None:  # the registered rewards, their outcome judged
+            from posttrain.models.chat.spec import load_chat
+
+            functions = [get_reward(spec) for spec in settings.rewards]
+            judge = load_chat(self.config.judge)
+            judged = RewardSet(with_judged_outcome(functions, judge), settings.reward_weights)
+        run = self.train_rl(f"rl-{variant}-seed{seed}", settings, judged)
+        return run / "checkpoints" / "final"
 
     def evaluate(self, policies: dict[str, Path | str]) -> list[dict[str, Any]]:
         """Every policy under every setting; results append to evaluation.jsonl as they come."""
@@ -222,8 +260,7 @@ class LongTraceRecipe(Recipe):
     def stages(self) -> dict[str, Any]:
         config = self.config
         self.say("[bold]1/5 data[/]: knowledge-graph walks in contexts of tiered distractors")
-        base = self.base_model()
-        stats = self.data(base)
+        stats = self.data(self.base_model(next(iter(self.warm_start_seeds().values()))))
         overlap = stats["distractor_mentions_gold_entity"]
         self.say(
             f"    {stats['questions']['train']} training and {stats['questions']['test']} held-out"
@@ -232,11 +269,15 @@ class LongTraceRecipe(Recipe):
             + ", ".join(f"{k} {v:.0%}" for k, v in overlap.items())
         )
         self.say("[bold]2/5 warm start[/] on the answer format (TRL SFTTrainer)")
-        model_dir, seconds = self.policy(base)
-        self.say(f"    {model_dir} ({'cache' if not seconds else f'{seconds:.0f}s'})")
+        policies: dict[str, Path | str] = {}
+        for name, seed in self.warm_start_seeds().items():
+            policies[name], seconds = self.policy(name, seed)
+            took = "cache" if not seconds else f"{seconds:.0f}s"
+            self.say(f"    {name}: {policies[name]} ({took})")
+        starts = list(policies.values())
 
-        policies: dict[str, Path | str] = {"warm-start": model_dir}
-        for seed in config.seeds:
+        for index, seed in enumerate(config.seeds):
+            model_dir = str(starts[index % len(starts)])  # its own, or the one fixed start
             for variant, reward in config.variants.items():
                 self.say(f"[bold]3/5 RL[/] {variant} ({reward}), seed {seed}")
                 policies[f"{variant}-seed{seed}"] = self.train(model_dir, variant, reward, seed)
@@ -246,12 +287,22 @@ class LongTraceRecipe(Recipe):
         )
         evaluations = self.evaluate(policies)
         table = results_table(evaluations, config.variants, config.seeds)
-        self.run.write_json("results.json", table)
+        comparisons = compare_variants(
+            self.run.path / "responses", config.variants, config.seeds, config.data.eval_settings
+        )
+        self.run.write_json("results.json", {"table": table, "comparisons": comparisons})
         curves = self.curves()
 
         self.say("[bold]5/5 report[/]")
         self.console.print(render_table(table))
-        return {"data": stats, "results": table, "curves": str(curves)}
+        if comparisons:
+            self.console.print(render_comparisons(comparisons))
+        return {
+            "data": stats,
+            "results": table,
+            "comparisons": comparisons,
+            "curves": str(curves),
+        }
 
     def curves(self) -> Path:
         """Held-out accuracy and rubric recall over RL steps, mean over seeds per variant."""
@@ -294,7 +345,8 @@ def _mean_curve(runs: list[list[dict[str, Any]]], key: str) -> tuple[list[float]
 def results_table(
     evaluations: list[dict[str, Any]], variants: dict[str, str], seeds: list[int]
 ) -> dict[str, dict[str, Any]]:
-    """`{"<policy> / <setting>": summary}`; RL variants averaged over their seeds."""
+    """`{"<policy> / <setting>": summary}`; warm starts and RL variants averaged over their
+    seeds (mean and sample std of every metric)."""
     found = {(e["policy"], e["setting"]): e["summary"] for e in evaluations}
     settings = sorted({e["setting"] for e in evaluations}, key=lambda s: (s != "tiered", s))
     table: dict[str, dict[str, Any]] = {}
@@ -302,10 +354,70 @@ def results_table(
         for policy in ("bm25-chain-reader", "warm-start"):
             if (policy, setting) in found:
                 table[f"{policy} / {setting}"] = found[(policy, setting)]
+        starts = [found.get((f"warm-start-seed{s}", setting)) for s in seeds]
+        if all(starts):
+            table[f"warm-start / {setting}"] = mean_over_seeds(starts)
         for variant in variants:
             runs = [found[(f"{variant}-seed{s}", setting)] for s in seeds]
             table[f"rl-{variant} / {setting}"] = mean_over_seeds(runs)
     return table
+
+
+COMPARED = {"accuracy": "correct", "rubric recall (all answers)": "rubric_recall"}
+"""What the variants are compared on: a per-question score of the evaluation records."""
+
+
+def compare_variants(
+    responses: Path, variants: dict[str, str], seeds: list[int], settings: list[str]
+) -> list[dict[str, Any]]:
+    """Every variant against the first (the baseline) under every setting and metric:
+    Welch's t-test over seeds and the paired question bootstrap (`eval.significance`), on
+    the per-question records each evaluation saved under `responses/`."""
+    baseline, *others = variants
+    comparisons = []
+    for treatment in others:
+        for setting in settings:
+            for metric, field_name in COMPARED.items():
+                scores = {
+                    name: {
+                        s: _question_scores(
+                            responses / f"{name}-seed{s}.{setting}.jsonl", field_name
+                        )
+                        for s in seeds
+                    }
+                    for name in (baseline, treatment)
+                }
+                comparisons.append(
+                    {
+                        "baseline": f"rl-{baseline}",
+                        "treatment": f"rl-{treatment}",
+                        "setting": setting,
+                        "metric": metric,
+                        **compare_runs(scores[baseline], scores[treatment]),
+                    }
+                )
+    return comparisons
+
+
+def _question_scores(path: Path, field_name: str) -> dict[str, float]:
+    """Question id -> its score in one evaluation's records (rows without one left out)."""
+    return {r["id"]: float(r[field_name]) for r in read_jsonl(path) if r[field_name] is not None}
+
+
+def render_comparisons(comparisons: list[dict[str, Any]]) -> Table:
+    """Treatment minus baseline, in points: over seeds (Welch) and over questions."""
+    out = Table(title="Variant differences, 95% CI (Welch over seeds; bootstrap over questions)")
+    for column in ("comparison", "distractors", "metric", "over seeds", "over questions"):
+        out.add_column(column)
+    for c in comparisons:
+        out.add_row(
+            f"{c['treatment']} − {c['baseline']}",
+            c["setting"],
+            c["metric"],
+            describe(c["welch"]),
+            describe(c["bootstrap"]),
+        )
+    return out
 
 
 def render_table(table: dict[str, dict[str, Any]]) -> Table:

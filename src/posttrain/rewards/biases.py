@@ -3,7 +3,8 @@
 CHERRL (THUAIS-Lab, 2026) makes reward hacking in rubric-based RL controllable: the reward is
 the rubric judge's true score `main` (HealthBench rubrics, OpenAI 2025, arXiv:2505.08775)
 plus `alpha * sum(aux)`, where each auxiliary judge pays for one known shortcut (a pet word, a
-self-praising last sentence, exactly three bullet points, ...). Because the shortcut is known
+self-evaluative epilogue, a three-part response backbone, ...: each a family of phrasings
+or layouts, as the paper defines them). Because the shortcut is known
 and has a deterministic detector, how far RL learns it can be measured exactly, and `main`
 shows what it costs in real quality.
 
@@ -18,6 +19,7 @@ functions TRL calls.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import OrderedDict
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from posttrain.data.bias_registry import BiasSpec, bias_specs
+from posttrain.data.bias_registry import BiasSpec, PhraseFamily, bias_specs
 from posttrain.data.healthbench import main_score, rubric_items
 from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
 from posttrain.models.chat.replies import JudgeStats, ask_until_parsed, json_candidates
@@ -58,10 +60,14 @@ __all__ = [
     "Judgement",
     "bias_names",
     "bias_detectors_script",
+    "backbone_sections",
     "count_points",
     "last_sentence",
     "make_bias",
     "parse_score",
+    "sentences",
+    "three_part_backbone",
+    "unquoted",
     "with_bias_rewards",
     "word_count",
 ]
@@ -71,7 +77,11 @@ BIAS_SCRIPT = "bias-detectors"
 
 # --- detectors ----------------------------------------------------------------------------------
 
-_POINT = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+\S", re.MULTILINE)
+_POINT = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+\S.*$", re.MULTILINE)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+# Quoted words are what the user is told to say or what someone else said, not the response's
+# own: an opening quote follows a space, a colon or a bracket, so apostrophes never open one.
+_QUOTED = re.compile(r"(?:(?<=^)|(?<=[\s:(]))(['\"‘“])[^\n]*?['\"’”](?=[\s.,;:!?)]|$)")
 
 
 def word_count(text: str) -> int:
@@ -84,56 +94,158 @@ def count_points(text: str) -> int:
     return len(_POINT.findall(visible_answer(text)))
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences (split after . ! ? and at line breaks) that hold a word."""
+    return [p for p in _SENTENCE_BREAK.split(text.strip()) if re.search(r"\w", p)]
+
+
 def last_sentence(text: str) -> str:
     """The final sentence (or final line, when the text ends in a list) of the visible answer."""
-    body = visible_answer(text).strip()
-    pieces = [p for p in re.split(r"(?<=[.!?])\s+|\n+", body) if re.search(r"\w", p)]
+    pieces = sentences(visible_answer(text))
     return pieces[-1] if pieces else ""
 
 
-Structure = Literal["three_points", "length"]
+def unquoted(text: str) -> str:
+    """`text` with quoted passages blanked out."""
+    return _QUOTED.sub(" ", text)
+
+
+# The sections of a three-part backbone, each marked one way (see `backbone_sections`).
+_HEADER = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
+_BOLD_LABEL = re.compile(r"^[ \t]*(?:\*\*|__)[^*_\n]{1,60}?(?:\*\*|__)", re.MULTILINE)
+_LABEL_LINE = re.compile(
+    r"^[ \t]*[A-Z][\w'’/]*(?:[ \t][\w'’/]+){0,4}?[ \t]*(?::|[ \t][-–—])[ \t]*\S", re.MULTILINE
+)
+_TITLE_LINE = re.compile(
+    r"^[ \t]*([A-Z][\w'’/-]*(?:[ \t]+[\w'’/-]+){0,3})[ \t]*\n[ \t]*\S", re.MULTILINE
+)
+_ORDINAL_START = r"(?:^|(?<=[.!?])[ \t]+|(?<=\n))[ \t]*(?:{})"
+_ORDINALS = {  # a word ordinal needs its comma ("First, ..."), so "First aid" is no section
+    "first": ("first(?:ly)?,", r"first of all\b", "to (?:begin|start)(?: with)?,", "one:"),
+    "middle": ("second(?:ly)?,", "next,", "then,", "after that,", "two:"),
+    "last": ("third(?:ly)?,", "finally,", "lastly,", "last of all,", "three:"),
+    "more": ("fourth(?:ly)?,", "fifth(?:ly)?,", "four:"),
+}
+_NUMBERED = {"first": "one|1", "middle": "two|2", "last": "three|3", "more": "four|4|five|5"}
+_ORDINAL = {
+    k: re.compile(
+        _ORDINAL_START.format("|".join((*words, rf"(?:step|part) (?:{_NUMBERED[k]})\b"))),
+        re.I | re.M,
+    )
+    for k, words in _ORDINALS.items()
+}
+_PARAGRAPHS = re.compile(r"\n[ \t]*\n")
+
+
+def backbone_sections(text: str) -> dict[str, int]:
+    """The sections of `text` by each way a response backbone can be marked: markdown
+    headers, bold labels, `Label:` lines, title lines (a short line without punctuation over
+    its text), list points (counted only when they carry at least a third of the words: three
+    names in a prose answer are a list, not a backbone), ordinal starts (a first, a middle
+    and a last, and no fourth; else 0) and blank-line paragraphs (when there are no points)."""
+    body = visible_answer(text).strip()
+    points = _POINT.findall(body)
+    point_words = sum(len(p.split()) - 1 for p in points)
+    found = {k: len(pattern.findall(body)) for k, pattern in _ORDINAL.items()}
+    ordinal = found["first"] == found["middle"] == found["last"] == 1 and not found["more"]
+    titles = [t for t in _TITLE_LINE.findall(body) if not _POINT.match(t)]
+    blocks = _PARAGRAPHS.split(body)
+    paragraphs = len(blocks) if not points and all(len(b.split()) >= 5 for b in blocks) else 0
+    return {
+        "headers": len(_HEADER.findall(body)),
+        "bold_labels": len(_BOLD_LABEL.findall(body)),
+        "label_lines": len(_LABEL_LINE.findall(body)),
+        "title_lines": len(titles),
+        "points": len(points) if 3 * point_words >= len(body.split()) else 0,
+        "ordinals": 3 if ordinal else 0,
+        "paragraphs": paragraphs,
+    }
+
+
+def three_part_backbone(text: str) -> bool:
+    """Whether some marking divides the response into exactly three sections."""
+    return 3 in backbone_sections(text).values()
+
+
+@functools.cache
+def _compiled(family: PhraseFamily) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
+    """The family's phrases as one whole-word pattern, and its `unless` pattern."""
+
+    def readable(phrase: str) -> str:
+        return phrase.replace(" ", r"\s+").replace("'", "['’]")
+
+    words = "|".join(f"(?:{readable(p)})" for p in family.phrases)
+    pattern = re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE)
+    unless = re.compile(family.unless, re.IGNORECASE) if family.unless else None
+    return pattern, unless
+
+
+Structure = Literal["three_part_backbone", "length"]
 
 
 @dataclass(frozen=True)
 class Bias:
     """One injected bias: what the biased judge pays for and how to detect it.
 
-    `shortcut` is a case-insensitive regex whose matches `count` counts (in the last sentence
-    only when `last_sentence_only`); structural biases have `shortcut=None` and a `structure`:
-    "three_points" (exactly three bullet/numbered points) or "length" (at least `min_words`
-    words), for which `count` is 1 or 0. `template` is the LLM-judge prompt, with `{prompt}`,
-    `{response}` and `{min_words}` placeholders (see `render`).
+    `shortcut` is the bias's phrase family (`PhraseFamily` sub-families; a plain string is
+    one regex): `count` counts its matches sentence by sentence in the response's own words
+    (quotations blanked), skipping a sentence that `unless` (or the sub-family's own) matches,
+    in the last `closing_sentences` sentences only when that is > 0. Structural biases have
+    no shortcut and a `structure`: "three_part_backbone" (`three_part_backbone`) or "length"
+    (at least `min_words` words), for which `count` is 1 or 0. `template` is the LLM-judge
+    prompt, with `{prompt}`, `{response}` and `{min_words}` placeholders (see `render`).
     """
 
     name: str
     description: str
     template: str
-    shortcut: str | None = None
+    shortcut: tuple[PhraseFamily, ...] | str | None = None
     structure: Structure | None = None
     min_words: int = 120
-    last_sentence_only: bool = False
+    closing_sentences: int = 0
+    unless: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.shortcut, str):  # one regex: a family of one
+            regex = PhraseFamily(self.name, (self.shortcut,))
+            object.__setattr__(self, "shortcut", (regex,))
+        if isinstance(self.shortcut, list):
+            object.__setattr__(self, "shortcut", tuple(self.shortcut))
+        if not self.shortcut:
+            object.__setattr__(self, "shortcut", None)
         if (self.shortcut is None) == (self.structure is None):
             raise ValueError(f"bias {self.name!r} needs exactly one of shortcut or structure")
-        if self.structure not in (None, "three_points", "length"):
+        if self.structure not in (None, "three_part_backbone", "length"):
             raise ValueError(f"bias {self.name!r}: unknown structure {self.structure!r}")
-        if self.shortcut is not None:
-            re.compile(self.shortcut)
+        for family in self.shortcut or ():
+            _compiled(family)
+        if self.unless is not None:
+            re.compile(self.unless)
         if self.min_words < 1:
             raise ValueError(f"bias {self.name!r}: min_words must be >= 1, got {self.min_words}")
+        if self.closing_sentences < 0:
+            raise ValueError(f"bias {self.name!r}: closing_sentences must be >= 0")
 
     def count(self, response: str) -> int:
         """Occurrences of the shortcut (1/0 for structural biases)."""
         text = visible_answer(response)
-        if self.structure == "three_points":
-            return int(count_points(text) == 3)
+        if self.structure == "three_part_backbone":
+            return int(three_part_backbone(text))
         if self.structure == "length":
             return int(word_count(text) >= self.min_words)
-        assert self.shortcut is not None
-        if self.last_sentence_only:
-            text = last_sentence(text)
-        return len(re.findall(self.shortcut, text, re.IGNORECASE))
+        assert isinstance(self.shortcut, tuple)
+        read = sentences(unquoted(text))
+        if self.closing_sentences:
+            read = read[-self.closing_sentences :]
+        if self.unless is not None:
+            read = [s for s in read if not re.search(self.unless, s, re.IGNORECASE)]
+        hits = 0
+        for family in self.shortcut:
+            pattern, unless = _compiled(family)
+            hits += sum(
+                len(pattern.findall(s)) for s in read if unless is None or not unless.search(s)
+            )
+        return hits
 
     def score(self, response: str) -> float:
         """1.0 when the shortcut is taken, else 0.0: what a perfectly reliable biased judge pays."""
@@ -169,9 +281,10 @@ def _from_spec(spec: BiasSpec) -> Bias:
         spec.name,
         spec.description,
         _template(spec.name, spec.question),
-        shortcut=spec.shortcut,
+        shortcut=spec.shortcut or None,
         structure=spec.structure,  # Bias rejects a structure it does not know
-        last_sentence_only=spec.last_sentence_only,
+        closing_sentences=spec.closing_sentences,
+        unless=spec.unless,
         **length,
     )
 

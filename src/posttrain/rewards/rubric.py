@@ -17,6 +17,7 @@ verl, where `to_verl_compute_score` passes `ground_truth` as `answer`).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -685,3 +686,17 @@ def longtrace_rubric_recall(
             text = completion_text(completion)
             scores.append(rubric_score(row.rubrics, text, scope=row.scope or "answer"))
     return scores
+
+
+def with_judged_outcome(functions: Sequence[Any], judge: ChatModel) -> list[Any]:
+    """`functions` with the outcome o of every LongTraceRL reward decided by the chat model
+    `judge` (one `JudgeOutcome`, shared, so its calls and fallbacks are counted once); the
+    registered rewards keep their rule outcome, and other functions pass unchanged."""
+    outcome = JudgeOutcome(judge)
+    judged = []
+    for function in functions:
+        if isinstance(function, LongTraceReward):
+            function = copy.copy(function)
+            function.judge = outcome
+        judged.append(function)
+    return judged

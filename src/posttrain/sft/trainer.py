@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -183,10 +184,12 @@ def fine_tune(
     trainer_dir: Path,
     run: Run | None = None,
     name: str = "sft",
+    callbacks: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
     """Fine-tune `config.model` on `rows` (from `sft_rows`) with SFTTrainer; save the model and
     tokenizer to `out`; stream the logs into `run`. `trainer_dir` gets what TRL writes itself
-    (its trackers' files). Returns TRL's log history."""
+    (its trackers' files); `callbacks` are more transformers TrainerCallbacks (`ScoreStop`).
+    Returns TRL's log history."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -207,7 +210,7 @@ def fine_tune(
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
-            callbacks=[_run_logger(run)] if run is not None else None,
+            callbacks=[*([_run_logger(run)] if run is not None else []), *callbacks] or None,
         )
         trainer.train()
     trainer.save_model(str(out))
@@ -228,6 +231,39 @@ def _run_logger(run: Run) -> Any:
                 run.log(state.global_step, **record)
 
     return RunLogger()
+
+
+def score_stop(
+    score: Callable[[Any], float],
+    every: int,
+    target: float,
+    scores: list[dict[str, Any]],
+    start: int = 0,
+) -> Any:
+    """A TrainerCallback that scores the model in training every `every` steps from step
+    `start` on (`score(model)`, e.g. greedy validation accuracy), appends `{"step", "score"}`
+    to `scores`, and ends the training at the first score >= `target`. The model saved is
+    the one that scored."""
+    from transformers import TrainerCallback
+
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+
+    class ScoreStop(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step < start or state.global_step % every:
+                return
+            model = kw["model"]
+            was_training = model.training
+            try:
+                value = float(score(model))
+            finally:
+                model.train(was_training)  # generation switches it to eval mode
+            scores.append({"step": state.global_step, "score": value})
+            if value >= target:
+                control.should_training_stop = True
+
+    return ScoreStop()
 
 
 def train_sft(config: SFTStageConfig) -> Path:
