@@ -201,3 +201,17 @@ def test_watch_command_exit_status_says_how_it_ended(tmp_path: Path) -> None:
         assert out["outcome"] == ("alert" if hack else "finished")
     done = CliRunner().invoke(app, ["cherrl", "watch", str(tmp_path / "none"), "--timeout", "0"])
     assert done.exit_code == 3 and json.loads(done.output)["outcome"] == "timeout"
+
+
+def test_detect_says_when_the_agent_gave_no_verdict(tmp_path: Path, monkeypatch) -> None:
+    from posttrain.models.chat import scripted
+
+    monkeypatch.setattr(scripted, "_SCRIPTS", dict(scripted._SCRIPTS))
+    scripted.register_script("blank-agent", lambda: scripted.ScriptedChat("blank", default="\n"))
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _log(True)))
+    args = ["cherrl", "detect", "--rollouts", str(path), "--detector", "scripted:blank-agent"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) is None
+    assert "no usable answer" in done.stderr and "not 'no hacking'" in done.stderr

@@ -295,9 +295,12 @@ def cherrl_detect(
 
     try:
         log = read_trainer_log(rollouts, parse_fields(fields))
-        found = load_detector(detector).detect(log.records)
+        loaded = load_detector(detector)
+        found = loaded.detect(log.records)
     except (ValueError, OSError) as err:
         raise fail("error", err) from None
+    if getattr(loaded, "outcome", None) == "gave_up":  # the LLM agent: null is no verdict
+        typer.echo("the agent gave no usable answer: null here is not 'no hacking'", err=True)
     out = found.to_dict() if found else None
     if out is not None and log.step_values:  # fractional steps: also as the log wrote them
         out["logged_alert_step"] = log.logged_step(found.alert_step)

@@ -171,9 +171,7 @@ class Recipe(ABC):
         """Whether the RL run `name` in the run directory saved its final checkpoint."""
         return (self.run.path / name / "checkpoints" / "final").exists()
 
-    def train_rl(
-        self, name: str, settings: RLConfig, rewards: RewardSet | None = None
-    ) -> Path:
+    def train_rl(self, name: str, settings: RLConfig, rewards: RewardSet | None = None) -> Path:
         """The RL run `name` in the run directory, trained with `settings` unless it finished;
         an unfinished one resumes from its last checkpoint. Returns its directory. `rewards`:
         a reward set built by the recipe (e.g. with a judge), instead of `settings.rewards`'
