@@ -48,3 +48,17 @@ def test_seeded_sampling_repeats_and_length_is_reported(tiny_model_dir):
             if len(choice.token_ids) == 4 and choice.token_ids[-1] != chat.tokenizer.eos_token_id
             else "stop"
         )
+
+
+def test_a_chat_over_a_model_in_memory_generates_as_the_loaded_one(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = HFChat(tiny_model_dir, batch_size=2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
+    in_memory = HFChat.from_model(model, tokenizer, name="in-training", batch_size=2)
+    conversations = [[{"role": "user", "content": f"what is {i} + {i}?"}] for i in range(5)]
+    params = GenerationParams(max_tokens=6)
+    ours = in_memory.chat(conversations, params)
+    assert [r.text for r in ours] == [r.text for r in loaded.chat(conversations, params)]
+    assert {r.model for r in ours} == {"in-training"} and in_memory.model_dir is None

@@ -324,29 +324,20 @@ def _train(
 def _greedy_accuracy(
     tokenizer_dir: Path, rows: list[dict[str, Any]], max_tokens: int
 ) -> Callable[[Any], float]:
-    """Greedy accuracy on `rows` of a model in memory, scored by the `exact_match` reward as
-    `_evaluate` scores the saved model."""
+    """Greedy accuracy on `rows` of a model in memory, through the same chat and scoring as
+    `_evaluate` gives the saved model (`exact_match_accuracy`)."""
     from transformers import AutoTokenizer
 
+    from posttrain.eval.exact_match import exact_match_accuracy
     from posttrain.models.chat.base import GenerationParams
-    from posttrain.models.generation import LocalGenerator
-    from posttrain.rewards.builtin import exact_match
+    from posttrain.models.chat.hf import HFChat
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    conversations = [row["prompt"] for row in rows]
-    prompts = [
-        list(tokenizer.apply_chat_template(c, add_generation_prompt=True, return_dict=False))
-        for c in conversations
-    ]
-    answers = [row["answer"] for row in rows]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
     params = GenerationParams(max_tokens=max_tokens)
 
     def score(model: Any) -> float:
-        texts = [
-            choices[0].text
-            for choices in LocalGenerator(model, tokenizer).generate(prompts, params)
-        ]
-        return sum(exact_match(conversations, texts, answer=answers)) / len(rows)
+        chat = HFChat.from_model(model, tokenizer, name="in-training")
+        return exact_match_accuracy(chat, rows, params)[0]
 
     return score
 

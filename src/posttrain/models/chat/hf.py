@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -28,12 +29,21 @@ class HFChat:
         require_model_dir(model_dir)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model_dir = Path(model_dir)
-        self.name = name or self.model_dir.name
+        self.model_dir: Path | None = Path(model_dir)
+        self.name = name or Path(model_dir).name
         tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
         self.generator = LocalGenerator(model, tokenizer)
         self.batch_size = batch_size
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, *, name: str, batch_size: int = 32) -> HFChat:
+        """A chat over a model already in memory (e.g. one in training), generating exactly
+        as one loaded from its directory would."""
+        chat = cls.__new__(cls)
+        chat.model_dir, chat.name, chat.batch_size = None, name, batch_size
+        chat.generator = LocalGenerator(model, tokenizer)
+        return chat
 
     @property
     def tokenizer(self):  # noqa: ANN201 - a PreTrainedTokenizerBase
