@@ -97,7 +97,7 @@ def test_quickstart_serves_the_warm_model_and_reports(warm_started, warm_start_c
     assert summary["questions"] == 12 and summary["answered_by"] == "openai:tiny-arithmetic"
     assert 0.0 <= summary["served_accuracy"] <= 1.0
     assert "accuracy over HTTP" in out and str(run_dir) in out
-    assert (run_dir / "report.html").read_text().count("data:image/png") >= 1
+    assert (run_dir / "report.html").read_text().count("<svg ") >= 1
     assert "POST /v1/chat/completions" in (run_dir / "server.log").read_text()
 
     # `posttrain report` re-renders the same run.

@@ -130,3 +130,30 @@ def test_sft_command_names_a_missing_model_or_file(tiny_model_dir, tmp_path):
         app, ["sft", "--set", f"model={tiny_model_dir}", "--set", f"train_file={tmp_path}/t.jsonl"]
     )
     assert missing_file.exit_code == 2 and "file not found" in missing_file.output
+
+
+def test_checkpointing_activations_changes_no_weight(tiny_model_dir, tmp_path):
+    """Why the warm start turns it off and leaves it out of its cache key: recomputing the
+    activations in the backward pass gives bitwise the same training."""
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.sft.trainer import fine_tune
+
+    train, _ = make_splits(ArithmeticTask(n_train=32, n_test=1))
+    rows = sft_rows(train, "arithmetic")
+    weights = {}
+    for checkpointing in (True, False):
+        settings = SFTStageConfig(
+            model=str(tiny_model_dir),
+            steps=3,
+            batch_size=8,
+            learning_rate=2e-3,
+            max_length=64,
+            gradient_checkpointing=checkpointing,
+        )
+        out = tmp_path / str(checkpointing)
+        fine_tune(settings, rows, out, out / "trainer")
+        weights[checkpointing] = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    assert any(not torch.equal(weights[True][k], start[k]) for k in start)  # it trained
+    assert all(torch.equal(weights[True][k], weights[False][k]) for k in start)

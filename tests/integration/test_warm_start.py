@@ -44,6 +44,8 @@ def test_cache_key_follows_content():
     assert content_key(replace(config, report_to=["tensorboard", "wandb"]), rows) == key
     # The rows are hashed, not where they were read from: a copy elsewhere hits the cache.
     assert content_key(replace(config, train_file="/copy/of/train.jsonl"), rows) == key
+    # Recomputing activations changes memory, not weights (test_sft: bitwise equal).
+    assert content_key(replace(config, gradient_checkpointing=True), rows) == key
     assert content_key(replace(config, steps=10), rows) != key
     assert content_key(config, rows[:-1]) != key
     assert content_key(replace(config, task=ArithmeticTask(seed=1)), rows) != key
@@ -100,6 +102,7 @@ def test_warm_start_hands_its_settings_and_trackers_to_the_sft_stage(
         1e-3,
     )
     assert settings.report_to == ["tensorboard"] and seen["n"] == 16
+    assert settings.gradient_checkpointing is False  # the warm start's default, not TRL's
     # TRL's tracker files go to the run, not to the cache entry that is renamed into place.
     assert seen["trainer_dir"] == run.path
     assert [r["sft_loss"] for r in read_metrics(run.path) if "sft_loss" in r] == [2.0]

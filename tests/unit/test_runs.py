@@ -59,7 +59,7 @@ def test_report_embeds_one_plot_per_metric(tmp_path):
         run.write_json("results.json", {"accuracy": 0.42})
     assert set(metric_series(read_metrics(run.path))) == {"loss", "reward"}
     page = write_report(run.path).read_text()
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("<svg ") == 2 and "<title>loss</title>" in page
     assert "results.json" in page and "0.42" in page and "lr: 0.1" in page
     assert json.loads((run.path / "results.json").read_text()) == {"accuracy": 0.42}
 
@@ -80,3 +80,22 @@ def test_report_shows_recipe_figures_and_links_inner_runs(tmp_path):
     page = write_report(outer.path).read_text()
     assert "<h2>curves.png</h2><img src='data:image/png;base64," in page
     assert "<a href='inner/report.html'>inner</a>" in page
+
+
+def test_a_metric_chart_places_its_points_and_skips_non_finite_values():
+    from xml.etree import ElementTree
+
+    from posttrain.report import line_svg
+
+    svg = ElementTree.fromstring(line_svg([0, 1, 2, 3], [1.0, float("nan"), 3.0, 2.0], "a<b"))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert svg.find("s:title", ns).text == "a<b"  # escaped in the markup, read back whole
+    line = svg.find("s:polyline", ns).get("points").split()
+    (x0, y_low), (_, y_high), (x3, y_mid) = [tuple(map(float, p.split(","))) for p in line]
+    assert len(line) == 3 and x0 < x3  # the NaN at step 1 is left out
+    assert y_high < y_mid < y_low  # SVG's y grows downwards: the largest value is highest
+    ticks = [t.text for t in svg.findall("s:text", ns)]
+    assert {"1", "2", "3", "0", "step"} <= set(ticks)
+    flat = ElementTree.fromstring(line_svg([0, 1], [0.5, 0.5], "flat"))
+    ys = {p.split(",")[1] for p in flat.find("s:polyline", ns).get("points").split()}
+    assert len(ys) == 1  # drawn, not divided by a zero range
