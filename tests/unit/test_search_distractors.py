@@ -218,6 +218,35 @@ def test_a_gold_document_search_never_finds_is_missed_and_never_opened(index: BM
     assert Trajectory.from_dict(traj.to_dict()) == traj
 
 
+def test_a_head_page_that_states_the_fact_is_cited_when_the_tail_page_is_never_found() -> None:
+    # Pages as a real corpus writes them: each states its own entity's facts, so no query
+    # about Alice's birthplace shares a word with Brill's page, while Alice's names Brill.
+    texts = {
+        "alice": "Alice Varn is a painter. Alice Varn was born in Brill.",
+        "brill": "Brill lies on the coast of Norland.",
+        "orrin": "Orrin Press is a publisher of maps.",
+    }
+    pages = BM25Index([Document(f"doc:{k}", k, KG.entity(k).name, v) for k, v in texts.items()])
+    question = MultiHopQuestion(
+        id="q4",
+        question="Where was Alice Varn born?",
+        answer="Brill",
+        aliases=[],
+        hops=[Hop("alice", "born_in", "brill")],
+        rubric=[],
+        gold_entities=["alice", "brill"],
+        gold_documents=["doc:alice", "doc:brill"],
+    )
+    agent = RuleBasedSearchAgent(pages, KG, top_r=3, open_k=1, relation_text=RELATIONS)
+    traj = agent.run(question)
+    [step] = traj.steps
+    assert "doc:brill" not in traj.opened  # the tail's page never surfaced
+    assert step["cited"] == "doc:alice" and step["missed"] is False
+    # Alice's page does not name her employer: that hop stays missed (the q2 test above).
+    employer = agent.run(alice_employer("q5"))
+    assert employer.steps[0]["missed"] is True and employer.cited == []
+
+
 def test_the_llm_agent_never_opens_a_gold_document_search_did_not_show(index: BM25Index) -> None:
     question = alice_employer("q3")
     chat = ScriptedChat("longtrace-gold-test", [("cite", "doc:orrin")], default="doc:alice")

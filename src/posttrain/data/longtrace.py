@@ -32,7 +32,13 @@ from posttrain.data.distractors import (
 )
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.kg import Document, KnowledgeGraph, load_graph, synthetic_world, write_documents
-from posttrain.data.search import BM25Index, LLMSearchAgent, RuleBasedSearchAgent, Trajectory
+from posttrain.data.search import (
+    BM25Index,
+    LLMSearchAgent,
+    RuleBasedSearchAgent,
+    Trajectory,
+    gold_doc_id,
+)
 from posttrain.data.walks import MultiHopQuestion, fact_key, make_split
 
 Setting = Literal["tiered", "random", "oneshot"]
@@ -305,12 +311,20 @@ def write_trajectories(
         for i, missed in enumerate(Trajectory.from_dict(row).missed, start=1):
             per_hop.setdefault(str(i), []).append(missed)
     every = [missed for hops in per_hop.values() for missed in hops]
+    # Found hops cited from the head's page (the rule agent: its tail page was never opened).
+    head_pages = [
+        step["cited"] == gold_doc_id(step["head"])
+        for row in rows
+        for step in row["steps"]
+        if not step.get("missed")
+    ]
     return {
         "agent": search.agent,
         "model": search.model,
         "hops": len(every),
         "gold_missed": sum(every) / len(every) if every else 0.0,
         "gold_missed_per_hop": {k: sum(v) / len(v) for k, v in per_hop.items()},
+        "cited_head_page": sum(head_pages) / len(head_pages) if head_pages else 0.0,
     }
 
 

@@ -13,8 +13,10 @@ Two agents share the same bookkeeping and `run(question) -> Trajectory` signatur
   back to the rule for any hop whose reply cannot be parsed.
 
 Neither agent opens a document it was not shown by a search: a hop whose gold document no
-query surfaced (first query, then one retry) is recorded as missed (`step["missed"]`), not
-completed by opening the gold document directly. The agent then goes on from the chain's next
+query surfaced (first query, then one retry) cites the head's page instead when search opened
+it and it names the tail (a real corpus states facts there), and is otherwise recorded as
+missed (`step["missed"]`), never completed by opening the gold document directly. The agent
+then goes on from the chain's next
 entity, since the trajectory serves to mine distractors around a known question; a miss only
 leaves that hop with fewer tiered distractors.
 """
@@ -224,10 +226,12 @@ class _SearchAgentBase:
     def _retry_hop(
         self, trajectory: Trajectory, hop: Hop, step: dict[str, Any], rng: random.Random
     ) -> str | None:
-        """The hop's gold document if it was opened, after one retry query if needed; else None.
+        """The hop's gold document if it was opened, after one retry query if needed; else the
+        head's page if it states the fact; else None.
 
         Only search results are ever opened: when neither query surfaced the gold document,
-        the hop is marked `missed` and nothing is cited for it.
+        the hop's fact page (`_fact_page`) is cited if search opened it, else the hop is
+        marked `missed` and nothing is cited for it.
         """
         gold = gold_doc_id(hop.tail)
         if gold not in trajectory.opened:
@@ -238,10 +242,28 @@ class _SearchAgentBase:
             opened = self.rule_open(results, set(trajectory.opened), rng)
             trajectory._open(opened)
             step["opened"].extend(opened)
-        if gold not in trajectory.opened:
+        if gold in trajectory.opened:
+            return gold
+        stated = self._fact_page(trajectory, hop)
+        if stated is None:
             step["missed"] = True
+        return stated
+
+    def _fact_page(self, trajectory: Trajectory, hop: Hop) -> str | None:
+        """The head's page, when search opened it and it names the tail; else None.
+
+        A hop's gold document is the tail's page (the page the next hop starts from), but a
+        real corpus (Wikipedia or KILT pages) states the fact `head -relation-> tail` on the
+        head's page, and a query made of the head's name finds that page first. Citing it
+        keeps a real corpus's hops from counting as missed when the tail's own page does not
+        answer a query about the head. Both are gold documents, so no distractor changes.
+        """
+        page = gold_doc_id(hop.head)
+        if page not in trajectory.opened or page not in self.index.documents:
             return None
-        return gold
+        doc = self.index.doc(page)
+        tail = self.kg.entity(hop.tail).name.casefold()
+        return page if tail in f"{doc.title}\n{doc.text}".casefold() else None
 
     @staticmethod
     def _new_step(index: int, hop: Hop, query: str, results: Sequence[tuple[str, float]]) -> dict:
@@ -270,7 +292,9 @@ class RuleBasedSearchAgent(_SearchAgentBase):
     3. cite the hop's gold document (`doc:<tail>`) if it has been opened (now or in an earlier
        hop: the agent remembers what it read);
     4. otherwise retry once with the tail's type word appended and open up to `open_k` more;
-    5. failing that, mark the hop `missed` (cited: None); either way move on to the tail entity.
+    5. failing that, cite the head's page if it was opened and names the tail (where a real
+       corpus states the fact), else mark the hop `missed` (cited: None); either way move on
+       to the tail entity.
 
     Each step dict holds: hop, head, relation, query, results (ids), opened (ids opened in
     this hop), cited, retry_query, retry_results, missed.
