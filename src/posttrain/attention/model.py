@@ -82,6 +82,7 @@ from posttrain.attention.indexcache import (
     parse_pattern,
     served_layers,
 )
+from posttrain.models.tiny import CHAT_WORDS
 from posttrain.models.tokenizer import train_tokenizer
 
 MODEL_TYPE = "posttrain_dsa"
@@ -780,8 +781,6 @@ SIZES: dict[str, dict[str, int]] = {
     ),
 }
 
-_CHAT_WORDS = ["system\n", "user\n", "assistant\n"]
-
 
 def build_dsa_model(
     out_dir: str | Path,
@@ -804,7 +803,7 @@ def build_dsa_model(
     if not texts:
         raise ValueError("the tokenizer corpus is empty")
     tokenizer = train_tokenizer(
-        [*texts, *_CHAT_WORDS], vocab_size=vocab_size, model_max_length=max_positions
+        [*texts, *CHAT_WORDS], vocab_size=vocab_size, model_max_length=max_positions
     )
     fields = {**SIZES[size], "max_position_embeddings": max_positions, **overrides}
     config = DSAConfig(

@@ -36,14 +36,27 @@ def tiny_model(
     kind: str = typer.Option("causal-lm", help="causal-lm (policy) or seq-cls (reward model)."),
     seed: int = typer.Option(0, help="Initialisation seed."),
     max_positions: int | None = typer.Option(
-        None, "--max-positions", help="Context length (default: 512)."
+        None, "--max-positions", help="Context length (default: 512; 8192 for DSA models)."
+    ),
+    arch: str = typer.Option(
+        "qwen2",
+        "--arch",
+        help="qwen2, or a real DSA architecture at tiny size: glm_moe_dsa (GLM-5) or "
+        "deepseek_v32 (DeepSeek-V3.2); DSA models are causal LMs only.",
     ),
 ) -> None:
-    """Build a tiny Qwen2-architecture model and its tokenizer, saved with save_pretrained."""
+    """Build a tiny model (Qwen2, or GLM-5 / DeepSeek-V3.2 DSA) and its tokenizer, saved with
+    save_pretrained."""
     from posttrain.data.arithmetic import ArithmeticTask, tokenizer_corpus
     from posttrain.data.io import read_jsonl, read_text
     from posttrain.models.tiny import SIZES, build_tiny_model, describe_saved
+    from posttrain.models.tiny_dsa import DSA_ARCHES, build_tiny_dsa_model
 
+    if arch not in ("qwen2", *DSA_ARCHES):
+        choices = ", ".join(("qwen2", *DSA_ARCHES))
+        raise typer.BadParameter(f"choose one of {choices}", param_hint="--arch")
+    if arch != "qwen2" and kind != "causal-lm":
+        raise typer.BadParameter("DSA models are causal-lm only", param_hint="--kind")
     if size not in SIZES:
         raise typer.BadParameter(f"choose one of {', '.join(SIZES)}", param_hint="--size")
     if corpus is None:
@@ -55,15 +68,26 @@ def tiny_model(
     if not texts:
         raise InputError("no texts to train the tokenizer on", corpus, key="--corpus")
     try:
-        path = build_tiny_model(
-            out,
-            texts,
-            size=size,
-            vocab_size=vocab_size,
-            kind=kind,
-            seed=seed,
-            max_positions=max_positions,
-        )
+        if arch == "qwen2":
+            path = build_tiny_model(
+                out,
+                texts,
+                size=size,
+                vocab_size=vocab_size,
+                kind=kind,
+                seed=seed,
+                max_positions=max_positions,
+            )
+        else:
+            path = build_tiny_dsa_model(
+                out,
+                texts,
+                arch=arch,
+                size=size,
+                vocab_size=vocab_size,
+                seed=seed,
+                max_positions=max_positions,
+            )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     typer.echo(f"wrote {path} ({describe_saved(path, kind)})")
@@ -166,6 +190,12 @@ def serve(
     max_batch: int = typer.Option(
         32, help="Concurrent requests generated together; 1 answers one at a time."
     ),
+    attn_implementation: str | None = typer.Option(
+        None,
+        help="transformers attention implementation (sdpa, eager, ...); posttrain_sparse "
+        "gathers each query's top-k keys on DSA models (SDPA elsewhere). Default: "
+        "transformers' own choice.",
+    ),
 ) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API."""
     from posttrain.models.server.limits import ServerLimits
@@ -189,6 +219,9 @@ def serve(
         require_model_dir(model_dir)  # a bad one is named at once, before the server imports
         from posttrain.models.server import serve as run_server
 
+        if attn_implementation == "posttrain_sparse":
+            import posttrain.attention.sparse_kernel  # noqa: F401 - registers the name
+
         run_server(
             model_dir,
             host=host,
@@ -200,6 +233,7 @@ def serve(
             limits=limits,
             api_key=key,
             weights_root=weights_root,
+            attn_implementation=attn_implementation,
         )
     except ValueError as err:  # a bad flag, or an unprotected bind
         raise fail("error", err) from None

@@ -41,7 +41,7 @@ SIZES: dict[str, TinySize] = {
 }
 
 # Role names are always in the tokenizer's corpus so that chat markup stays compact.
-_CHAT_WORDS = ["system\n", "user\n", "assistant\n"]
+CHAT_WORDS = ["system\n", "user\n", "assistant\n"]
 
 
 def resolve_size(size: str | TinySize) -> TinySize:
@@ -93,7 +93,7 @@ def build_tiny_model(
     if not texts:
         raise ValueError("the tokenizer corpus is empty")
     tokenizer = train_tokenizer(
-        [*texts, *_CHAT_WORDS],
+        [*texts, *CHAT_WORDS],
         vocab_size=vocab_size,
         model_max_length=shape.max_position_embeddings,
     )

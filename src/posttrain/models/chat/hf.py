@@ -25,14 +25,18 @@ class HFChat:
         device: str = "auto",
         dtype: torch.dtype | str = "auto",
         batch_size: int = 32,
+        attn_implementation: str | None = None,
     ) -> None:
+        """`attn_implementation`: a name transformers knows (registered before this call);
+        None leaves transformers' own choice."""
         require_model_dir(model_dir)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model_dir: Path | None = Path(model_dir)
         self.name = name or Path(model_dir).name
         tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+        chosen = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **chosen).to(device)
         self.generator = LocalGenerator(model, tokenizer)
         self.batch_size = batch_size
 

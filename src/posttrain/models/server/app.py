@@ -392,14 +392,17 @@ def serve(
     limits: ServerLimits | None = None,
     api_key: str | None = None,
     weights_root: str | Path | None = None,
+    attn_implementation: str | None = None,
 ) -> None:
-    """Load `model_dir` and serve it until interrupted (`posttrain serve`)."""
+    """Load `model_dir` and serve it until interrupted (`posttrain serve`).
+    `attn_implementation` must already be registered with transformers if it is not one
+    of its own (the CLI registers `posttrain_sparse`)."""
     if max_batch < 1:
         raise ValueError(f"--max-batch must be >= 1, got {max_batch}")
     check_bind(host, api_key)  # before minutes of loading a model
     if weights_root is not None and not Path(weights_root).is_dir():
         raise ValueError(f"--weights-root {weights_root} is not a directory")
-    chat = HFChat(model_dir, device=device)
+    chat = HFChat(model_dir, device=device, attn_implementation=attn_implementation)
     app = create_app(
         chat,
         served_model_name=served_model_name,
