@@ -8,6 +8,8 @@
 2. Times DSA against IndexCache prefill on the GPU (CUDA-synchronised medians) for the
    IndexCache recipe's `small` shape and a wider one, at several lengths, on untrained
    weights (prefill cost does not depend on the weights' values).
+3. Runs `benchmarks/indexcache.py` on the GPU (transformers' GLM-5 architecture: dense, DSA
+   masked / gathered, IndexCache 1/2 and 1/4), writing results/indexcache_glm5_cuda.json.
 
 Without CUDA it says so and exits 0. The JSON goes to benchmarks/results/gpu_check.json.
 `--model` defaults to the cached warm-start policy (`posttrain warm-start` builds it; any
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +142,17 @@ def prefill_timings(shape: dict[str, int], lengths: list[int], repeats: int) -> 
     return rows
 
 
+def indexcache_glm5(repeats: int) -> dict[str, Any]:
+    """benchmarks/indexcache.py on CUDA, in its own process; its goals and where it wrote."""
+    out = ROOT / "benchmarks" / "results" / "indexcache_glm5_cuda.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "indexcache.py"), "--device", "cuda"]
+    command += ["--repeats", str(repeats), "--out", str(out)]
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0 or not out.exists():
+        return {"command": " ".join(command), "returncode": done.returncode}
+    return {"results": str(out.relative_to(ROOT)), **json.loads(out.read_text())["goals"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="Policy directory (default: warm start).")
@@ -195,6 +209,7 @@ def main() -> int:
         "small": prefill_timings(SIZES["small"], [2048, 8192], args.repeats),
         "wide": prefill_timings(wide, [4096, 16384], args.repeats),
     }
+    result["indexcache_glm5"] = indexcache_glm5(args.repeats)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

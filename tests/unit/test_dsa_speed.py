@@ -65,3 +65,14 @@ def test_decode_timing_leaves_the_prefilled_cache_reusable():
     assert decode_tokens_per_second(model, ids, Variant("ic", True, "FSFS"), 3, 3) > 0
     with pytest.raises(ValueError, match="new_tokens"):
         decode_tokens_per_second(model, ids, Variant("ic", True, "FSFS"), 0)
+
+
+def test_own_model_has_one_sparse_path_and_no_attention_implementation():
+    model = small_model()
+    ids = torch.randint(0, 50, (1, 8))
+    # an implementation name would be silently meaningless here, so it is refused
+    with pytest.raises(ValueError, match="attn_implementation"):
+        measure_variant(model, ids, Variant("masked", True, "FFFF", "sdpa"), 1, 1)
+    # no q_lora_rank on this config: index queries are projected from the hidden size
+    assert getattr(model.config, "q_lora_rank", None) is None
+    assert indexer_flops(model.config, 1, "FSSS") == 2 * 16 * (2 * 4 + 4 + 2) + 20

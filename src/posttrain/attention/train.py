@@ -494,39 +494,52 @@ def recall_accuracy(
     ``recall_token_accuracy`` (argmax hits among them) and ``recall_exact`` (fraction of
     answers whose tokens are all predicted right). Each item runs as one unpadded sequence.
     """
+
+    def logits_of(ids: Tensor) -> Tensor:
+        return model(ids, sparse=sparse, index_pattern=index_pattern, use_cache=False).logits
+
     was_training = model.training
     model.eval()
+    try:
+        return recall_from_logits(logits_of, tokenizer, recall_items, model.device)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def recall_from_logits(
+    logits_of: Callable[[Tensor], Tensor],
+    tokenizer: Any,
+    recall_items: Sequence[RecallItem],
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """``recall_accuracy``'s scoring for any causal LM: ``logits_of(ids [1, L])`` gives its
+    logits [1, L, vocab] (shared with the transformers DSA models' tools)."""
     ce_sum = 0.0
     hits = 0
     n_tokens = 0
     exact = 0
     n_answers = 0
-    try:
-        for item in recall_items:
-            enc = tokenizer(
-                item.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-            )
-            ids = torch.tensor([enc["input_ids"]], dtype=torch.long, device=model.device)
-            offsets = enc["offset_mapping"]
-            out = model(ids, sparse=sparse, index_pattern=index_pattern, use_cache=False)
-            logits = out.logits[0].float()
-            for start, end in item.answer_spans:
-                positions = [
-                    t for t, (a, b) in enumerate(offsets) if t > 0 and a < end and b > start
-                ]
-                if not positions:
-                    continue
-                pos = torch.tensor(positions)
-                pred_logits = logits[pos - 1]
-                target = ids[0, pos]
-                ce_sum += float(F.cross_entropy(pred_logits, target, reduction="sum"))
-                right = pred_logits.argmax(-1) == target
-                hits += int(right.sum())
-                n_tokens += len(positions)
-                exact += int(bool(right.all()))
-                n_answers += 1
-    finally:
-        model.train(was_training)
+    for item in recall_items:
+        enc = tokenizer(
+            item.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        ids = torch.tensor([enc["input_ids"]], dtype=torch.long, device=device)
+        offsets = enc["offset_mapping"]
+        logits = logits_of(ids)[0].float()
+        for start, end in item.answer_spans:
+            positions = [t for t, (a, b) in enumerate(offsets) if t > 0 and a < end and b > start]
+            if not positions:
+                continue
+            pos = torch.tensor(positions)
+            pred_logits = logits[pos - 1]
+            target = ids[0, pos]
+            ce_sum += float(F.cross_entropy(pred_logits, target, reduction="sum"))
+            right = pred_logits.argmax(-1) == target
+            hits += int(right.sum())
+            n_tokens += len(positions)
+            exact += int(bool(right.all()))
+            n_answers += 1
     if n_tokens == 0:
         raise ValueError("no answer tokens found in the recall items")
     return {
@@ -591,6 +604,7 @@ __all__ = [
     "indexer_warmup",
     "pretrain_lm",
     "recall_accuracy",
+    "recall_from_logits",
     "sparse_stage",
     "train_dsa",
 ]

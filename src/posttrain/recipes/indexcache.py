@@ -17,6 +17,15 @@ above them. `posttrain indexcache run` wires the stages:
    and FLOPs at each context length (`posttrain.attention.speed`);
 6. a report with the heat map, the loss-versus-kept-indexers curves and the speed table.
 
+The same stages run on transformers' own DSA architectures (`arch: glm_moe_dsa` builds a
+tiny GLM-5 model with `posttrain.models.tiny_dsa`, `deepseek_v32` a tiny DeepSeek-V3.2; or
+`model:` a trained directory of either) through `posttrain.attention.hf_train` and
+`hf_dsa`: pre-training and the dense warm-up (no sparse stage), patterns applied by writing
+`indexer_types` and saved as model directories (`patterns/<name>`, `distilled/<name>`) that
+`AutoModelForCausalLM` reloads and `posttrain serve` serves, and sparse variants timed with
+the gathered kernel (`posttrain_sparse`). transformers' DeepSeek-V3.2 always runs every
+indexer, so on it only the overlap, the losses and the speed of dense attention and DSA run.
+
 Each stage writes its result into the run directory and is skipped when that result is
 there, so an interrupted run resumes; speed rows are appended one at a time.
 """
@@ -35,6 +44,7 @@ import torch
 from rich.table import Table
 
 from posttrain import atomic
+from posttrain.attention import hf_dsa, hf_train
 from posttrain.attention.dsa import topk_indices
 from posttrain.attention.indexcache import (
     FULL,
@@ -55,12 +65,14 @@ from posttrain.attention.train import (
 )
 from posttrain.data.code_corpus import CodeCorpusConfig, build_lm_corpus, token_blocks
 from posttrain.eval.core import ItemLog
+from posttrain.models.tiny_dsa import DSA_ARCHES, build_tiny_dsa_model
 from posttrain.recipes.base import Recipe
 from posttrain.report import plot_curves
 from posttrain.runs import Run
 
 DENSE = "dense"
 DSA = "dsa"
+OWN_ARCH = "posttrain_dsa"
 
 
 def _demo_training() -> DSATrainConfig:
@@ -79,7 +91,11 @@ def _demo_training() -> DSATrainConfig:
 @dataclass
 class IndexCacheRunConfig:
     model: str | None = None
-    """A trained `DSAForCausalLM` directory to start from (no training); None: train one."""
+    """A trained DSA model directory to start from (no training): posttrain's own
+    `DSAForCausalLM`, or a transformers `glm_moe_dsa` / `deepseek_v32` one; None: train one."""
+    arch: str = OWN_ARCH
+    """The model to train when `model` is None: posttrain's own DSA model (`posttrain_dsa`),
+    or a tiny transformers `glm_moe_dsa` / `deepseek_v32` (sizes of `tiny_dsa.DSA_SIZES`)."""
     model_size: str = "small"
     vocab_size: int = 1024
     max_positions: int = 8192
@@ -109,6 +125,10 @@ class IndexCacheRecipe(Recipe):
     config: IndexCacheRunConfig
 
     def check(self, config: IndexCacheRunConfig) -> None:
+        if config.arch not in (OWN_ARCH, *DSA_ARCHES):
+            raise ValueError(f"arch: one of {[OWN_ARCH, *DSA_ARCHES]}, got {config.arch!r}")
+        if config.arch != OWN_ARCH and config.train.sparse_steps > 0:
+            raise ValueError(f"train.sparse_steps: {config.arch} has no sparse stage here; set 0")
         if not config.keep or not all(0.0 < f < 1.0 for f in config.keep):
             raise ValueError(f"keep: fractions in (0, 1) expected, got {config.keep}")
         if not config.lengths or min(config.lengths) < 2:
@@ -152,20 +172,24 @@ class IndexCacheRecipe(Recipe):
         record = self.run.path / "training.json"
         if (out / "config.json").exists():
             return out, json.loads(record.read_text()) if record.exists() else {}
-        base = build_dsa_model(
+        build = build_dsa_model if cfg.arch == OWN_ARCH else build_tiny_dsa_model
+        extra = {} if cfg.arch == OWN_ARCH else {"arch": cfg.arch}
+        base = build(
             self.run.path / "base-model",
             self.corpus["train"],
             size=cfg.model_size,
             vocab_size=cfg.vocab_size,
             seed=cfg.train.seed,
             max_positions=cfg.max_positions,
+            **extra,
         )
         model, tokenizer = load(base)
         data = self.data(tokenizer)
+        train = train_dsa if cfg.arch == OWN_ARCH else hf_train.train_dsa
         started = time.perf_counter()
         with Run(self.run.path / "training") as log:
             log.truncate_metrics_after(-1)  # a restarted training starts over
-            history = train_dsa(model, data["train"], cfg.train, log, data["heldout"])
+            history = train(model, data["train"], cfg.train, log, data["heldout"])
         with atomic.staged_dir(out) as scratch:  # trusted once it exists
             model.save_pretrained(scratch)
             tokenizer.save_pretrained(scratch)
@@ -184,14 +208,18 @@ class IndexCacheRecipe(Recipe):
         """The indexers' top-k overlap between layers on held-out blocks, and its heat map."""
         n = model.config.num_hidden_layers
         ids = data["heldout"][: self.config.train.eval_batch_size]
-        with torch.no_grad():
-            out = model(ids, sparse=True, index_pattern=FULL * n, return_indexer_scores=True)
-        # Queries with at most k causal keys select all of them in every layer: leave them
-        # out, they would count as perfect overlap.
         k = model.config.index_topk
-        indices = [sel[0][:, k:] for sel in out.selections]
-        valids = [sel[1][:, k:] for sel in out.selections]
-        matrix = index_overlap_matrix(indices, valids)
+        if _is_hf(model):
+            with hf_dsa.using_pattern(model, FULL * n):
+                matrix = hf_train.overlap_matrix(model, ids)
+        else:
+            with torch.no_grad():
+                out = model(ids, sparse=True, index_pattern=FULL * n, return_indexer_scores=True)
+            # Queries with at most k causal keys select all of them in every layer: leave
+            # them out, they would count as perfect overlap.
+            indices = [sel[0][:, k:] for sel in out.selections]
+            valids = [sel[1][:, k:] for sel in out.selections]
+            matrix = index_overlap_matrix(indices, valids)
         chance = _random_overlap(ids.shape, k, seed=self.config.train.seed)
         plot_overlap(
             matrix,
@@ -214,22 +242,28 @@ class IndexCacheRecipe(Recipe):
     def _search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
         """The greedy layer search by calibration loss, each step's pattern's held-out loss."""
         n = model.config.num_hidden_layers
-        loss_fn = calibration_loss_fn(model, data["calibration"], self.config.train.batch_size)
-        history = greedy_layer_search(n, loss_fn, target_full=1)
+        batch = self.config.train.batch_size
+        if _is_hf(model):
+            loss_fn = hf_train.calibration_loss_fn(model, data["calibration"], batch)
+            # transformers' DeepSeek-V3.2 cannot share top-k: only the all-F pattern exists.
+            target = 1 if _shares_topk(model) else n
+            history = greedy_layer_search(n, loss_fn, target_full=target)
+            held = [hf_train.heldout_loss(model, data["heldout"], p) for _, p, _ in history]
+        else:
+            loss_fn = calibration_loss_fn(model, data["calibration"], batch)
+            history = greedy_layer_search(n, loss_fn, target_full=1)
+            held = [heldout_loss(model, data["heldout"], True, p) for _, p, _ in history]
         return [
-            {
-                "kept": kept,
-                "pattern": pattern,
-                "calibration_loss": loss,
-                "heldout_loss": heldout_loss(model, data["heldout"], True, pattern),
-            }
-            for kept, pattern, loss in history
+            {"kept": kept, "pattern": pattern, "calibration_loss": loss, "heldout_loss": h}
+            for (kept, pattern, loss), h in zip(history, held, strict=True)
         ]
 
     def patterns(self, n_layers: int, greedy: list[dict[str, Any]]) -> dict[str, str]:
         """Named IndexCache patterns: uniform (every m-th layer, from 0) and greedy ones."""
         by_kept = {row["kept"]: row["pattern"] for row in greedy}
         named: dict[str, str] = {}
+        if len(greedy) == 1:  # no layer could share (transformers' DeepSeek-V3.2)
+            return named
         for fraction in self.config.keep:
             label = _fraction_label(fraction)
             kept = max(1, round(fraction * n_layers))
@@ -251,14 +285,28 @@ class IndexCacheRecipe(Recipe):
             index_pattern=pattern,
             distill=True,
         )
+        # transformers' models keep the pattern in their modules and `indexer_types`.
+        warmup = hf_train.indexer_warmup if _is_hf(model) else indexer_warmup
         with Run(self.run.path / "distilled" / f"{name}-log") as log:
             log.truncate_metrics_after(-1)
-            indexer_warmup(model, data["train"], settings, log, data["heldout"])
-        model.config.index_pattern = pattern
+            warmup(model, data["train"], settings, log, data["heldout"])
+        if not _is_hf(model):
+            model.config.index_pattern = pattern
         with atomic.staged_dir(out) as scratch:  # trusted once it exists
             model.save_pretrained(scratch)
             tokenizer.save_pretrained(scratch)
         return out
+
+    def patterned(self, model_dir: Path, name: str, pattern: str) -> Path:
+        """Training-free IndexCache on a transformers model: ``pattern`` written into its
+        `indexer_types` (shared layers' indexers dropped), saved as a model directory."""
+
+        def build(scratch: Path) -> None:
+            model, tokenizer = load(model_dir)
+            hf_dsa.apply_pattern(model, pattern).save_pretrained(scratch)
+            tokenizer.save_pretrained(scratch)
+
+        return self.built_dir(f"patterns/{name}", "config.json", build)
 
     def quality(
         self,
@@ -286,6 +334,10 @@ class IndexCacheRecipe(Recipe):
         held = data["heldout"]
 
         def measure(m: DSAForCausalLM, sparse: bool, pattern: str) -> dict[str, float]:
+            if _is_hf(m):
+                recall = hf_train.recall_accuracy(m, tokenizer, data["recall"], pattern, not sparse)
+                loss = hf_train.heldout_loss(m, held, pattern, dense=not sparse)
+                return {"heldout_loss": loss, **recall}
             recall = recall_accuracy(m, tokenizer, data["recall"], sparse, pattern)
             return {"heldout_loss": heldout_loss(m, held, sparse, pattern), **recall}
 
@@ -356,6 +408,9 @@ class IndexCacheRecipe(Recipe):
         for name, pattern in patterns.items():
             self.say(f"    {name}: {pattern}")
         self.say(f"[bold]4/6 multi-layer distillation[/] ({cfg.distill_steps} steps per pattern)")
+        saved = {}
+        if _is_hf(model):  # training-free patterns as model directories
+            saved = {name: self.patterned(model_dir, name, p) for name, p in patterns.items()}
         distilled = {}
         if cfg.distill_steps > 0:
             for name, pattern in patterns.items():
@@ -367,6 +422,13 @@ class IndexCacheRecipe(Recipe):
         speed = self.speed(model, variants, data)
         self.say("[bold]6/6 report[/]")
         results = summarise(quality, speed, cfg.lengths, cfg.keep)
+        results["search"] = [
+            {k: row[k] for k in ("kept", "pattern", "calibration_loss")} for row in greedy
+        ]
+        results["model_dirs"] = {
+            **{f"{name} (training-free)": str(path) for name, path in saved.items()},
+            **{f"{name} (distilled)": str(path) for name, path in distilled.items()},
+        }
         self.figures(greedy, quality, speed, n)
         self.run.write_json("results.json", results)
         self.console.print(render_table(results))
@@ -378,6 +440,7 @@ class IndexCacheRecipe(Recipe):
                 for k in ("adjacent_mean", "non_adjacent_mean", "random_selection_mean")
             },
             "patterns": patterns,
+            "search": results["search"],
             "goal": results["goal"],
         }
 
@@ -437,16 +500,26 @@ def _random_overlap(shape: tuple[int, ...], k: int, seed: int) -> float:
 
 
 def load(model_dir: str | Path) -> tuple[DSAForCausalLM, Any]:
-    """A DSA model (eval mode) and its tokenizer from a directory."""
+    """A DSA model (eval mode) and its tokenizer from a directory: posttrain's own or a
+    transformers DSA model (`hf_dsa.is_dsa_model`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(model_dir)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no model config.json in {path}")
     model = AutoModelForCausalLM.from_pretrained(path)
-    if not isinstance(model, DSAForCausalLM):
+    if not (isinstance(model, DSAForCausalLM) or hf_dsa.is_dsa_model(model)):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a DSA model")
     return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _is_hf(model: torch.nn.Module) -> bool:
+    """A transformers DSA model (posttrain's own also has layers with an indexer)."""
+    return not isinstance(model, DSAForCausalLM)
+
+
+def _shares_topk(model: torch.nn.Module) -> bool:
+    return model.config.model_type in hf_dsa.SHARING_MODEL_TYPES
 
 
 def summarise(

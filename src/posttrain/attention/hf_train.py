@@ -1,0 +1,355 @@
+"""Training and evaluating transformers' DSA models (`glm_moe_dsa`, `deepseek_v32`) for IndexCache.
+
+The same stages as `posttrain.attention.train` runs on posttrain's own DSA model, over the
+adapter in `posttrain.attention.hf_dsa` instead of model flags:
+
+1. ``pretrain_lm``: dense LM pre-training from scratch. transformers' DSA attention always
+   masks to its indexer's top-k, so "dense" means every indexer keeps every causal key
+   (``hf_dsa._dense_indexers``); the indexers themselves get no gradient (their forward is
+   no-grad, and top-k has none).
+2. ``indexer_warmup``: DeepSeek-V3.2's dense warm-up (arXiv:2512.02556, section 2.1.1). Only
+   the indexers learn, by KL(p || softmax(I)) with p the layer's dense main attention summed
+   over heads and L1-normalised. The scores are recomputed with gradients
+   (``hf_dsa.index_scores``) from inputs captured in a dense forward; under an IndexCache
+   pattern each kept indexer learns against the averaged attention of the layers it serves
+   (``indexcache.multi_layer_distillation_loss``): that is IndexCache's multi-layer
+   distillation.
+3. evaluation: held-out LM loss (the model's own sparse attention, dense, or under a pattern
+   for the call only), the greedy search's memoised calibration loss, teacher-forced recall,
+   and the cross-layer overlap of the indexers' top-k.
+
+DSA's sparse training stage (LM loss through top-k attention plus the KL on the selected
+keys) is not implemented here: IndexCache's tools need the warmed-up indexers, not it.
+Batching, learning-rate schedule, progress bars and logging are `train`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from posttrain.attention.hf_dsa import (
+    _dense_indexers,
+    apply_pattern,
+    attention_probs,
+    capture_topk,
+    dsa_layers,
+    index_scores,
+    indexer_inputs,
+    pattern_of,
+    using_pattern,
+)
+from posttrain.attention.indexcache import (
+    FULL,
+    index_overlap_matrix,
+    multi_layer_distillation_loss,
+    served_layers,
+)
+from posttrain.attention.train import (
+    DSATrainConfig,
+    _Bar,
+    _batch_indices,
+    _check_blocks,
+    _decay_groups,
+    _eval_now,
+    _log,
+    _lr_factor,
+    _optimizer,
+    _seed,
+    _set_lr,
+    _training,
+    _use_progress,
+    recall_from_logits,
+)
+from posttrain.data.code_corpus import RecallItem
+from posttrain.runs import Run
+
+
+def indexer_parameters(model: PreTrainedModel) -> list[nn.Parameter]:
+    """The parameters of the indexers the model has now (shared layers have none)."""
+    return [p for attn in dsa_layers(model) if attn.indexer for p in attn.indexer.parameters()]
+
+
+def _lm_loss(model: PreTrainedModel, ids: Tensor) -> Tensor:
+    return model(input_ids=ids, labels=ids, use_cache=False).loss
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+def pretrain_lm(
+    model: PreTrainedModel,
+    blocks: Tensor,
+    cfg: DSATrainConfig,
+    run: Run | None = None,
+    eval_blocks: Tensor | None = None,
+    step_offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Dense LM pre-training of everything but the indexers for ``cfg.pretrain_steps`` steps
+    (AdamW at ``cfg.lr``); logs ``pretrain/loss`` and, on evaluation steps, the dense
+    ``pretrain/heldout_loss``. Leaves the model in eval mode with its flags as it found them."""
+    blocks = _check_blocks(blocks, cfg)
+    index = {id(p) for p in indexer_parameters(model)}
+    params = [p for p in model.parameters() if id(p) not in index]
+    history: list[dict[str, Any]] = []
+    with _training(model), _dense_indexers(model):
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = _optimizer(_decay_groups(params, cfg.lr, cfg.weight_decay))
+        steps = cfg.pretrain_steps
+        batches = _batch_indices(len(blocks), cfg.batch_size, steps, _seed(cfg, "pretrain"))
+        with _Bar("pretrain", steps, _use_progress(cfg)) as bar:
+            for step, idx in enumerate(batches, start=1):
+                lr = _set_lr(optimizer, _lr_factor(step - 1, steps, cfg))
+                loss = _lm_loss(model, blocks[idx].to(model.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                record: dict[str, Any] = {
+                    "step": step_offset + step,
+                    "stage": "pretrain",
+                    "pretrain/loss": float(loss.detach()),
+                    "pretrain/lr": lr,
+                }
+                if _eval_now(cfg, step, steps, eval_blocks):
+                    record["pretrain/heldout_loss"] = heldout_loss(
+                        model, eval_blocks, dense=True, batch_size=cfg.eval_batch_size
+                    )
+                    model.train()
+                _log(run, history, record)
+                bar.update(step, f"loss {record['pretrain/loss']:.3f}")
+    return history
+
+
+def indexer_losses(
+    model: PreTrainedModel, ids: Tensor, distill: bool = True
+) -> tuple[Tensor, dict[int, Tensor]]:
+    """(mean over kept indexers, {layer: loss}) of the dense warm-up KL under the model's
+    current pattern; with ``distill`` each kept indexer's target is the averaged dense
+    attention of every layer it serves, else its own layer's only.
+
+    The dense attention, and so the hidden states the indexers see, do not depend on the
+    pattern, so one dense forward gives every layer's target."""
+    with _dense_indexers(model):
+        inputs = indexer_inputs(model, ids)
+    probs = attention_probs(model, ids, dense=True)
+    serves = served_layers(pattern_of(model))
+    per_layer = {}
+    for layer, captured in inputs.items():
+        scores = index_scores(model, layer, inputs=captured)
+        targets = [probs[i] for i in serves[layer]] if distill else [probs[layer]]
+        per_layer[layer] = multi_layer_distillation_loss(scores, targets)
+    total = torch.stack(list(per_layer.values())).mean()
+    return total, per_layer
+
+
+def indexer_warmup(
+    model: PreTrainedModel,
+    blocks: Tensor,
+    cfg: DSATrainConfig,
+    run: Run | None = None,
+    eval_blocks: Tensor | None = None,
+    step_offset: int = 0,
+) -> list[dict[str, Any]]:
+    """The dense indexer warm-up for ``cfg.warmup_steps`` steps: only the indexers learn
+    (AdamW at ``cfg.indexer_lr``), by ``indexer_losses(..., distill=cfg.distill)``.
+
+    ``cfg.index_pattern``, when given, is applied first with ``hf_dsa.apply_pattern`` and
+    stays (the model is then that IndexCache variant, ready to save): this is multi-layer
+    distillation. Logs the mean KL and each kept layer's KL, and ``warmup/heldout_kl`` on
+    evaluation steps."""
+    blocks = _check_blocks(blocks, cfg)
+    if cfg.index_pattern:
+        apply_pattern(model, cfg.index_pattern)
+    history: list[dict[str, Any]] = []
+    with _training(model):
+        for p in model.parameters():
+            p.requires_grad_(False)
+        params = indexer_parameters(model)
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = _optimizer([{"params": params, "lr": cfg.indexer_lr, "weight_decay": 0.0}])
+        steps = cfg.warmup_steps
+        batches = _batch_indices(len(blocks), cfg.batch_size, steps, _seed(cfg, "warmup"))
+        with _Bar("indexer warm-up", steps, _use_progress(cfg)) as bar:
+            for step, idx in enumerate(batches, start=1):
+                lr = _set_lr(optimizer, _lr_factor(step - 1, steps, cfg))
+                total, per_layer = indexer_losses(model, blocks[idx].to(model.device), cfg.distill)
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                record: dict[str, Any] = {
+                    "step": step_offset + step,
+                    "stage": "warmup",
+                    "warmup/kl": float(total.detach()),
+                    "warmup/lr": lr,
+                    **{f"warmup/kl_layer{i}": float(v.detach()) for i, v in per_layer.items()},
+                }
+                if _eval_now(cfg, step, steps, eval_blocks):
+                    record["warmup/heldout_kl"] = indexer_kl(
+                        model, eval_blocks, cfg.distill, cfg.eval_batch_size
+                    )
+                    model.train()
+                _log(run, history, record)
+                bar.update(step, f"kl {record['warmup/kl']:.4f}")
+    return history
+
+
+def train_dsa(
+    model: PreTrainedModel,
+    blocks: Tensor,
+    cfg: DSATrainConfig,
+    run: Run | None = None,
+    eval_blocks: Tensor | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Pre-training then the dense warm-up (a stage with 0 steps is skipped), steps numbered
+    on across both; refuses ``cfg.sparse_steps`` > 0 (see the module docstring)."""
+    if cfg.sparse_steps > 0:
+        raise ValueError("the DSA sparse stage is not available for transformers' DSA models")
+    out: dict[str, list[dict[str, Any]]] = {}
+    if cfg.pretrain_steps > 0:
+        out["pretrain"] = pretrain_lm(model, blocks, cfg, run, eval_blocks)
+    if cfg.warmup_steps > 0:
+        out["warmup"] = indexer_warmup(
+            model, blocks, cfg, run, eval_blocks, step_offset=cfg.pretrain_steps
+        )
+    return out
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def _variant(model: PreTrainedModel, pattern: str | None, dense: bool):
+    """The context a measurement runs in: dense attention, or sparse under ``pattern`` (the
+    model's own when None), for the block only."""
+    if dense:
+        return _dense_indexers(model)
+    if pattern is None or pattern == pattern_of(model):
+        return nullcontext()
+    return using_pattern(model, pattern)
+
+
+@torch.no_grad()
+def heldout_loss(
+    model: PreTrainedModel,
+    blocks: Tensor,
+    pattern: str | None = None,
+    dense: bool = False,
+    batch_size: int = 8,
+) -> float:
+    """Mean next-token cross-entropy over every predicted token of ``blocks``: with the
+    model's DSA attention under ``pattern`` (None: its own; the model is unchanged after),
+    or with dense attention."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        with _variant(model, pattern, dense):
+            for start in range(0, len(blocks), batch_size):
+                ids = blocks[start : start + batch_size].to(model.device)
+                logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+                flat = logits.reshape(-1, logits.shape[-1])
+                total += float(F.cross_entropy(flat, ids[:, 1:].reshape(-1), reduction="sum"))
+                count += ids[:, 1:].numel()
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("no tokens to evaluate")
+    return total / count
+
+
+@torch.no_grad()
+def indexer_kl(
+    model: PreTrainedModel, blocks: Tensor, distill: bool = True, batch_size: int = 8
+) -> float:
+    """``indexer_losses``' mean KL over batches of ``blocks``, weighted by batch size."""
+    was_training = model.training
+    model.eval()
+    values, weights = [], []
+    try:
+        for start in range(0, len(blocks), batch_size):
+            ids = blocks[start : start + batch_size].to(model.device)
+            values.append(float(indexer_losses(model, ids, distill)[0]))
+            weights.append(len(ids))
+    finally:
+        model.train(was_training)
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / max(1, sum(weights))
+
+
+def calibration_loss_fn(
+    model: PreTrainedModel, calib_blocks: Tensor, batch_size: int = 8
+) -> Callable[[str], float]:
+    """``pattern -> LM loss`` on fixed calibration blocks under that pattern (applied with
+    ``hf_dsa.using_pattern`` for the call only), memoised: ``greedy_layer_search``'s loss."""
+    if len(calib_blocks) == 0:
+        raise ValueError("no calibration blocks")
+    fixed = calib_blocks.detach().clone()
+    memo: dict[str, float] = {}
+
+    def loss_fn(pattern: str) -> float:
+        pattern = pattern.upper()
+        if pattern not in memo:
+            memo[pattern] = heldout_loss(model, fixed, pattern, batch_size=batch_size)
+        return memo[pattern]
+
+    return loss_fn
+
+
+@torch.no_grad()
+def recall_accuracy(
+    model: PreTrainedModel,
+    tokenizer: Any,
+    recall_items: Sequence[RecallItem],
+    pattern: str | None = None,
+    dense: bool = False,
+) -> dict[str, float]:
+    """`train.recall_accuracy` for a transformers DSA model, with ``heldout_loss``'s choice
+    of attention."""
+    was_training = model.training
+    model.eval()
+    try:
+        with _variant(model, pattern, dense):
+            return recall_from_logits(
+                lambda ids: model(input_ids=ids, use_cache=False).logits,
+                tokenizer,
+                recall_items,
+                model.device,
+            )
+    finally:
+        model.train(was_training)
+
+
+def overlap_matrix(model: PreTrainedModel, ids: Tensor) -> np.ndarray:
+    """Jaccard overlap of every pair of layers' indexer top-k on ``ids``, every layer running
+    its own indexer. Queries that see at most k keys select all of them in every layer, so
+    they are left out (they would count as perfect overlap)."""
+    if FULL * len(dsa_layers(model)) != pattern_of(model):
+        raise ValueError(f"overlap needs every layer's own indexer; pattern {pattern_of(model)}")
+    k = model.config.index_topk
+    if ids.shape[1] <= k:
+        raise ValueError(f"sequences of {ids.shape[1]} tokens: need more than top-{k}")
+    chosen = capture_topk(model, ids)
+    return index_overlap_matrix([chosen[i][:, k:].long() for i in sorted(chosen)])
+
+
+__all__ = [
+    "calibration_loss_fn",
+    "heldout_loss",
+    "indexer_kl",
+    "indexer_losses",
+    "indexer_parameters",
+    "indexer_warmup",
+    "overlap_matrix",
+    "pretrain_lm",
+    "recall_accuracy",
+    "train_dsa",
+]
