@@ -54,19 +54,13 @@ from posttrain.attention.indexcache import (
 )
 from posttrain.attention.train import (
     DSATrainConfig,
-    _Bar,
-    _batch_indices,
     _check_blocks,
     _decay_groups,
-    _eval_now,
-    _log,
-    _lr_factor,
     _optimizer,
-    _seed,
-    _set_lr,
     _training,
-    _use_progress,
+    per_layer_kl,
     recall_from_logits,
+    stage_loop,
 )
 from posttrain.data.code_corpus import RecallItem
 from posttrain.runs import Run
@@ -98,35 +92,32 @@ def pretrain_lm(
     blocks = _check_blocks(blocks, cfg)
     index = {id(p) for p in indexer_parameters(model)}
     params = [p for p in model.parameters() if id(p) not in index]
-    history: list[dict[str, Any]] = []
     with _training(model), _dense_indexers(model):
         for p in params:
             p.requires_grad_(True)
+
+        def step_losses(ids: Tensor) -> tuple[Tensor, dict[str, float]]:
+            return _lm_loss(model, ids), {}
+
+        def held() -> float:
+            assert eval_blocks is not None  # only asked on evaluation steps
+            return heldout_loss(model, eval_blocks, dense=True, batch_size=cfg.eval_batch_size)
+
         optimizer = _optimizer(_decay_groups(params, cfg.lr, cfg.weight_decay))
-        steps = cfg.pretrain_steps
-        batches = _batch_indices(len(blocks), cfg.batch_size, steps, _seed(cfg, "pretrain"))
-        with _Bar("pretrain", steps, _use_progress(cfg)) as bar:
-            for step, idx in enumerate(batches, start=1):
-                lr = _set_lr(optimizer, _lr_factor(step - 1, steps, cfg))
-                loss = _lm_loss(model, blocks[idx].to(model.device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                record: dict[str, Any] = {
-                    "step": step_offset + step,
-                    "stage": "pretrain",
-                    "pretrain/loss": float(loss.detach()),
-                    "pretrain/lr": lr,
-                }
-                if _eval_now(cfg, step, steps, eval_blocks):
-                    record["pretrain/heldout_loss"] = heldout_loss(
-                        model, eval_blocks, dense=True, batch_size=cfg.eval_batch_size
-                    )
-                    model.train()
-                _log(run, history, record)
-                bar.update(step, f"loss {record['pretrain/loss']:.3f}")
-    return history
+        return stage_loop(
+            model,
+            "pretrain",
+            cfg.pretrain_steps,
+            optimizer,
+            params,
+            blocks,
+            cfg,
+            step_losses,
+            ("heldout_loss", held),
+            run,
+            eval_blocks,
+            step_offset,
+        )
 
 
 def indexer_losses(
@@ -169,39 +160,36 @@ def indexer_warmup(
     blocks = _check_blocks(blocks, cfg)
     if cfg.index_pattern:
         apply_pattern(model, cfg.index_pattern)
-    history: list[dict[str, Any]] = []
     with _training(model):
         for p in model.parameters():
             p.requires_grad_(False)
         params = indexer_parameters(model)
         for p in params:
             p.requires_grad_(True)
+
+        def heldout_kl() -> float:
+            assert eval_blocks is not None  # only asked on evaluation steps
+            return indexer_kl(model, eval_blocks, cfg.distill, cfg.eval_batch_size)
+
+        def step_losses(batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+            total, per_layer = indexer_losses(model, batch, cfg.distill)
+            return total, per_layer_kl(per_layer)
+
         optimizer = _optimizer([{"params": params, "lr": cfg.indexer_lr, "weight_decay": 0.0}])
-        steps = cfg.warmup_steps
-        batches = _batch_indices(len(blocks), cfg.batch_size, steps, _seed(cfg, "warmup"))
-        with _Bar("indexer warm-up", steps, _use_progress(cfg)) as bar:
-            for step, idx in enumerate(batches, start=1):
-                lr = _set_lr(optimizer, _lr_factor(step - 1, steps, cfg))
-                total, per_layer = indexer_losses(model, blocks[idx].to(model.device), cfg.distill)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                record: dict[str, Any] = {
-                    "step": step_offset + step,
-                    "stage": "warmup",
-                    "warmup/kl": float(total.detach()),
-                    "warmup/lr": lr,
-                    **{f"warmup/kl_layer{i}": float(v.detach()) for i, v in per_layer.items()},
-                }
-                if _eval_now(cfg, step, steps, eval_blocks):
-                    record["warmup/heldout_kl"] = indexer_kl(
-                        model, eval_blocks, cfg.distill, cfg.eval_batch_size
-                    )
-                    model.train()
-                _log(run, history, record)
-                bar.update(step, f"kl {record['warmup/kl']:.4f}")
-    return history
+        return stage_loop(
+            model,
+            "warmup",
+            cfg.warmup_steps,
+            optimizer,
+            params,
+            blocks,
+            cfg,
+            step_losses,
+            ("heldout_kl", heldout_kl),
+            run,
+            eval_blocks,
+            step_offset,
+        )
 
 
 def train_dsa(

@@ -82,8 +82,7 @@ from posttrain.attention.indexcache import (
     parse_pattern,
     served_layers,
 )
-from posttrain.models.tiny import CHAT_WORDS
-from posttrain.models.tokenizer import train_tokenizer
+from posttrain.models.tiny import corpus_tokenizer
 
 MODEL_TYPE = "posttrain_dsa"
 
@@ -799,12 +798,7 @@ def build_dsa_model(
     """
     if size not in SIZES:
         raise ValueError(f"unknown DSA model size {size!r}; choose one of {sorted(SIZES)}")
-    texts = list(corpus)
-    if not texts:
-        raise ValueError("the tokenizer corpus is empty")
-    tokenizer = train_tokenizer(
-        [*texts, *CHAT_WORDS], vocab_size=vocab_size, model_max_length=max_positions
-    )
+    tokenizer = corpus_tokenizer(corpus, vocab_size, max_positions)
     fields = {**SIZES[size], "max_position_embeddings": max_positions, **overrides}
     config = DSAConfig(
         vocab_size=len(tokenizer),

@@ -236,34 +236,29 @@ def pretrain_lm(
     with _training(model):
         for p in model.parameters():
             p.requires_grad_(True)
+
+        def step_losses(ids: Tensor) -> tuple[Tensor, dict[str, float]]:
+            return model(ids, labels=ids, sparse=False, use_cache=False).loss, {}
+
+        def held() -> float:
+            assert eval_blocks is not None  # only asked on evaluation steps
+            return heldout_loss(model, eval_blocks, sparse=False, batch_size=cfg.eval_batch_size)
+
         optimizer = _optimizer(_decay_groups(params, cfg.lr, cfg.weight_decay))
-        history: list[dict[str, Any]] = []
-        batches = _batch_indices(
-            len(blocks), cfg.batch_size, cfg.pretrain_steps, _seed(cfg, "pretrain")
+        return stage_loop(
+            model,
+            "pretrain",
+            cfg.pretrain_steps,
+            optimizer,
+            params,
+            blocks,
+            cfg,
+            step_losses,
+            ("heldout_loss", held),
+            run,
+            eval_blocks,
+            step_offset,
         )
-        with _Bar("pretrain", cfg.pretrain_steps, _use_progress(cfg)) as bar:
-            for step, idx in enumerate(batches, start=1):
-                lr = _set_lr(optimizer, _lr_factor(step - 1, cfg.pretrain_steps, cfg))
-                ids = blocks[idx].to(model.device)
-                out = model(ids, labels=ids, sparse=False, use_cache=False)
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                record: dict[str, Any] = {
-                    "step": step_offset + step,
-                    "stage": "pretrain",
-                    "pretrain/loss": float(out.loss.detach()),
-                    "pretrain/lr": lr,
-                }
-                if _eval_now(cfg, step, cfg.pretrain_steps, eval_blocks):
-                    record["pretrain/heldout_loss"] = heldout_loss(
-                        model, eval_blocks, sparse=False, batch_size=cfg.eval_batch_size
-                    )
-                    model.train()
-                _log(run, history, record)
-                bar.update(step, f"loss {record['pretrain/loss']:.3f}")
-    return history
 
 
 def indexer_warmup(
@@ -288,39 +283,84 @@ def indexer_warmup(
     pattern = _pattern(model, cfg.index_pattern)
     with _training(model):
         params = freeze_non_indexer(model)
+
+        def step_losses(batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+            losses = _indexer_step_losses(model, batch, pattern, "dense", cfg.distill)
+            return losses.total, per_layer_kl(losses.per_layer)
+
+        def heldout_kl() -> float:
+            assert eval_blocks is not None  # only asked on evaluation steps
+            return indexer_kl(
+                model, eval_blocks, pattern, "dense", cfg.distill, cfg.eval_batch_size
+            )
+
         optimizer = _optimizer([{"params": params, "lr": cfg.indexer_lr, "weight_decay": 0.0}])
-        history: list[dict[str, Any]] = []
-        batches = _batch_indices(
-            len(blocks), cfg.batch_size, cfg.warmup_steps, _seed(cfg, "warmup")
+        return stage_loop(
+            model,
+            "warmup",
+            cfg.warmup_steps,
+            optimizer,
+            params,
+            blocks,
+            cfg,
+            step_losses,
+            ("heldout_kl", heldout_kl),
+            run,
+            eval_blocks,
+            step_offset,
         )
-        with _Bar("indexer warm-up", cfg.warmup_steps, _use_progress(cfg)) as bar:
-            for step, idx in enumerate(batches, start=1):
-                lr = _set_lr(optimizer, _lr_factor(step - 1, cfg.warmup_steps, cfg))
-                losses = _indexer_step_losses(
-                    model, blocks[idx].to(model.device), pattern, "dense", cfg.distill
-                )
-                optimizer.zero_grad(set_to_none=True)
-                losses.total.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                record: dict[str, Any] = {
-                    "step": step_offset + step,
-                    "stage": "warmup",
-                    "warmup/kl": float(losses.total.detach()),
-                    "warmup/lr": lr,
-                    **{
-                        f"warmup/kl_layer{i}": float(v.detach())
-                        for i, v in losses.per_layer.items()
-                    },
-                }
-                if _eval_now(cfg, step, cfg.warmup_steps, eval_blocks):
-                    record["warmup/heldout_kl"] = indexer_kl(
-                        model, eval_blocks, pattern, "dense", cfg.distill, cfg.eval_batch_size
-                    )
-                    model.train()
-                _log(run, history, record)
-                bar.update(step, f"kl {record['warmup/kl']:.4f}")
+
+
+def stage_loop(
+    model: nn.Module,
+    stage: str,
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    blocks: Tensor,
+    cfg: DSATrainConfig,
+    step_losses: Callable[[Tensor], tuple[Tensor, dict[str, float]]],
+    heldout: tuple[str, Callable[[], float]],
+    run: Run | None = None,
+    eval_blocks: Tensor | None = None,
+    step_offset: int = 0,
+) -> list[dict[str, Any]]:
+    """The steps of a training stage, for any DSA model (posttrain's own or transformers'):
+    batches seeded per stage, the LR schedule, ``step_losses(batch)`` -> (the loss to
+    minimise, extra metrics), gradient clipping on ``params``, and on evaluation steps
+    ``heldout = (name, fn)``. Logs ``<stage>/<metric>`` records; the caller freezes and
+    restores parameters (``_training``)."""
+    history: list[dict[str, Any]] = []
+    batches = _batch_indices(len(blocks), cfg.batch_size, steps, _seed(cfg, stage))
+    loss_name = "kl" if stage == "warmup" else "loss"
+    label = {"pretrain": "pretrain", "warmup": "indexer warm-up"}.get(stage, stage)
+    with _Bar(label, steps, _use_progress(cfg)) as bar:
+        for step, idx in enumerate(batches, start=1):
+            lr = _set_lr(optimizer, _lr_factor(step - 1, steps, cfg))
+            loss, extra = step_losses(blocks[idx].to(model.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            record: dict[str, Any] = {
+                "step": step_offset + step,
+                "stage": stage,
+                f"{stage}/{loss_name}": float(loss.detach()),
+                f"{stage}/lr": lr,
+                **{f"{stage}/{k}": v for k, v in extra.items()},
+            }
+            if _eval_now(cfg, step, steps, eval_blocks):
+                name, evaluate = heldout
+                record[f"{stage}/{name}"] = evaluate()
+                model.train()
+            _log(run, history, record)
+            bar.update(step, f"{loss_name} {record[f'{stage}/{loss_name}']:.4g}")
     return history
+
+
+def per_layer_kl(per_layer: dict[int, Tensor]) -> dict[str, float]:
+    """Each kept layer's warm-up KL as `kl_layer<i>` metrics."""
+    return {f"kl_layer{i}": float(v.detach()) for i, v in per_layer.items()}
 
 
 def sparse_stage(

@@ -44,6 +44,17 @@ SIZES: dict[str, TinySize] = {
 CHAT_WORDS = ["system\n", "user\n", "assistant\n"]
 
 
+def corpus_tokenizer(corpus: Iterable[str], vocab_size: int, max_positions: int):
+    """A byte-level BPE tokenizer with the chat template, trained on `corpus` and the chat
+    role names (an empty corpus is a ValueError): what every tiny model here is built with."""
+    texts = list(corpus)
+    if not texts:
+        raise ValueError("the tokenizer corpus is empty")
+    return train_tokenizer(
+        [*texts, *CHAT_WORDS], vocab_size=vocab_size, model_max_length=max_positions
+    )
+
+
 def resolve_size(size: str | TinySize) -> TinySize:
     if isinstance(size, TinySize):
         return size
@@ -89,14 +100,7 @@ def build_tiny_model(
         if max_positions < 16:
             raise ValueError(f"max_positions must be at least 16, got {max_positions}")
         shape = replace(shape, max_position_embeddings=max_positions)
-    texts = list(corpus)
-    if not texts:
-        raise ValueError("the tokenizer corpus is empty")
-    tokenizer = train_tokenizer(
-        [*texts, *CHAT_WORDS],
-        vocab_size=vocab_size,
-        model_max_length=shape.max_position_embeddings,
-    )
+    tokenizer = corpus_tokenizer(corpus, vocab_size, shape.max_position_embeddings)
     torch.manual_seed(seed)
     config = tiny_config(tokenizer, shape)
     model_cls = Qwen2ForCausalLM if kind == "causal-lm" else Qwen2ForSequenceClassification

@@ -19,8 +19,7 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedToken
 from transformers.models.deepseek_v32 import DeepseekV32Config
 from transformers.models.glm_moe_dsa import GlmMoeDsaConfig
 
-from posttrain.models.tiny import CHAT_WORDS
-from posttrain.models.tokenizer import train_tokenizer
+from posttrain.models.tiny import corpus_tokenizer
 
 DSA_ARCHES = ("glm_moe_dsa", "deepseek_v32")
 
@@ -162,14 +161,7 @@ def build_tiny_dsa_model(
         if max_positions < 16:
             raise ValueError(f"max_positions must be at least 16, got {max_positions}")
         shape = replace(shape, max_position_embeddings=max_positions)
-    texts = list(corpus)
-    if not texts:
-        raise ValueError("the tokenizer corpus is empty")
-    tokenizer = train_tokenizer(
-        [*texts, *CHAT_WORDS],
-        vocab_size=vocab_size,
-        model_max_length=shape.max_position_embeddings,
-    )
+    tokenizer = corpus_tokenizer(corpus, vocab_size, shape.max_position_embeddings)
     config = tiny_dsa_config(tokenizer, arch, shape, indexer_pattern)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
