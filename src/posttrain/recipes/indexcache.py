@@ -413,8 +413,11 @@ class IndexCacheRecipe(Recipe):
             saved = {name: self.patterned(model_dir, name, p) for name, p in patterns.items()}
         distilled = {}
         if cfg.distill_steps > 0:
+            by_pattern: dict[str, Path] = {}  # a greedy pattern may equal the uniform one
             for name, pattern in patterns.items():
-                distilled[name] = self.distil(model_dir, name, pattern, data)
+                if pattern not in by_pattern:
+                    by_pattern[pattern] = self.distil(model_dir, name, pattern, data)
+                distilled[name] = by_pattern[pattern]
         self.say("[bold]5/6 held-out loss and speed[/]")
         quality = self.quality(model, tokenizer, patterns, distilled, data)
         variants = [Variant(DENSE, False, FULL * n), Variant(DSA, True, FULL * n)]
