@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from nano_dsa import FIELDS as NANO
+from nano_dsa import LENGTH, TOPK, VOCAB
 from transformers import (
     AttentionInterface,
     DeepseekV32Config,
@@ -32,34 +34,6 @@ from posttrain.attention.speed import (
     hf_variant,
     indexer_flops,
     measure_variant,
-)
-
-VOCAB = 97
-TOPK = 8
-LENGTH = 40  # > TOPK: sparse attention drops keys
-NANO = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    moe_intermediate_size=32,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=4,
-    n_routed_experts=4,
-    num_experts_per_tok=2,
-    topk_group=1,
-    kv_lora_rank=16,
-    q_lora_rank=24,
-    qk_rope_head_dim=8,
-    qk_nope_head_dim=8,
-    v_head_dim=12,
-    index_topk=TOPK,
-    index_head_dim=16,
-    index_n_heads=8,
-    first_k_dense_replace=1,
-    max_position_embeddings=128,
-    initializer_range=0.3,  # peaked attention: dropping keys changes the logits visibly
-    pad_token_id=0,
 )
 
 
