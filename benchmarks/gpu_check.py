@@ -5,9 +5,10 @@
 1. Trains the tiny policy with the RL engine on the GPU for a few steps twice, in fp32 and
    with bf16 mixed precision (same seeds, so step 1 trains on the same rollouts), checks
    that the loss and reward curves agree, and times a step (median after the first).
-2. Times DSA against IndexCache prefill on the GPU (CUDA-synchronised medians) for the
-   IndexCache recipe's `small` shape and a wider one, at several lengths, on untrained
-   weights (prefill cost does not depend on the weights' values).
+2. Times dense attention, DSA and IndexCache 1/2 and 1/4 prefill on the GPU
+   (CUDA-synchronised medians) on transformers' GLM-5 architecture with the gathered
+   `posttrain_sparse` kernel, for `tiny_dsa`'s `small` shape and a wider one, at several
+   lengths, on untrained weights (prefill cost does not depend on the weights' values).
 3. Runs `benchmarks/indexcache.py` on the GPU (transformers' GLM-5 architecture: dense, DSA
    masked / gathered, IndexCache 1/2 and 1/4), writing results/indexcache_glm5_cuda.json.
 
@@ -27,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -90,44 +90,62 @@ def train_curve(model: str, precision: str, steps: int, root: str) -> dict[str, 
     }
 
 
-def _cuda_median(fn, repeats: int) -> float:
+def _median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up: kernels, allocator
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(fn() for _ in range(repeats))
 
 
-@torch.no_grad()
-def _prefill(model: Any, ids: torch.Tensor, sparse: bool, pattern: str) -> None:
-    model(ids, sparse=sparse, index_pattern=pattern, use_cache=False)
+WIDE = dict(
+    hidden_size=1024,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    q_lora_rank=512,
+    kv_lora_rank=256,
+    qk_nope_head_dim=64,
+    qk_rope_head_dim=32,
+    v_head_dim=64,
+    intermediate_size=2816,
+    moe_intermediate_size=704,
+    index_n_heads=16,
+    index_head_dim=64,
+    index_topk=512,
+)
+"""A wider GLM-5 shape than `tiny_dsa`'s sizes, nearer a GPU's working point."""
 
 
-def prefill_timings(shape: dict[str, int], lengths: list[int], repeats: int) -> list[dict]:
+def prefill_timings(size: Any, lengths: list[int], repeats: int, device: str = "cuda") -> list:
+    """Prefill seconds of dense, DSA and IndexCache 1/2 and 1/4 (the gathered kernel) on a
+    randomly initialised tiny GLM-5 of `size` (a `tiny_dsa` size name or shape), per length.
+    `prefill_once` synchronises CUDA around each forward."""
+    from transformers import AutoModelForCausalLM
+
     from posttrain.attention.indexcache import FULL, pattern_from_frequency
-    from posttrain.attention.model import DSAConfig, DSAForCausalLM
+    from posttrain.attention.speed import Variant, hf_variant, prefill_once
+    from posttrain.data.code_corpus import stdlib_sources
+    from posttrain.models.tiny_dsa import TinyDsaSize, build_tiny_dsa_model
 
-    n = shape["num_hidden_layers"]
-    config = DSAConfig(vocab_size=512, max_position_embeddings=max(lengths), **shape)
-    torch.manual_seed(0)
-    model = DSAForCausalLM(config).cuda().eval()
-    variants = {
-        "dense": (False, FULL * n),
-        "dsa": (True, FULL * n),
-        "indexcache-1/2": (True, pattern_from_frequency(n, 2, offset=1)),
-        "indexcache-1/4": (True, pattern_from_frequency(n, 4, offset=1)),
-    }
+    shape = TinyDsaSize(**size) if isinstance(size, dict) else size
+    corpus = [s.text for s in stdlib_sources(max_files=20, max_chars=20_000, seed=0)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_tiny_dsa_model(
+            Path(tmp) / "model", corpus, arch="glm_moe_dsa", size=shape, max_positions=max(lengths)
+        )
+        model = AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
+    n = model.config.num_hidden_layers
+    variants = [
+        Variant("dense", False, FULL * n),
+        Variant("dsa", True, FULL * n),
+        Variant("indexcache-1/2", True, pattern_from_frequency(n, 2, offset=1)),
+        Variant("indexcache-1/4", True, pattern_from_frequency(n, 4, offset=1)),
+    ]
     rows = []
     for length in lengths:
-        ids = torch.randint(0, 512, (1, length), device="cuda")
+        ids = torch.randint(3, model.config.vocab_size, (1, length), device=device)
         times = {}
-        for name, (sparse, pattern) in variants.items():
-            forward = functools.partial(_prefill, model, ids, sparse, pattern)
-            times[name] = _cuda_median(forward, repeats)
+        for variant in variants:
+            with hf_variant(model, variant):
+                forward = functools.partial(prefill_once, model, ids)
+                times[variant.name] = _median_seconds(forward, repeats)
         rows.append(
             {
                 "length": length,
@@ -138,7 +156,8 @@ def prefill_timings(shape: dict[str, int], lengths: list[int], repeats: int) -> 
         shown = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
         print(f"  prefill {length}: {shown}")
     del model
-    torch.cuda.empty_cache()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     return rows
 
 
@@ -193,21 +212,9 @@ def main() -> int:
         f"RL fp32 vs bf16: step-1 gaps {gaps}, mean reward gap {reward_gap:.4f}, "
         f"step {fp32['step_seconds_median']:.3f} s vs {bf16['step_seconds_median']:.3f} s"
     )
-    from posttrain.attention.model import SIZES
-
-    wide = dict(
-        hidden_size=1024,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        intermediate_size=2816,
-        index_n_heads=16,
-        index_head_dim=64,
-        index_rope_dim=32,
-        index_topk=512,
-    )
     result["prefill"] = {
-        "small": prefill_timings(SIZES["small"], [2048, 8192], args.repeats),
-        "wide": prefill_timings(wide, [4096, 16384], args.repeats),
+        "small": prefill_timings("small", [2048, 8192], args.repeats),
+        "wide": prefill_timings(WIDE, [4096, 8192], args.repeats),
     }
     result["indexcache_glm5"] = indexcache_glm5(args.repeats)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,6 @@ overlap with the float one, and whether the weights were trained. With CUDA the 
 runs there (`--device cuda`; `benchmarks/gpu_check.py` calls it).
 
     python benchmarks/indexcache.py [--model DIR] [--lengths 1024,2048] [--repeats 5]
-
-`--posttrain-model` runs the older benchmark of posttrain's own DSA model instead (the
-IndexCache recipe on `configs/indexcache/tiny.yaml`, results in `results/indexcache.json`).
 """
 
 from __future__ import annotations
@@ -30,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -45,6 +41,7 @@ import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from posttrain.attention import hf_dsa  # noqa: E402
+from posttrain.attention.chunked_indexer import CHUNK  # noqa: E402
 from posttrain.attention.speed import (  # noqa: E402
     MASKED,
     Variant,
@@ -55,11 +52,14 @@ from posttrain.attention.speed import (  # noqa: E402
     indexer_flops,
     prefill_once,
 )
-from posttrain.data.code_corpus import stdlib_sources  # noqa: E402
+from posttrain.data.code_corpus import (  # noqa: E402
+    build_lm_corpus,
+    stdlib_sources,
+    token_blocks,
+)
 from posttrain.models.tiny_dsa import build_tiny_dsa_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "indexcache" / "tiny.yaml"
 RESULTS = Path(__file__).parent / "results"
 LENGTHS = (1024, 2048, 4096, 8192, 16384)
 GATHERED_REFERENCE = "dsa_gathered"
@@ -93,11 +93,19 @@ def prompt_ids(tokenizer, length: int) -> torch.Tensor:
     raise ValueError(f"the standard library gave {len(ids)} tokens, fewer than {length}")
 
 
-def peak_bytes(config, length: int) -> int:
-    """Rough peak memory of one prefill: the indexer's per-head scores and their ReLU (float32,
-    heads x L x L each) and the masked path's attention weights and mask (heads x L x L)."""
+def peak_bytes(config, length: int, variant: Variant) -> int:
+    """Rough peak memory of one prefill of ``variant``. Every variant: the causal mask
+    transformers builds (bool, L x L). dsa_masked (transformers' indexer and SDPA path): the
+    indexer's per-head scores and their ReLU (float32, heads x L x L each), the attention
+    weights and the top-k mask. dense: SDPA's attention weights if it falls back to the math
+    kernel (float32, heads x L x L). gathered: the chunked indexer's scores (chunk x L per
+    head, three buffers)."""
     pairs = length * length
-    return pairs * (2 * 4 * config.index_n_heads + 2 * 4 * config.num_attention_heads + 2)
+    if variant.attn_implementation == MASKED:
+        return pairs * (2 * 4 * config.index_n_heads + 2 * 4 * config.num_attention_heads + 2)
+    if not variant.sparse:
+        return pairs * (1 + 4 * config.num_attention_heads)
+    return pairs + 3 * 4 * config.index_n_heads * length * min(length, CHUNK)
 
 
 def available_bytes(device: str) -> int:
@@ -110,12 +118,21 @@ def available_bytes(device: str) -> int:
     return 8 << 30
 
 
-def skip_reason(config, length: int, budget: int, last: dict | None, limit_s: float) -> str | None:
-    """Why `length` is not measured, or None. Time: the previous length's run scaled by the
-    square of the length ratio (attention and indexer are quadratic)."""
-    need = peak_bytes(config, length)
-    if need > budget:
-        return f"estimated peak {need / 2**30:.1f} GiB > memory budget {budget / 2**30:.1f} GiB"
+def memory_skips(config, length: int, variants: list[Variant], budget: int) -> dict[str, str]:
+    """The variants whose estimated peak memory at ``length`` exceeds ``budget``, with why."""
+    skips = {}
+    for variant in variants:
+        need = peak_bytes(config, length, variant)
+        if need > budget:
+            skips[variant.name] = (
+                f"estimated peak {need / 2**30:.1f} GiB > memory budget {budget / 2**30:.1f} GiB"
+            )
+    return skips
+
+
+def skip_reason(last: dict | None, length: int, limit_s: float) -> str | None:
+    """Why `length` is not measured at all, or None. Time: the previous length's run scaled by
+    the square of the length ratio (attention and indexer are quadratic)."""
     if last is not None:
         predicted = last["seconds"] * (length / last["length"]) ** 2
         if predicted > limit_s:
@@ -217,6 +234,68 @@ def markdown(by_length: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+def quality(run_dir: Path, model, tokenizer, variants: list[Variant]) -> dict:
+    """Held-out LM loss and recall of every variant, and of each distilled pattern the recipe
+    saved, on the data of the `posttrain indexcache run` directory ``run_dir`` (its config
+    rebuilds the same corpus: held-out files and recall sequences the model never trained on),
+    at the recipe's training block length. dsa_masked is left out: it selects the same keys as
+    dsa_gathered, so its loss is the same."""
+    from posttrain.attention import hf_train
+    from posttrain.config import load_config
+    from posttrain.recipes.indexcache import IndexCacheRunConfig
+
+    config = load_config(IndexCacheRunConfig, run_dir / "config.yaml", [])
+    corpus = build_lm_corpus(config.corpus)
+    block = config.train.block_size
+    held = token_blocks(tokenizer, corpus["heldout"], block)[: config.heldout_blocks]
+    recall = corpus["recall_heldout"]
+
+    def measure(m, pattern: str, dense: bool) -> dict:
+        scores = hf_train.recall_accuracy(m, tokenizer, recall, pattern, dense)
+        return {
+            "pattern": "-" if dense else pattern,
+            "heldout_loss": hf_train.heldout_loss(m, held, pattern, dense=dense),
+            **scores,
+        }
+
+    rows = {
+        v.name: measure(model, v.pattern, not v.sparse)
+        for v in variants
+        if v.attn_implementation != MASKED
+    }
+    for folder in sorted((run_dir / "distilled").glob("*/config.json")):
+        distilled = AutoModelForCausalLM.from_pretrained(folder.parent, dtype=torch.float32)
+        distilled = distilled.to(model.device).eval()
+        rows[f"distilled/{folder.parent.name}"] = measure(
+            distilled, hf_dsa.pattern_of(distilled), dense=False
+        )
+    reference = rows[GATHERED_REFERENCE]["heldout_loss"]
+    for row in rows.values():
+        row["loss_vs_dsa_%"] = 100.0 * (row["heldout_loss"] - reference) / reference
+    return {
+        "run": str(run_dir),
+        "block_tokens": block,
+        "heldout_blocks": len(held),
+        "recall_items": len(recall),
+        "recall_task": 'recall_sequences: key = "value" lines, code filler, the lines again '
+        "shuffled; scored on the repeated values' tokens (teacher forced)",
+        "rows": rows,
+    }
+
+
+def quality_markdown(result: dict) -> str:
+    lines = [
+        "| variant | pattern | held-out loss | vs DSA % | recall token acc | recall exact |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        lines.append(
+            f"| {name} | {r['pattern']} | {r['heldout_loss']:.4f} | {r['loss_vs_dsa_%']:+.2f} "
+            f"| {r['recall_token_accuracy']:.3f} | {r['recall_exact']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def load_model(args, workdir: Path, longest: int):
     """(model, tokenizer, weights description)."""
     if args.model is not None:
@@ -296,6 +375,10 @@ def hf_benchmark(args, out: Path) -> dict:
         },
     }
 
+    if args.run is not None:
+        result["quality"] = quality(args.run, model, tokenizer, variants)
+        print(quality_markdown(result["quality"]), flush=True)
+
     def save(complete: bool) -> None:
         result["results"] = {str(n): rows for n, rows in by_length.items()}
         result["indexer_cost_fit"] = {str(n): indexer_cost(r) for n, r in by_length.items()}
@@ -310,16 +393,23 @@ def hf_benchmark(args, out: Path) -> dict:
     limit = getattr(config, "max_position_embeddings", None)
     last = None
     for length in lengths:
-        reason = skip_reason(config, length, budget, last, args.max_length_seconds)
+        reason = skip_reason(last, length, args.max_length_seconds)
         if limit is not None and length + args.decode_tokens > limit:
             reason = f"longer than the model's max_position_embeddings {limit}"
+        too_big = memory_skips(config, length, variants, budget)
+        if not reason and {"dense", GATHERED_REFERENCE} & set(too_big):
+            reason = "; ".join(f"{name}: {why}" for name, why in too_big.items())
         if reason:
             skipped[str(length)] = reason
             print(f"skip {length}: {reason}")
             continue
+        for name, why in too_big.items():
+            skipped[f"{length}/{name}"] = why
+            print(f"skip {name} at {length}: {why}")
+        fitting = [v for v in variants if v.name not in too_big]
         ids = prompt_ids(tokenizer, length).to(args.device)
         t0 = time.perf_counter()
-        by_length[length] = measure_length(model, ids, variants, args.repeats, args.decode_tokens)
+        by_length[length] = measure_length(model, ids, fitting, args.repeats, args.decode_tokens)
         last = {"length": length, "seconds": time.perf_counter() - t0}
         print(f"{length} tokens: {last['seconds']:.0f} s", flush=True)
         save(complete=False)
@@ -327,58 +417,16 @@ def hf_benchmark(args, out: Path) -> dict:
     return result
 
 
-def posttrain_model_benchmark(args) -> None:
-    """The earlier benchmark: the IndexCache recipe on posttrain's own DSA model."""
-    from posttrain.config import load_config, to_dict
-    from posttrain.recipes.indexcache import IndexCacheRecipe, IndexCacheRunConfig
-
-    out = args.out or RESULTS / "indexcache.json"
-    overrides = [*args.overrides, "run_name=indexcache-bench", f"runs_root={args.runs_root}"]
-    config = load_config(IndexCacheRunConfig, CONFIG, overrides)
-    run_dir = args.runs_root / config.run_name
-    if args.fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    started = time.perf_counter()
-    summary = IndexCacheRecipe(config)()
-    results = json.loads((run_dir / "results.json").read_text())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figures = {}
-    for name in ("overlap.png", "loss_vs_kept_indexers.png", "speed.png"):
-        target = out.with_name(f"indexcache_{name}")
-        shutil.copyfile(run_dir / name, target)
-        inside = target.is_relative_to(ROOT)
-        figures[name] = str(target.relative_to(ROOT) if inside else target)
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "indexcache",
-                "command": "python benchmarks/indexcache.py --posttrain-model"
-                + "".join(f" --set {o}" for o in args.overrides),
-                "config": to_dict(config),
-                "reference": "dsa (every layer runs its indexer), same weights, same run",
-                "goal": results["goal"],
-                "table": results["table"],
-                "overlap": summary["overlap"],
-                "patterns": summary["patterns"],
-                "train_seconds": summary.get("train_seconds"),
-                "figures": figures,
-                "total_s": round(time.perf_counter() - started, 1),
-                "machine": {
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "torch": torch.__version__,
-                    "torch_threads": config.threads or torch.get_num_threads(),
-                },
-            },
-            indent=2,
-        )
-    )
-    print(f"wrote {out}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a glm_moe_dsa model directory")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a `posttrain indexcache run` directory: its trained model (dsa-model/), and the "
+        "held-out loss and recall of every variant and distilled pattern on its held-out data",
+    )
     parser.add_argument("--size", default="micro", help="tiny_dsa size when building a model")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--repeats", type=int, default=5)
@@ -390,15 +438,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-fraction", type=float, default=0.6)
     parser.add_argument("--max-length-seconds", type=float, default=1800.0)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--posttrain-model", action="store_true", help="the older benchmark")
-    parser.add_argument("--runs-root", type=Path, default=ROOT / "runs")
-    parser.add_argument("--fresh", action="store_true", help="(--posttrain-model) start over")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
-    if args.posttrain_model:
-        posttrain_model_benchmark(args)
-        return
+    if args.run is not None:
+        if args.model is not None:
+            parser.error("--run takes its model from the run directory: drop --model")
+        args.model = args.run / "dsa-model"
+        if not (args.model / "config.json").exists():
+            parser.error(f"--run: no trained model at {args.model}")
     suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
     out = args.out or RESULTS / f"indexcache_glm5{suffix}.json"
     result = hf_benchmark(args, out)

@@ -24,7 +24,7 @@ ValueError that quotes the spec and says what the consumer expected.
 
 The second half says what a model directory holds, from its config.json and marker files
 (`describe_model_dir`): a causal LM, a Bradley–Terry sequence classifier, WildReward's ordinal
-reward model, a DSA attention model, a PEFT adapter... so every loader that must choose by
+reward model, a PEFT adapter... so every loader that must choose by
 what a directory holds asks the same function.
 
 This module imports nothing from the rest of posttrain, so every stage may use it.
@@ -230,9 +230,6 @@ ADAPTER_FILE = "adapter_config.json"
 ORDINAL_FILE = "ordinal.json"
 """Written by WildReward's ordinal training next to the classifier: K, the head, its biases
 (`posttrain.rewards.ordinal.META_FILE`)."""
-DSA_MODEL_TYPE = "posttrain_dsa"
-"""The `model_type` of posttrain's DeepSeek Sparse Attention model
-(`posttrain.attention.model.MODEL_TYPE`), which loads once that module is imported."""
 
 
 class ModelKind(StrEnum):
@@ -246,8 +243,6 @@ class ModelKind(StrEnum):
     """A sequence classifier with another number of outputs."""
     ORDINAL = "ordinal"
     """WildReward's ordinal reward model: a sequence classifier plus `ORDINAL_FILE`."""
-    DSA = "dsa"
-    """posttrain's DeepSeek Sparse Attention causal LM (`DSA_MODEL_TYPE`)."""
     PEFT_ADAPTER = "peft-adapter"
     """A PEFT adapter alone (`ADAPTER_FILE`, no `CONFIG_FILE`)."""
     OTHER = "other"
@@ -290,8 +285,6 @@ def describe_model_dir(path: str | Path) -> ModelDir:
     fields = {"model_type": model_type, "architectures": architectures, "num_labels": num_labels}
     if (path / ORDINAL_FILE).is_file():
         kind = ModelKind.ORDINAL
-    elif model_type == DSA_MODEL_TYPE:
-        kind = ModelKind.DSA
     elif any(a.endswith("ForSequenceClassification") for a in architectures):
         kind = ModelKind.BRADLEY_TERRY if num_labels == 1 else ModelKind.SEQUENCE_CLASSIFIER
     elif any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):

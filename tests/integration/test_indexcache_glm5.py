@@ -1,7 +1,8 @@
 """`posttrain indexcache run --config configs/indexcache/glm5_tiny.yaml` end to end on a tiny
-GLM-5 architecture model (transformers' glm_moe_dsa), shrunk to run in seconds: the search's
-patterns, the pattern directories reloaded by transformers, what distillation may change, the
-indexer calls per variant, and resume."""
+GLM-5 architecture model (transformers' glm_moe_dsa), shrunk to run in seconds: every stage's
+output and the report, the search's patterns, the pattern directories reloaded by
+transformers, what distillation may change, the indexer calls and FLOPs per variant, resume,
+re-measuring speed alone, and config errors."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from posttrain.cli import app
 from posttrain.config import load_config
 from posttrain.data.io import read_jsonl
 from posttrain.recipes.indexcache import IndexCacheRecipe, IndexCacheRunConfig, load
+from posttrain.runs import read_metrics
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "indexcache" / "glm5_tiny.yaml"
 SMALL = [
@@ -29,8 +31,11 @@ SMALL = [
     "corpus.max_chars=4000",
     "corpus.seq_tokens=96",
     "corpus.n_recall_heldout=2",
+    "corpus.n_pairs=2",  # recall texts short enough for a 96-token block (this tokenizer)
+    "corpus.recall_fill=0.3",
     "train.pretrain_steps=4",
     "train.warmup_steps=2",
+    "train.sparse_steps=2",
     "train.block_size=96",
     "train.batch_size=2",
     "train.eval_every=2",
@@ -38,7 +43,7 @@ SMALL = [
     "heldout_blocks=2",
     "calibration_blocks=2",
     "distill_steps=2",
-    "keep=[0.5]",  # two patterns: uniform and greedy, 2 of 4 indexers
+    "keep=[0.5,0.25]",  # uniform and greedy patterns keeping 2 and 1 of 4 indexers
     "lengths=[96]",
     "repeats=1",
     "decode_tokens=2",
@@ -61,6 +66,38 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "indexcache-glm5"
 
 
+VARIANTS = ["dense", "dsa", "uniform-1/2", "greedy-1/2", "uniform-1/4", "greedy-1/4"]
+
+
+def test_every_stage_writes_its_result_and_the_report(finished: Path):
+    for name in (
+        "dsa-model/config.json",
+        "training.json",
+        "overlap.json",
+        "overlap.png",
+        "greedy.json",
+        "quality.json",
+        "speed.jsonl",
+        "loss_vs_kept_indexers.png",
+        "speed.png",
+        "results.json",
+        "report.html",
+    ):
+        assert (finished / name).exists(), name
+    results = json.loads((finished / "results.json").read_text())
+    assert [row["variant"] for row in results["table"]] == VARIANTS
+    dsa = results["table"][1]
+    assert dsa["loss_vs_dsa_%_training_free"] == 0.0 and dsa["prefill_x@96"] == 1.0
+    assert all("loss_distilled" in row for row in results["table"][2:])
+    assert set(results["goal"]) == {"uniform-1/4", "greedy-1/4"}
+    assert all(goal["length"] == 96 for goal in results["goal"].values())
+    # The three training stages ran, the sparse one last (its held-out loss is recorded).
+    trained = json.loads((finished / "training.json").read_text())
+    assert trained["train_seconds"] > 0 and "sparse_final_heldout_loss" in trained
+    stages = [r["stage"] for r in read_metrics(finished / "training")]
+    assert stages == ["pretrain"] * 4 + ["warmup"] * 2 + ["sparse"] * 2
+
+
 def test_the_search_and_its_patterns_are_in_the_results(finished: Path):
     results = json.loads((finished / "results.json").read_text())
     search = results["search"]
@@ -70,11 +107,18 @@ def test_the_search_and_its_patterns_are_in_the_results(finished: Path):
         turned = [i for i in range(4) if before["pattern"][i] != after["pattern"][i]]
         assert len(turned) == 1 and after["pattern"][turned[0]] == "S" and turned[0] > 0
     summary = json.loads((finished / "summary.json").read_text())
-    assert summary["patterns"] == {"uniform-1/2": "FSFS", "greedy-1/2": search[2]["pattern"]}
+    assert summary["patterns"] == {
+        "uniform-1/2": "FSFS",
+        "greedy-1/2": search[2]["pattern"],
+        "uniform-1/4": "FSSS",
+        "greedy-1/4": "FSSS",
+    }
     assert search[3]["pattern"] == "FSSS"
-    assert (finished / "overlap.png").exists()
-    overlap = json.loads((finished / "overlap.json").read_text())["matrix"]
-    assert len(overlap) == 4 and all(overlap[i][i] == 1.0 for i in range(4))
+    overlap = json.loads((finished / "overlap.json").read_text())
+    matrix = overlap["matrix"]
+    assert len(matrix) == 4 and all(matrix[i][i] == 1.0 for i in range(4))
+    assert all(matrix[i][j] == matrix[j][i] for i in range(4) for j in range(4))
+    assert 0.0 < overlap["random_selection_mean"] < 1.0 and overlap["queries_from"] == 64
 
 
 def test_pattern_directories_reload_with_their_indexer_types(finished: Path):
@@ -106,27 +150,54 @@ def test_distillation_trains_only_the_kept_indexers(finished: Path):
     assert {k.split(".")[2] for k in indexer} == {"0", "2"}
     assert all(torch.equal(v, trained[k]) for k, v in params.items() if k not in indexer)
     assert any(not torch.equal(params[k], trained[k]) for k in indexer)
+    # One pattern under two names (uniform = greedy at 1/4) is distilled once.
+    dirs = json.loads((finished / "results.json").read_text())["model_dirs"]
+    assert dirs["uniform-1/4 (distilled)"] == dirs["greedy-1/4 (distilled)"]
 
 
 def test_speed_rows_count_indexer_calls_per_variant(finished: Path):
     rows = {r["name"]: r for r in read_jsonl(finished / "speed.jsonl")}
-    assert set(rows) == {"dense", "dsa", "uniform-1/2", "greedy-1/2"}
+    assert set(rows) == set(VARIANTS)
     assert rows["dense"]["indexer_calls_per_prefill"] == 0
-    for name in ("dsa", "uniform-1/2", "greedy-1/2"):
+    for name in VARIANTS[1:]:
         assert rows[name]["indexer_calls_per_prefill"] == rows[name]["pattern"].count("F")
+    for row in rows.values():
+        assert row["prefill_seconds"] > 0 and row["decode_tokens_per_second"] > 0
+        assert row["threads"] == 1
+    flops = {name: row["indexer_flops_prefill"] for name, row in rows.items()}
+    assert flops["dsa"] == 2 * flops["uniform-1/2"] == 4 * flops["uniform-1/4"] > 0
+    assert flops["dense"] == 0
 
 
-def test_a_second_run_reuses_every_stage_and_bad_settings_are_refused(finished: Path):
+def test_a_second_run_reuses_every_stage_and_new_timings_remeasure_only_speed(finished: Path):
     before = (finished / "dsa-model" / "model.safetensors").stat().st_mtime_ns
+    speed = (finished / "speed.jsonl").read_text()
+    quality = (finished / "quality.json").read_text()
     first = json.loads((finished / "summary.json").read_text())
     summary = IndexCacheRecipe(_config(finished))()
     assert summary["patterns"] == first["patterns"] and summary["search"] == first["search"]
     assert (finished / "dsa-model" / "model.safetensors").stat().st_mtime_ns == before
-    with pytest.raises(ValueError, match="sparse_steps"):
-        IndexCacheRecipe(IndexCacheRunConfig(arch="glm_moe_dsa"))
+    assert (finished / "speed.jsonl").read_text() == speed
+    # Timing settings may change between runs: only the speed rows are measured again.
+    IndexCacheRecipe(_config(finished, "repeats=2"))()
+    rows = read_jsonl(finished / "speed.jsonl")
+    assert len(rows) == 2 * len(VARIANTS)  # the first rows, then each measured again
+    latest = {r["key"]: r for r in rows}
+    assert len(latest) == len(VARIANTS) and all(r["repeats"] == 2 for r in latest.values())
+    assert (finished / "quality.json").read_text() == quality
+
+
+def test_changed_settings_and_bad_values_are_config_errors(finished: Path):
+    with pytest.raises(ValueError, match="distill_steps"):
+        IndexCacheRecipe(_config(finished, "distill_steps=9"))
     with pytest.raises(ValueError, match="arch"):
         IndexCacheRecipe(IndexCacheRunConfig(arch="llama"))
+    with pytest.raises(ValueError, match="keep"):
+        IndexCacheRecipe(IndexCacheRunConfig(keep=[1.5]))
+    with pytest.raises(ValueError, match="max_positions"):
+        IndexCacheRecipe(IndexCacheRunConfig(lengths=[100_000]))
 
 
-def _config(finished: Path) -> IndexCacheRunConfig:
-    return load_config(IndexCacheRunConfig, CONFIG, [*SMALL, f"runs_root={finished.parent}"])
+def _config(finished: Path, *overrides: str) -> IndexCacheRunConfig:
+    settings = [*SMALL, f"runs_root={finished.parent}", *overrides]
+    return load_config(IndexCacheRunConfig, CONFIG, settings)

@@ -9,6 +9,7 @@ import torch
 
 from posttrain.data.code_corpus import (
     CodeCorpusConfig,
+    aligned_blocks,
     build_lm_corpus,
     recall_sequences,
     stdlib_root,
@@ -44,9 +45,11 @@ def test_recall_sequences_hold_their_answers_after_their_keys():
             item.keys, item.values, item.answer_spans, item.key_spans, strict=True
         ):
             assert item.text[start:end] == value
-            assert item.text[start - len(key) - 2 : start] == f"{key}? "
+            # the query repeats the assignment's line word for word
+            line = f'{key} = "{value}"\n'
+            assert item.text[start - len(key) - 4 : end + 2] == line
             assert item.text[k0:k1] == key and k1 < start
-            assert f'{key} = "{value}"\n' in item.text[:start]
+            assert item.text[k0 : k0 + len(line)] == line
             # the answer is far back: filler lies between the assignment and the query
             assert start - k1 > 300
         assert len(set(item.keys)) == len(item.keys)
@@ -92,6 +95,8 @@ def test_build_lm_corpus_splits_by_file_and_is_deterministic(corpus):
     assert 0.2 < recall_chars / sum(map(len, data["train"])) < 0.45
     again = build_lm_corpus(cfg)
     assert again["train"] == data["train"] and again["heldout"] == data["heldout"]
+    assert sorted(data["train_code"] + data["recall_train"]) == sorted(data["train"])
+    assert sorted(data["recall_train"]) == sorted(recall_train)
     assert [r.text for r in again["recall_heldout"]] == [r.text for r in data["recall_heldout"]]
 
 
@@ -107,3 +112,26 @@ def test_token_blocks_concatenate_with_eos(corpus):
     assert int((blocks == tok.eos_token_id).sum()) >= len(texts) - 1
     with pytest.raises(ValueError, match="do not fill"):
         token_blocks(tok, ["a"], block_size=64)
+
+
+def test_aligned_blocks_start_each_text_and_fill_with_the_other_stream(corpus):
+    _, data = corpus
+    tok = train_tokenizer(data["train"][:6], vocab_size=300)
+    eos = tok.eos_token_id
+    encoded = [tok(t, add_special_tokens=False)["input_ids"] for t in data["recall_train"]]
+    block = max(map(len, encoded)) - 1  # the longest recall text does not fit
+    fill = [
+        i for t in data["train_code"] for i in (*tok(t, add_special_tokens=False)["input_ids"], eos)
+    ]
+    blocks, skipped = aligned_blocks(tok, data["recall_train"], block, data["train_code"])
+    fits = [ids for ids in encoded if len(ids) + 1 <= block]
+    assert skipped == len(encoded) - len(fits) >= 1
+    assert blocks.shape == (len(fits), block)
+    at = 0
+    for row, ids in zip(blocks.tolist(), fits, strict=True):
+        assert row[: len(ids) + 1] == [*ids, eos]  # the whole text first, never cut
+        rest = row[len(ids) + 1 :]
+        assert rest == [fill[(at + i) % len(fill)] for i in range(len(rest))]
+        at = (at + len(rest)) % len(fill)
+    with pytest.raises(ValueError, match="recall_fill"):
+        aligned_blocks(tok, data["recall_train"], 4, data["train_code"])

@@ -1,6 +1,7 @@
 """Training and evaluating transformers' DSA models (`hf_train`), checked against references
-computed here: transformers' own LM loss, a hand-written KL over the causal keys, a model built
-with a different top-k, and Jaccard overlaps counted with Python sets."""
+computed here: transformers' own LM loss, a hand-written KL over the causal keys (or over the
+keys the indexer selected), a model built with a different top-k, gradients of each loss taken
+alone, and Jaccard overlaps counted with Python sets."""
 
 import copy
 import json
@@ -21,6 +22,7 @@ from posttrain.attention.hf_dsa import (
     pattern_of,
 )
 from posttrain.attention.train import DSATrainConfig
+from posttrain.runs import Run, read_metrics
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dsa"
 SEQ = 20
@@ -199,3 +201,70 @@ def test_overlap_matrix_counts_shared_top_k_keys(tmp_path):
         hf_train.overlap_matrix(apply_pattern(model, "FFSF"), ids)
     with pytest.raises(ValueError, match="more than top"):
         hf_train.overlap_matrix(model_of("glm5", tmp_path), ids[:, :TOPK])
+
+
+def test_sparse_stage_lowers_the_lm_loss_and_trains_model_and_indexers(tmp_path):
+    model = model_of("glm5", tmp_path, initializer_range=0.3)
+    ids = tokens()
+    before = hf_train.heldout_loss(model, ids)
+    others, indexers = snapshot(model, indexers=False), snapshot(model, indexers=True)
+    cfg = settings(sparse_steps=6, lr=1e-2, indexer_lr=1e-2, eval_every=3)
+    history = hf_train.sparse_stage(model, ids, cfg, eval_blocks=ids)
+    assert hf_train.heldout_loss(model, ids) < before - 1.0  # the same batch every step
+    assert {"sparse/lm_loss", "sparse/indexer_kl", "sparse/kl_layer3"} <= set(history[0])
+    assert history[-1]["sparse/indexer_kl"] < history[0]["sparse/indexer_kl"]
+    assert [r["step"] for r in history if "sparse/heldout_loss" in r] == [3, 6]
+    assert changed(others, model) and changed(indexers, model)
+    assert not model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_sparse_losses_train_disjoint_parameters(tmp_path):
+    model = model_of("glm5", tmp_path, initializer_range=0.3)
+    apply_pattern(model, "FSFS")
+    losses = hf_train.sparse_losses(model, tokens())
+    names, params = zip(*model.named_parameters(), strict=True)
+    for loss, trains_indexers in ((losses.lm, False), (losses.indexer, True)):
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        reached = {n for n, g in zip(names, grads, strict=True) if g is not None and g.any()}
+        indexer = {n for n in names if ".indexer." in n}
+        assert reached == (indexer if trains_indexers else set(names) - indexer)
+
+
+def test_sparse_kl_is_restricted_to_the_selected_keys(tmp_path):
+    model = model_of("glm5", tmp_path, initializer_range=0.3)
+    apply_pattern(model, "FSFS")
+    ids = tokens()
+    losses = hf_train.sparse_losses(model, ids)
+    # References from separate no-grad passes: the indexers' top-k, the sparse attention.
+    causal = torch.ones(SEQ, SEQ, dtype=torch.bool).tril()
+    probs = attention_probs(model, ids, dense=False)
+    for layer, served in ((0, [0, 1]), (2, [2, 3])):
+        topk = capture_topk(model, ids)[layer].long()
+        chosen = torch.zeros(2, SEQ, SEQ, dtype=torch.bool).scatter_(-1, topk, True) & causal
+        assert torch.equal(losses.selected[layer], chosen)
+        targets = [probs[i].sum(1) / probs[i].sum(1).sum(-1, keepdim=True) for i in served]
+        for p in targets:
+            assert p.masked_select(~chosen).abs().max() == 0  # no mass outside the selection
+        scores = index_scores(model, layer, ids).detach()
+        want = _kl(scores.masked_fill(~chosen, float("-inf")), targets)
+        torch.testing.assert_close(losses.per_layer[layer], want)
+        unrestricted = _kl(scores.masked_fill(~causal, float("-inf")), targets)
+        assert not torch.allclose(want, unrestricted)  # the restriction matters
+
+
+def _kl(masked_scores: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+    log_q = masked_scores.log_softmax(-1)
+    kls = [torch.where(p > 0, p * (p.clamp_min(1e-30).log() - log_q), 0.0) for p in targets]
+    return torch.stack([k.sum(-1).mean() for k in kls]).mean()
+
+
+def test_train_dsa_runs_the_three_stages_with_steps_numbered_on(tmp_path):
+    model = model_of("glm5", tmp_path)
+    cfg = settings(pretrain_steps=2, warmup_steps=2, sparse_steps=2, index_pattern="FSFS")
+    with Run(tmp_path / "run") as run:
+        histories = hf_train.train_dsa(model, tokens(), cfg, run)
+    assert list(histories) == ["pretrain", "warmup", "sparse"]
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == list(range(1, 7))
+    assert pattern_of(model) == "FSFS" and "sparse/kl_layer1" not in histories["sparse"][0]
+    with pytest.raises(ValueError, match="block_size"):
+        hf_train.sparse_stage(model, tokens()[:, :10], cfg)

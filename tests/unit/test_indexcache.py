@@ -1,4 +1,4 @@
-"""IndexCache: F/S patterns, index reuse, distillation loss, greedy search, overlap plots."""
+"""IndexCache: F/S patterns, distillation loss, greedy search, overlap plots."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from posttrain.attention.dsa import (
-    LightningIndexer,
-    kl_to_target,
-    selection_mask,
-    sparse_attention,
-    topk_indices,
-)
+from posttrain.attention.dsa import kl_to_target, selection_mask, topk_indices
 from posttrain.attention.indexcache import (
-    IndexCacheRunner,
     averaged_target,
     full_layers,
     greedy_layer_search,
@@ -23,7 +16,6 @@ from posttrain.attention.indexcache import (
     parse_pattern,
     pattern_from_frequency,
     plot_overlap,
-    run_index_cache,
     served_layers,
     source_layers,
 )
@@ -77,55 +69,6 @@ def test_source_and_served_layers():
 
 
 # --- runner ---------------------------------------------------------------------------------
-
-
-def test_shared_layers_never_call_their_indexer():
-    pattern = "FSSFS"
-    torch.manual_seed(0)
-    indexers = [
-        LightningIndexer(hidden_size=8, n_index_heads=2, index_head_dim=4, rope_dim=2)
-        for _ in pattern
-    ]
-    calls = [0] * len(pattern)
-
-    def make(layer):
-        def run(x):
-            calls[layer] += 1
-            return LightningIndexer.topk(indexers[layer].scores(x), 3)
-
-        return run
-
-    runner = IndexCacheRunner(pattern, [make(i) for i in range(len(pattern))])
-    x = torch.randn(1, 6, 8)
-    q, k, v = (torch.randn(1, 2, 6, 4) for _ in range(3))
-    with torch.no_grad():
-        outs = []
-        for layer in range(len(pattern)):
-            selection = runner(layer, x)
-            outs.append(selection)
-            sparse_attention(q, k, v, *selection)  # what the layer would do with them
-            x = x + 0.1 * torch.randn_like(x)  # the hidden state changes per layer
-    assert runner.calls == [1, 0, 0, 1, 0] == calls
-    assert outs[1] is outs[0] and outs[2] is outs[0] and outs[4] is outs[3]
-    assert outs[3] is not outs[0]  # the second F layer computed its own selection
-    runner.reset()
-    with pytest.raises(RuntimeError, match="F layer 0"):
-        runner(1, x)
-    runner.reset(counts=True)
-    assert runner.calls == [0] * 5
-
-
-def test_runner_validation_and_offline_helper():
-    with pytest.raises(ValueError, match="no indexer"):
-        IndexCacheRunner("FSF", [lambda: 1, None, None])
-    with pytest.raises(ValueError, match="indexers"):
-        IndexCacheRunner("FS", [lambda: 1])
-    outs, calls = run_index_cache(
-        "FSFS",
-        [lambda a: a * 10, None, lambda a: a + 1, None],
-        [(i,) for i in (1, 2, 3, 4)],
-    )
-    assert outs == [10, 10, 4, 4] and calls == [1, 0, 1, 0]
 
 
 # --- distillation ---------------------------------------------------------------------------

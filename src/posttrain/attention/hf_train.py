@@ -1,12 +1,12 @@
 """Training and evaluating transformers' DSA models (`glm_moe_dsa`, `deepseek_v32`) for IndexCache.
 
-The same stages as `posttrain.attention.train` runs on posttrain's own DSA model, over the
-adapter in `posttrain.attention.hf_dsa` instead of model flags:
+The stages, over the adapter in `posttrain.attention.hf_dsa` (the loop, batching and
+learning-rate schedule are `posttrain.attention.train`'s):
 
-1. ``pretrain_lm``: dense LM pre-training from scratch. transformers' DSA attention always
-   masks to its indexer's top-k, so "dense" means every indexer keeps every causal key
-   (``hf_dsa._dense_indexers``); the indexers themselves get no gradient (their forward is
-   no-grad, and top-k has none).
+1. ``pretrain_lm``: dense LM pre-training from scratch (a tiny model has no dense checkpoint
+   to start from). transformers' DSA attention always masks to its indexer's top-k, so
+   "dense" means every indexer keeps every causal key (``hf_dsa._dense_indexers``); the
+   indexers themselves get no gradient (their forward is no-grad, and top-k has none).
 2. ``indexer_warmup``: DeepSeek-V3.2's dense warm-up (arXiv:2512.02556, section 2.1.1). Only
    the indexers learn, by KL(p || softmax(I)) with p the layer's dense main attention summed
    over heads and L1-normalised. The scores are recomputed with gradients
@@ -14,19 +14,22 @@ adapter in `posttrain.attention.hf_dsa` instead of model flags:
    pattern each kept indexer learns against the averaged attention of the layers it serves
    (``indexcache.multi_layer_distillation_loss``): that is IndexCache's multi-layer
    distillation.
-3. evaluation: held-out LM loss (the model's own sparse attention, dense, or under a pattern
+3. ``sparse_stage``: DeepSeek-V3.2's sparse training stage. The whole model trains through
+   its own top-k attention: the main model by the LM loss, the indexers by the KL restricted
+   to each query's selected keys (p: the main attention over the selected set, summed over
+   heads and L1-normalised, detached). The indexer's input is detached, so each loss trains
+   only its own parameters: transformers' indexer forward is no-grad already, and the
+   scores with gradients are recomputed from detached copies of its inputs.
+4. evaluation: held-out LM loss (the model's own sparse attention, dense, or under a pattern
    for the call only), the greedy search's memoised calibration loss, teacher-forced recall,
    and the cross-layer overlap of the indexers' top-k.
-
-DSA's sparse training stage (LM loss through top-k attention plus the KL on the selected
-keys) is not implemented here: IndexCache's tools need the warmed-up indexers, not it.
-Batching, learning-rate schedule, progress bars and logging are `train`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,8 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from posttrain.attention.hf_dsa import (
+    IndexerInputs,
+    _attn_implementation,
     _dense_indexers,
     apply_pattern,
     attention_probs,
@@ -109,7 +114,7 @@ def pretrain_lm(
             "pretrain",
             cfg.pretrain_steps,
             optimizer,
-            params,
+            [params],
             blocks,
             cfg,
             step_losses,
@@ -181,11 +186,149 @@ def indexer_warmup(
             "warmup",
             cfg.warmup_steps,
             optimizer,
-            params,
+            [params],
             blocks,
             cfg,
             step_losses,
             ("heldout_kl", heldout_kl),
+            run,
+            eval_blocks,
+            step_offset,
+        )
+
+
+@dataclass(frozen=True)
+class SparseLosses:
+    """One sparse-stage forward: the LM loss (gradients into everything but the indexers),
+    the indexer KL (mean over kept indexers; gradients into the indexers only) and each kept
+    layer's KL, with the keys each kept indexer selected ([batch, seq, keys], causal ones
+    only) that its KL is restricted to."""
+
+    lm: Tensor
+    indexer: Tensor
+    per_layer: dict[int, Tensor]
+    selected: dict[int, Tensor]
+
+
+@contextmanager
+def _captured_indexers(
+    model: PreTrainedModel,
+) -> Iterator[tuple[dict[int, IndexerInputs], dict[int, Tensor]]]:
+    """({layer: its indexer's inputs}, {layer: its top-k}) of the kept indexers while the
+    block runs; the inputs are detached, so the KL cannot reach the main model through them."""
+    found: dict[int, IndexerInputs] = {}
+    chosen: dict[int, Tensor] = {}
+    names = ("hidden_states", "q_resid", "position_embeddings", "attention_mask")
+
+    def inputs(layer: int):
+        def hook(_module, args, kwargs):
+            values = dict(zip(names, args, strict=False)) | {
+                k: v for k, v in kwargs.items() if k in names
+            }
+            cos, sin = values["position_embeddings"]
+            found[layer] = IndexerInputs(
+                hidden_states=values["hidden_states"].detach(),
+                q_resid=values["q_resid"].detach(),
+                position_embeddings=(cos.detach(), sin.detach()),
+                attention_mask=values["attention_mask"].detach(),
+            )
+
+        return hook
+
+    def topk(layer: int):
+        return lambda _module, _args, out: chosen.__setitem__(layer, out)
+
+    handles = []
+    for layer, attn in enumerate(dsa_layers(model)):
+        if attn.indexer is not None:
+            pre = attn.indexer.register_forward_pre_hook(inputs(layer), with_kwargs=True)
+            handles += [pre, attn.indexer.register_forward_hook(topk(layer))]
+    try:
+        yield found, chosen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _selected_keys(topk: Tensor, mask: Tensor) -> Tensor:
+    """[batch, seq, keys] True at the selected keys the query may see: the indexer returns k
+    slots even for a query with fewer causal keys, and those point at masked keys."""
+    allowed = mask if mask.dtype == torch.bool else mask == 0
+    chosen = torch.zeros(allowed.shape, dtype=torch.bool, device=topk.device)
+    return chosen.scatter_(-1, topk.long(), True) & allowed
+
+
+def sparse_losses(model: PreTrainedModel, ids: Tensor, distill: bool = True) -> SparseLosses:
+    """The sparse stage's losses on ``ids`` from one forward of the model's own DSA attention
+    (under its current pattern), with gradients.
+
+    The forward runs transformers' eager attention so it returns the main attention's
+    probabilities, which are zero outside each query's top-k. Each kept indexer's KL is
+    ``multi_layer_distillation_loss`` restricted to its selected keys: against the attention
+    of every layer it serves with ``distill`` (they attend over its selection), else its own
+    layer's only."""
+    with _attn_implementation(model, "eager"), _captured_indexers(model) as (found, chosen):
+        out = model(input_ids=ids, labels=ids, output_attentions=True, use_cache=False)
+    per_layer, selected = {}, {}
+    for layer, served in served_layers(pattern_of(model)).items():
+        captured = found[layer]
+        selected[layer] = _selected_keys(chosen[layer], captured.attention_mask)
+        scores = index_scores(model, layer, inputs=captured)
+        targets = [out.attentions[i] for i in (served if distill else [layer])]
+        per_layer[layer] = multi_layer_distillation_loss(scores, targets, selected[layer])
+    indexer = torch.stack(list(per_layer.values())).mean()
+    return SparseLosses(lm=out.loss, indexer=indexer, per_layer=per_layer, selected=selected)
+
+
+def sparse_stage(
+    model: PreTrainedModel,
+    blocks: Tensor,
+    cfg: DSATrainConfig,
+    run: Run | None = None,
+    eval_blocks: Tensor | None = None,
+    step_offset: int = 0,
+) -> list[dict[str, Any]]:
+    """DSA's sparse training stage for ``cfg.sparse_steps`` steps: minimises the LM loss plus
+    ``cfg.indexer_loss_weight`` times the indexer KL on the selected keys (``sparse_losses``),
+    the main model at ``cfg.lr`` and the indexers at ``cfg.indexer_lr``, each set's gradient
+    clipped on its own. ``cfg.index_pattern``, when given, is applied first and stays (as in
+    ``indexer_warmup``). Logs ``sparse/loss``, ``sparse/lm_loss``, ``sparse/indexer_kl``,
+    each kept layer's KL and, on evaluation steps, the sparse ``sparse/heldout_loss``."""
+    blocks = _check_blocks(blocks, cfg)
+    if cfg.index_pattern:
+        apply_pattern(model, cfg.index_pattern)
+    with _training(model):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        index = indexer_parameters(model)
+        indexer_ids = {id(p) for p in index}
+        main = [p for p in model.parameters() if id(p) not in indexer_ids]
+        groups = _decay_groups(main, cfg.lr, cfg.weight_decay)
+        groups.append({"params": index, "lr": cfg.indexer_lr, "weight_decay": 0.0})
+
+        def step_losses(batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+            losses = sparse_losses(model, batch, cfg.distill)
+            extra = {
+                "lm_loss": float(losses.lm.detach()),
+                "indexer_kl": float(losses.indexer.detach()),
+            }
+            total = losses.lm + cfg.indexer_loss_weight * losses.indexer
+            return total, extra | per_layer_kl(losses.per_layer)
+
+        def held() -> float:
+            assert eval_blocks is not None  # only asked on evaluation steps
+            return heldout_loss(model, eval_blocks, batch_size=cfg.eval_batch_size)
+
+        return stage_loop(
+            model,
+            "sparse",
+            cfg.sparse_steps,
+            _optimizer(groups),
+            [main, index],
+            blocks,
+            cfg,
+            step_losses,
+            ("heldout_loss", held),
             run,
             eval_blocks,
             step_offset,
@@ -199,17 +342,20 @@ def train_dsa(
     run: Run | None = None,
     eval_blocks: Tensor | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Pre-training then the dense warm-up (a stage with 0 steps is skipped), steps numbered
-    on across both; refuses ``cfg.sparse_steps`` > 0 (see the module docstring)."""
-    if cfg.sparse_steps > 0:
-        raise ValueError("the DSA sparse stage is not available for transformers' DSA models")
+    """Pre-training, the dense warm-up, then the sparse stage (a stage with 0 steps is
+    skipped), steps numbered on across them in ``run``'s metrics. Returns each stage's
+    history under its name."""
     out: dict[str, list[dict[str, Any]]] = {}
-    if cfg.pretrain_steps > 0:
-        out["pretrain"] = pretrain_lm(model, blocks, cfg, run, eval_blocks)
-    if cfg.warmup_steps > 0:
-        out["warmup"] = indexer_warmup(
-            model, blocks, cfg, run, eval_blocks, step_offset=cfg.pretrain_steps
-        )
+    offset = 0
+    stages = (
+        ("pretrain", cfg.pretrain_steps, pretrain_lm),
+        ("warmup", cfg.warmup_steps, indexer_warmup),
+        ("sparse", cfg.sparse_steps, sparse_stage),
+    )
+    for name, steps, stage in stages:
+        if steps > 0:
+            out[name] = stage(model, blocks, cfg, run, eval_blocks, step_offset=offset)
+            offset += steps
     return out
 
 
@@ -300,8 +446,8 @@ def recall_accuracy(
     pattern: str | None = None,
     dense: bool = False,
 ) -> dict[str, float]:
-    """`train.recall_accuracy` for a transformers DSA model, with ``heldout_loss``'s choice
-    of attention."""
+    """Teacher-forced recall (`train.recall_from_logits`) with ``heldout_loss``'s choice of
+    attention."""
     was_training = model.training
     model.eval()
     try:
@@ -330,6 +476,7 @@ def overlap_matrix(model: PreTrainedModel, ids: Tensor) -> np.ndarray:
 
 
 __all__ = [
+    "SparseLosses",
     "calibration_loss_fn",
     "heldout_loss",
     "indexer_kl",
@@ -339,5 +486,7 @@ __all__ = [
     "overlap_matrix",
     "pretrain_lm",
     "recall_accuracy",
+    "sparse_losses",
+    "sparse_stage",
     "train_dsa",
 ]

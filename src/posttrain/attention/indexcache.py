@@ -14,22 +14,20 @@ the pattern:
   attention distribution.
 
 Patterns are strings over {"F", "S"}, one letter per layer, layer 0 always "F". This module is
-model-agnostic: indexers are callables, scores/attention are tensors (see ``dsa`` for layouts).
+model-agnostic: scores and attention are tensors (see ``dsa`` for layouts); running a model
+under a pattern is transformers' (GLM-5's ``indexer_types``, through ``hf_dsa``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from posttrain.attention.dsa import attention_target, kl_to_target, selection_mask
-
-T = TypeVar("T")
 
 FULL = "F"
 SHARED = "S"
@@ -105,69 +103,6 @@ def served_layers(pattern: str) -> dict[int, list[int]]:
 def full_layers(pattern: str) -> list[int]:
     """Indices of the F layers."""
     return [i for i, c in enumerate(parse_pattern(pattern, len(pattern))) if c == FULL]
-
-
-# --- running indexers under a pattern -------------------------------------------------------
-
-
-class IndexCacheRunner(Generic[T]):
-    """Runs per-layer indexers under an F/S pattern, reusing F results on S layers.
-
-    ``indexers[l]`` is a callable that returns layer l's selection (for instance the
-    ``(indices, valid)`` pair of ``LightningIndexer.topk``); S entries may be None, since an
-    S layer keeps no indexer. Call ``runner(layer, *args, **kwargs)`` once per layer in order
-    during a forward pass: F layers call their indexer with the arguments and cache the
-    result, S layers return the cached result of their source layer without calling anything.
-    ``calls[l]`` counts indexer calls per layer. Call ``reset()`` between forward passes (the
-    counts are kept; ``reset(counts=True)`` zeroes them too).
-    """
-
-    def __init__(self, pattern: str, indexers: Sequence[Callable[..., T] | None]) -> None:
-        self.pattern = parse_pattern(pattern, len(pattern))
-        if len(indexers) != len(pattern):
-            raise ValueError(f"got {len(indexers)} indexers for {len(pattern)} layers")
-        missing = [i for i, c in enumerate(pattern) if c == FULL and indexers[i] is None]
-        if missing:
-            raise ValueError(f"F layers {missing} have no indexer")
-        self.indexers = list(indexers)
-        self.sources = source_layers(pattern)
-        self.calls = [0] * len(pattern)
-        self._cache: dict[int, T] = {}
-
-    def reset(self, counts: bool = False) -> None:
-        self._cache.clear()
-        if counts:
-            self.calls = [0] * len(self.pattern)
-
-    def __call__(self, layer: int, *args: Any, **kwargs: Any) -> T:
-        if not 0 <= layer < len(self.pattern):
-            raise IndexError(f"layer {layer} out of range for {len(self.pattern)} layers")
-        if self.pattern[layer] == FULL:
-            indexer = self.indexers[layer]
-            assert indexer is not None
-            self.calls[layer] += 1
-            result = indexer(*args, **kwargs)
-            self._cache[layer] = result
-            return result
-        src = self.sources[layer]
-        if src not in self._cache:
-            raise RuntimeError(f"S layer {layer} needs F layer {src}, which has not run yet")
-        return self._cache[src]
-
-
-def run_index_cache(
-    pattern: str,
-    indexers: Sequence[Callable[..., T] | None],
-    layer_inputs: Sequence[Sequence[Any]],
-) -> tuple[list[T], list[int]]:
-    """Selections for every layer when all inputs are known up front, plus the call counts.
-
-    ``layer_inputs[l]`` are the positional arguments layer l's indexer would get (ignored on
-    S layers). A convenience over ``IndexCacheRunner`` for tests and offline analysis.
-    """
-    runner = IndexCacheRunner(pattern, indexers)
-    outputs = [runner(layer, *layer_inputs[layer]) for layer in range(len(pattern))]
-    return outputs, runner.calls
 
 
 # --- training-aware: multi-layer distillation -----------------------------------------------
@@ -302,7 +237,6 @@ def plot_overlap(matrix: np.ndarray, path: str | Path, title: str | None = None)
 __all__ = [
     "FULL",
     "SHARED",
-    "IndexCacheRunner",
     "averaged_target",
     "full_layers",
     "greedy_layer_search",
@@ -311,7 +245,6 @@ __all__ = [
     "parse_pattern",
     "pattern_from_frequency",
     "plot_overlap",
-    "run_index_cache",
     "served_layers",
     "source_layers",
 ]

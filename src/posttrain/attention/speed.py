@@ -7,22 +7,19 @@ the same weights, plus the indexer work each variant does. A *variant* is
 ``(sparse, pattern, attn_implementation)``; ``sparse=False`` is the dense baseline (no indexer
 runs, every query attends to every earlier key).
 
-Two kinds of model are measured:
-
-- posttrain's own ``DSAForCausalLM``: the variant goes into its forward (``sparse``,
-  ``index_pattern``); it has one sparse path, so ``attn_implementation`` must stay None.
-- transformers' DSA models (``hf_dsa.is_dsa_model``: GLM-5's ``glm_moe_dsa``, DeepSeek-V3.2's
-  ``deepseek_v32``): ``hf_variant`` sets the model up for the block. The pattern goes in with
-  ``hf_dsa.using_pattern``; the attention implementation with ``model.set_attn_implementation``
-  (transformers' supported switch on a loaded model: it rewrites ``config._attn_implementation``,
-  which every attention module reads at each forward). Sparse variants default to the gathered
-  kernel (``sparse_kernel.NAME``); ``MASKED`` ("sdpa") is transformers' own path, which turns
-  the top-k into an L x L mask over dense SDPA. The dense variant swaps every layer's indexer
-  for a stand-in that returns no top-k (``None``) and runs under the gathered kernel's name:
-  with no indices that implementation *is* transformers' SDPA over the model's causal mask, so
-  no indexer arithmetic runs and the attention is dense, with the same MLA, MoE and mask code
-  as the sparse variants. (Raising ``index_topk`` instead would still run every indexer and sort
-  all keys; "sdpa" itself needs top-k indices to build its mask.)
+The models are transformers' DSA models (``hf_dsa.is_dsa_model``: GLM-5's ``glm_moe_dsa``,
+DeepSeek-V3.2's ``deepseek_v32``); ``hf_variant`` sets one up as a variant for a block. The
+pattern goes in with ``hf_dsa.using_pattern``; the attention implementation with
+``model.set_attn_implementation`` (transformers' supported switch on a loaded model: it rewrites
+``config._attn_implementation``, which every attention module reads at each forward). Sparse
+variants default to the gathered kernel (``sparse_kernel.NAME``) with the indexer run over
+query chunks (``chunked_indexer``); ``MASKED`` ("sdpa") is transformers' own path as
+shipped, which turns the top-k into an L x L mask over dense SDPA. The dense variant swaps
+every layer's indexer for a stand-in that returns no top-k (``None``) and runs under the
+gathered kernel's name: with no indices that implementation *is* transformers' SDPA over the
+model's causal mask, so no indexer arithmetic runs and the attention is dense, with the same
+MLA, MoE and mask code as the sparse variants. (Raising ``index_topk`` instead would still run
+every indexer and sort all keys; "sdpa" itself needs top-k indices to build its mask.)
 
 Timing is wall clock around ``torch.no_grad()`` forwards, the median of ``repeats`` after a
 warm-up; callers should fix the thread count (``torch.set_num_threads``) so variants compete on
@@ -44,9 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from posttrain.attention import hf_dsa, sparse_kernel
+from posttrain.attention.chunked_indexer import chunked_indexers
 from posttrain.attention.dsa import fp8_quant_dequant, topk_overlap
 from posttrain.attention.indexcache import FULL, parse_pattern
-from posttrain.attention.model import DSACache, DSAForCausalLM
 
 GATHERED = sparse_kernel.NAME
 """transformers' attention implementation that gathers each query's top-k keys."""
@@ -56,8 +53,8 @@ MASKED = "sdpa"
 
 @dataclass(frozen=True)
 class Variant:
-    """An attention variant of one model: a name, sparse or dense, an F/S pattern, and (on
-    transformers' models) the attention implementation of a sparse variant (None: gathered)."""
+    """An attention variant of one model: a name, sparse or dense, an F/S pattern, and the
+    attention implementation of a sparse variant (None: gathered)."""
 
     name: str
     sparse: bool
@@ -80,8 +77,8 @@ def indexer_flops(config: object, length: int, pattern: str, past: int = 0) -> i
         + causal_pairs * (2 * H_I * d_I + 2 * H_I),
         causal_pairs = length * past + length * (length + 1) / 2
 
-    ``q_in`` is ``q_lora_rank`` on transformers' DSA configs (their indexer projects the
-    attention's low-rank query ``q_resid``) and ``hidden_size`` on posttrain's own model.
+    ``q_in`` is ``q_lora_rank`` (the indexer projects the attention's low-rank query
+    ``q_resid``), or ``hidden_size`` on a config without one.
     S layers run no indexer. Not counted: top-k selection (comparisons), LayerNorm and RoPE
     (O(d) per token), and the masked upper triangle that transformers' indexer computes and
     then discards (its matmul is over all L x L pairs, so its executed prefill work is up to
@@ -96,12 +93,7 @@ def indexer_flops(config: object, length: int, pattern: str, past: int = 0) -> i
     return pattern.count(FULL) * (projections + scoring)
 
 
-def _is_hf(model: nn.Module) -> bool:
-    # posttrain's own model also has layers with an `indexer`, so test it first.
-    return not isinstance(model, DSAForCausalLM) and hf_dsa.is_dsa_model(model)
-
-
-# --- transformers' DSA models ---------------------------------------------------------------
+# --- variants -------------------------------------------------------------------------------
 
 
 class _NoIndexer(nn.Module):
@@ -146,6 +138,8 @@ def hf_variant(model: nn.Module, variant: Variant) -> Iterator[hf_dsa.IndexerCal
             stack.enter_context(hf_dsa.using_pattern(model, variant.pattern))
             name = variant.attn_implementation or GATHERED
             stack.enter_context(attn_implementation(model, name))
+            if name == GATHERED:  # our kernel with the indexer over query chunks
+                stack.enter_context(chunked_indexers(model))
             calls = stack.enter_context(hf_dsa.count_indexer_calls(model))
         else:
             if variant.attn_implementation not in (None, GATHERED):
@@ -199,7 +193,7 @@ def _synchronize(tensor: Tensor) -> None:
         torch.cuda.synchronize(tensor.device)
 
 
-def _hf_measure(
+def _measure(
     model: nn.Module, ids: Tensor, variant: Variant, repeats: int, decode_tokens: int
 ) -> dict[str, float | int | str]:
     model.eval()
@@ -266,95 +260,6 @@ def _fp8_projections(indexer: nn.Module, block: int) -> Iterator[None]:
             handle.remove()
 
 
-# --- posttrain's own DSA model --------------------------------------------------------------
-
-
-def _median_seconds(fn, repeats: int, warm_up: bool = True) -> float:
-    if warm_up:  # allocator, thread pool, lazy initialisation
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-@torch.no_grad()
-def prefill_seconds(
-    model: nn.Module, ids: Tensor, variant: Variant, repeats: int = 3, warm_up: bool = True
-) -> float:
-    """Median wall-clock seconds of one full forward over ``ids`` (no cache); ``warm_up=False``
-    when the caller has just run the same forward."""
-    model.eval()
-    if _is_hf(model):
-        with hf_variant(model, variant):
-            return _median_seconds(lambda: model(input_ids=ids, use_cache=False), repeats, warm_up)
-    _check_own(variant)
-
-    def forward() -> None:
-        model(ids, sparse=variant.sparse, index_pattern=variant.pattern, use_cache=False)
-
-    return _median_seconds(forward, repeats, warm_up)
-
-
-def _check_own(variant: Variant) -> None:
-    if variant.attn_implementation is not None:
-        raise ValueError("posttrain's own DSA model has one attention path: no attn_implementation")
-
-
-@torch.no_grad()
-def decode_tokens_per_second(
-    model: nn.Module, ids: Tensor, variant: Variant, new_tokens: int = 16, repeats: int = 3
-) -> float:
-    """Greedy decode throughput after a cached prefill of ``ids``.
-
-    The prefill is not timed; each repeat decodes ``new_tokens`` one at a time from a copy
-    of the same cache state, so every repeat sees the same context length.
-    """
-    if new_tokens < 1:
-        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
-    model.eval()
-    if _is_hf(model):
-        with hf_variant(model, variant):
-            cache, first = cached_prefill(model, ids)
-            decode_once(model, cache, first, new_tokens)  # warm-up
-            times = [decode_once(model, cache, first, new_tokens) for _ in range(repeats)]
-        seconds = statistics.median(times)
-        return new_tokens * ids.shape[0] / seconds
-    _check_own(variant)
-    out = model(ids, sparse=variant.sparse, index_pattern=variant.pattern, use_cache=True)
-    prefilled: DSACache = out.cache
-    first = out.logits[:, -1].argmax(-1, keepdim=True)
-
-    def decode() -> None:
-        cache = _copy_cache(prefilled)
-        token = first
-        for _ in range(new_tokens):
-            step = model(
-                token,
-                cache=cache,
-                use_cache=True,
-                sparse=variant.sparse,
-                index_pattern=variant.pattern,
-            )
-            cache = step.cache
-            token = step.logits[:, -1].argmax(-1, keepdim=True)
-
-    seconds = _median_seconds(decode, repeats)
-    return new_tokens * ids.shape[0] / seconds
-
-
-def _copy_cache(cache: DSACache) -> DSACache:
-    """A cache that decoding can extend without touching ``cache`` (tensors are never
-    written in place by the model, so sharing them is safe; only the lists are copied)."""
-    copy = DSACache(cache.n_layers)
-    copy.keys = list(cache.keys)
-    copy.values = list(cache.values)
-    copy.index_keys = list(cache.index_keys)
-    return copy
-
-
 @torch.no_grad()
 def measure_variant(
     model: nn.Module,
@@ -363,10 +268,9 @@ def measure_variant(
     repeats: int = 3,
     decode_tokens: int = 16,
 ) -> dict[str, float | int | str]:
-    """Prefill seconds, decode tokens/s, indexer calls (one prefill) and FLOPs for a variant.
-
-    Works on posttrain's own model and on transformers' DSA models (see the module
-    docstring). The forward that counts the indexer calls is also the prefill timing's warm-up."""
+    """Prefill seconds, decode tokens/s, indexer calls (one prefill) and FLOPs for a variant
+    (medians of ``repeats`` after a warm-up; the cached prefill that counts the indexer calls
+    is also the prefill timing's warm-up)."""
     model.eval()
     length = ids.shape[1]
     config = model.config
@@ -379,20 +283,7 @@ def measure_variant(
         "indexer_flops_prefill": flops * ids.shape[0],
         "indexer_flops_per_decode_token": decode_flops,
     }
-    if _is_hf(model):
-        return row | _hf_measure(model, ids, variant, repeats, decode_tokens)
-    _check_own(variant)
-    model.reset_indexer_calls()
-    model(ids, sparse=variant.sparse, index_pattern=variant.pattern, use_cache=False)
-    calls = sum(model.indexer_calls)
-    return {
-        **row,
-        "indexer_calls_per_prefill": calls,
-        "prefill_seconds": prefill_seconds(model, ids, variant, repeats, warm_up=False),
-        "decode_tokens_per_second": decode_tokens_per_second(
-            model, ids, variant, decode_tokens, repeats
-        ),
-    }
+    return row | _measure(model, ids, variant, repeats, decode_tokens)
 
 
 __all__ = [
@@ -402,11 +293,9 @@ __all__ = [
     "attn_implementation",
     "cached_prefill",
     "decode_once",
-    "decode_tokens_per_second",
     "fp8_indexer_overlap",
     "hf_variant",
     "indexer_flops",
     "measure_variant",
     "prefill_once",
-    "prefill_seconds",
 ]

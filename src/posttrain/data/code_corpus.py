@@ -7,11 +7,12 @@ must reward attending *far back*, or a sparse top-k selection is never tested ag
 a local window would not also find. The running interpreter ships the first: the Python
 standard library's ``.py`` files (``stdlib_sources``). The second is generated
 (``recall_sequences``): a block of ``key = "value"`` assignments, a long filler of code, then
-queries ``key? value`` whose value can only be predicted by looking back at the assignment.
+the same assignments again in another order, whose values can only be predicted by looking back.
 
 ``build_lm_corpus`` mixes the two, splits train and held-out *by file* (a file's text never
-appears in both, and the filler of held-out recall sequences comes from held-out files only),
-and ``token_blocks`` packs texts into fixed-length token blocks for training.
+appears in both, and the filler of held-out recall sequences comes from held-out files only).
+``token_blocks`` packs texts into fixed-length token blocks for training; ``aligned_blocks``
+starts a block at every recall sequence, because one cut in two teaches nothing about recall.
 """
 
 from __future__ import annotations
@@ -202,9 +203,15 @@ def recall_sequences(
     Each one is, in order: ``n_pairs`` lines ``key = "value"`` (random 3-5 letter keys, random
     4-character values), a filler of code (a random window of ``filler_sources``, else random
     code-like lines) sized so the whole text is about ``length_chars`` long, and
-    ``n_queries`` (default ``n_pairs``) lines ``key? value`` in shuffled order. The value after
-    ``key? `` is the answer; ``RecallItem.answer_spans`` gives its character offsets so that
-    an evaluation can score recall on those characters alone.
+    ``n_queries`` (default ``n_pairs``) of the same lines again in shuffled order. The value in
+    a repeated line is the answer; ``RecallItem.answer_spans`` gives its character offsets so
+    that an evaluation can score recall on those characters alone.
+
+    Why the query repeats the assignment word for word: the value's tokens then follow the
+    same tokens as they did the first time, so a copying (induction) circuit, which small
+    models learn early, can recall them; a query in another format (``key? value``) tokenizes
+    the value differently and a 4-layer model trained for minutes does not learn it (about 1%
+    of tokens, measured on the GLM-5 micro model).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -225,14 +232,14 @@ def recall_sequences(
             key_at[key] = (len(text), len(text) + len(key))
             text += f'{key} = "{value}"\n'
         queried = rng.sample(range(n_pairs), n_queries)
-        query_chars = len("# recall\n") + sum(len(keys[i]) + len(values[i]) + 3 for i in queried)
+        query_chars = len("# recall\n") + sum(len(keys[i]) + len(values[i]) + 6 for i in queried)
         text += _filler(rng, length_chars - len(text) - query_chars, filler_sources)
         text += "# recall\n"
         spans: list[tuple[int, int]] = []
         for i in queried:
-            text += f"{keys[i]}? "
+            text += f'{keys[i]} = "'
             spans.append((len(text), len(text) + len(values[i])))
-            text += values[i] + "\n"
+            text += values[i] + '"\n'
         items.append(
             RecallItem(
                 text=text,
@@ -264,7 +271,10 @@ class CodeCorpusConfig:
     recall_mix: float = 0.25
     seq_tokens: int = 256
     chars_per_token: float = 2.5
-    recall_fill: float = 0.8
+    recall_fill: float = 0.6
+    """Recall texts tokenize denser than code (a value is about a token per character): at
+    0.6 of a block by the code estimate they fit their block (``aligned_blocks`` skips the
+    rest)."""
     n_pairs: int = 6
     n_recall_heldout: int = 64
     seed: int = 0
@@ -278,9 +288,10 @@ def build_lm_corpus(config: CodeCorpusConfig) -> dict[str, Any]:
     """Train/held-out texts from the standard library mixed with recall sequences.
 
     Returns a dict with ``"train"`` (list of texts: training files and recall sequences,
-    shuffled together), ``"heldout"`` (texts of the held-out files), ``"recall_heldout"``
-    (``RecallItem``s whose filler comes from held-out files), and the file names of each side
-    (``"train_files"``, ``"heldout_files"``). The split is by file: a file is on one side
+    shuffled together; ``"train_code"`` and ``"recall_train"`` hold the two kinds apart),
+    ``"heldout"`` (texts of the held-out files), ``"recall_heldout"`` (``RecallItem``s whose
+    filler comes from held-out files), and the file names of each side (``"train_files"``,
+    ``"heldout_files"``). The split is by file: a file is on one side
     only. Everything is determined by ``config.seed``.
     """
     if not 0.0 < config.heldout_fraction < 1.0:
@@ -321,6 +332,8 @@ def build_lm_corpus(config: CodeCorpusConfig) -> dict[str, Any]:
     random.Random(config.seed + 4).shuffle(train)
     return {
         "train": train,
+        "train_code": train_texts,
+        "recall_train": [item.text for item in recall_train],
         "heldout": heldout_texts,
         "recall_heldout": recall_heldout,
         "train_files": [f.name for f in train_files],
@@ -353,8 +366,54 @@ def token_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> Tenso
     return torch.tensor(ids[: n_blocks * block_size], dtype=torch.long).view(n_blocks, block_size)
 
 
+def aligned_blocks(
+    tokenizer: Any, texts: Sequence[str], block_size: int, fill_texts: Sequence[str]
+) -> tuple[Tensor, int]:
+    """One (block_size,) block per text that fits, each starting with its text and EOS.
+
+    The rest of each block is filled with the token stream of ``fill_texts`` (EOS after each,
+    taken in order and cycled), so no position is padding. Returns the blocks and how many
+    texts were skipped because they do not fit in a block with their EOS; raises ValueError
+    when none fits.
+    """
+    if block_size < 2:
+        raise ValueError(f"block_size must be >= 2, got {block_size}")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos_token_id")
+    fill = [t for row in _encode(tokenizer, fill_texts) for t in (*row, eos)]
+    if not fill:
+        raise ValueError("fill_texts hold no tokens")
+    blocks: list[list[int]] = []
+    skipped = 0
+    at = 0
+    for row in _encode(tokenizer, texts):
+        ids = [*row, eos]
+        if len(ids) > block_size:
+            skipped += 1
+            continue
+        while len(ids) < block_size:
+            take = fill[at : at + block_size - len(ids)]
+            ids.extend(take)
+            at = (at + len(take)) % len(fill)
+        blocks.append(ids)
+    if not blocks:
+        raise ValueError(
+            f"none of {len(texts)} texts fits a block of {block_size} tokens "
+            "(shorten them: corpus.recall_fill)"
+        )
+    return torch.tensor(blocks, dtype=torch.long), skipped
+
+
+def _encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    if not texts:
+        return []
+    return tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+
+
 __all__ = [
     "CodeCorpusConfig",
+    "aligned_blocks",
     "RecallItem",
     "SourceFile",
     "build_lm_corpus",

@@ -2,29 +2,28 @@
 
 IndexCache (THUDM, 2026) keeps the lightning indexer of DeepSeek Sparse Attention in a few
 Full (F) layers and lets the Shared (S) layers reuse the top-k indices of the nearest F layer
-above them. `posttrain indexcache run` wires the stages:
+above them. `posttrain indexcache run` wires the stages on transformers' own DSA architectures
+(`arch: glm_moe_dsa` builds a tiny GLM-5 model with `posttrain.models.tiny_dsa`,
+`deepseek_v32` a tiny DeepSeek-V3.2; or `model:` a trained directory of either), through
+`posttrain.attention.hf_dsa` and `posttrain.attention.hf_train`:
 
-1. a DSA causal LM (`posttrain.attention.model`) trained from scratch on Python standard-
-   library sources mixed with long-range recall sequences (`posttrain.data.code_corpus`):
-   dense LM pre-training, the dense indexer warm-up, the sparse stage
-   (`posttrain.attention.train`);
+1. the DSA causal LM trained from scratch on Python standard-library sources mixed with
+   long-range recall sequences (`posttrain.data.code_corpus`): dense LM pre-training, the
+   dense indexer warm-up, DSA's sparse stage;
 2. the cross-layer top-k overlap (Jaccard) of its indexers, as a matrix and heat map;
-3. the training-free greedy search of the F layers by calibration LM loss;
+3. the training-free greedy search of the F layers by calibration LM loss; each pattern is
+   written into the model's `indexer_types` and saved as a model directory
+   (`patterns/<name>`) that `AutoModelForCausalLM` reloads and `posttrain serve` serves;
 4. training-aware multi-layer distillation: for each IndexCache pattern, the kept indexers
    (and only they; the model is frozen) continue the dense warm-up against the averaged
-   attention of the layers they serve;
-5. held-out LM loss of every variant, and prefill latency, decode throughput, indexer calls
-   and FLOPs at each context length (`posttrain.attention.speed`);
+   attention of the layers they serve (`distilled/<name>`);
+5. held-out LM loss and recall of every variant, and prefill latency, decode throughput,
+   indexer calls and FLOPs at each context length, sparse variants with the gathered kernel
+   (`posttrain_sparse`; `posttrain.attention.speed`);
 6. a report with the heat map, the loss-versus-kept-indexers curves and the speed table.
 
-The same stages run on transformers' own DSA architectures (`arch: glm_moe_dsa` builds a
-tiny GLM-5 model with `posttrain.models.tiny_dsa`, `deepseek_v32` a tiny DeepSeek-V3.2; or
-`model:` a trained directory of either) through `posttrain.attention.hf_train` and
-`hf_dsa`: pre-training and the dense warm-up (no sparse stage), patterns applied by writing
-`indexer_types` and saved as model directories (`patterns/<name>`, `distilled/<name>`) that
-`AutoModelForCausalLM` reloads and `posttrain serve` serves, and sparse variants timed with
-the gathered kernel (`posttrain_sparse`). transformers' DeepSeek-V3.2 always runs every
-indexer, so on it only the overlap, the losses and the speed of dense attention and DSA run.
+transformers' DeepSeek-V3.2 always runs every indexer, so on it only the overlap, the losses
+and the speed of dense attention and DSA run.
 
 Each stage writes its result into the run directory and is skipped when that result is
 there, so an interrupted run resumes; speed rows are appended one at a time.
@@ -42,6 +41,7 @@ from typing import Any
 
 import torch
 from rich.table import Table
+from transformers import PreTrainedModel
 
 from posttrain import atomic
 from posttrain.attention import hf_dsa, hf_train
@@ -53,17 +53,14 @@ from posttrain.attention.indexcache import (
     pattern_from_frequency,
     plot_overlap,
 )
-from posttrain.attention.model import DSAForCausalLM, build_dsa_model
 from posttrain.attention.speed import Variant, measure_variant
-from posttrain.attention.train import (
-    DSATrainConfig,
-    calibration_loss_fn,
-    heldout_loss,
-    indexer_warmup,
-    recall_accuracy,
-    train_dsa,
+from posttrain.attention.train import DSATrainConfig
+from posttrain.data.code_corpus import (
+    CodeCorpusConfig,
+    aligned_blocks,
+    build_lm_corpus,
+    token_blocks,
 )
-from posttrain.data.code_corpus import CodeCorpusConfig, build_lm_corpus, token_blocks
 from posttrain.eval.core import ItemLog
 from posttrain.models.tiny_dsa import DSA_ARCHES, build_tiny_dsa_model
 from posttrain.recipes.base import Recipe
@@ -72,16 +69,15 @@ from posttrain.runs import Run
 
 DENSE = "dense"
 DSA = "dsa"
-OWN_ARCH = "posttrain_dsa"
 
 
 def _demo_training() -> DSATrainConfig:
-    # About 8 minutes on 2 CPU cores for the `small` model (8 layers, hidden 128).
+    # configs/indexcache/glm5_tiny.yaml's training (its header says how long a run takes).
     return DSATrainConfig(
-        pretrain_steps=600,
+        pretrain_steps=400,
         warmup_steps=60,
-        sparse_steps=60,
-        block_size=512,
+        sparse_steps=30,
+        block_size=256,
         batch_size=8,
         eval_every=100,
         eval_batch_size=8,
@@ -91,30 +87,30 @@ def _demo_training() -> DSATrainConfig:
 @dataclass
 class IndexCacheRunConfig:
     model: str | None = None
-    """A trained DSA model directory to start from (no training): posttrain's own
-    `DSAForCausalLM`, or a transformers `glm_moe_dsa` / `deepseek_v32` one; None: train one."""
-    arch: str = OWN_ARCH
-    """The model to train when `model` is None: posttrain's own DSA model (`posttrain_dsa`),
-    or a tiny transformers `glm_moe_dsa` / `deepseek_v32` (sizes of `tiny_dsa.DSA_SIZES`)."""
-    model_size: str = "small"
+    """A trained transformers `glm_moe_dsa` / `deepseek_v32` model directory to start from
+    (no training); None: train one."""
+    arch: str = "glm_moe_dsa"
+    """The model to train when `model` is None: a tiny transformers `glm_moe_dsa` (GLM-5) or
+    `deepseek_v32` (DeepSeek-V3.2), of `tiny_dsa.DSA_SIZES[model_size]`."""
+    model_size: str = "micro"
     vocab_size: int = 1024
-    max_positions: int = 8192
-    corpus: CodeCorpusConfig = field(default_factory=lambda: CodeCorpusConfig(seq_tokens=512))
+    max_positions: int = 4096
+    corpus: CodeCorpusConfig = field(default_factory=lambda: CodeCorpusConfig(seq_tokens=256))
     train: DSATrainConfig = field(default_factory=_demo_training)
-    heldout_blocks: int = 32
+    heldout_blocks: int = 16
     """Held-out blocks (of `train.block_size` tokens) for every variant's LM loss."""
     calibration_blocks: int = 8
     """Training blocks the greedy search scores patterns on (fixed, cached)."""
     keep: list[float] = field(default_factory=lambda: [0.5, 0.25])
     """Fractions of the indexers to keep; each gives a uniform and a greedy pattern."""
-    distill_steps: int = 40
+    distill_steps: int = 30
     """Indexer-only multi-layer distillation steps per pattern (0: skip distillation)."""
-    lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096, 8192])
+    lengths: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
     repeats: int = 3
     decode_tokens: int = 16
     threads: int = 2
     """torch threads for the timings (0: leave PyTorch's default)."""
-    run_name: str = "indexcache"
+    run_name: str = "indexcache-glm5"
     runs_root: str = "runs"
 
 
@@ -125,10 +121,8 @@ class IndexCacheRecipe(Recipe):
     config: IndexCacheRunConfig
 
     def check(self, config: IndexCacheRunConfig) -> None:
-        if config.arch not in (OWN_ARCH, *DSA_ARCHES):
-            raise ValueError(f"arch: one of {[OWN_ARCH, *DSA_ARCHES]}, got {config.arch!r}")
-        if config.arch != OWN_ARCH and config.train.sparse_steps > 0:
-            raise ValueError(f"train.sparse_steps: {config.arch} has no sparse stage here; set 0")
+        if config.arch not in DSA_ARCHES:
+            raise ValueError(f"arch: one of {list(DSA_ARCHES)}, got {config.arch!r}")
         if not config.keep or not all(0.0 < f < 1.0 for f in config.keep):
             raise ValueError(f"keep: fractions in (0, 1) expected, got {config.keep}")
         if not config.lengths or min(config.lengths) < 2:
@@ -152,7 +146,12 @@ class IndexCacheRecipe(Recipe):
         corpus = self.corpus
         block = cfg.train.block_size
         heldout = token_blocks(tokenizer, corpus["heldout"], block)[: cfg.heldout_blocks]
-        train = token_blocks(tokenizer, corpus["train"], block)
+        code = token_blocks(tokenizer, corpus["train_code"], block)
+        recall, skipped = aligned_blocks(
+            tokenizer, corpus["recall_train"], block, corpus["train_code"]
+        )
+        order = torch.randperm(len(code) + len(recall), generator=torch.Generator().manual_seed(0))
+        train = torch.cat([code, recall])[order]
         longest = max(cfg.lengths)
         prompt = token_blocks(tokenizer, corpus["heldout"] + corpus["train"], longest)[:1]
         return {
@@ -161,6 +160,8 @@ class IndexCacheRecipe(Recipe):
             "calibration": train[: cfg.calibration_blocks],
             "prompt": prompt,
             "recall": corpus["recall_heldout"],
+            "recall_blocks": len(recall),
+            "recall_skipped": skipped,
         }
 
     def model(self) -> tuple[Path, dict[str, Any]]:
@@ -172,28 +173,29 @@ class IndexCacheRecipe(Recipe):
         record = self.run.path / "training.json"
         if (out / "config.json").exists():
             return out, json.loads(record.read_text()) if record.exists() else {}
-        build = build_dsa_model if cfg.arch == OWN_ARCH else build_tiny_dsa_model
-        extra = {} if cfg.arch == OWN_ARCH else {"arch": cfg.arch}
-        base = build(
+        base = build_tiny_dsa_model(
             self.run.path / "base-model",
             self.corpus["train"],
+            arch=cfg.arch,
             size=cfg.model_size,
             vocab_size=cfg.vocab_size,
             seed=cfg.train.seed,
             max_positions=cfg.max_positions,
-            **extra,
         )
         model, tokenizer = load(base)
         data = self.data(tokenizer)
-        train = train_dsa if cfg.arch == OWN_ARCH else hf_train.train_dsa
         started = time.perf_counter()
         with Run(self.run.path / "training") as log:
             log.truncate_metrics_after(-1)  # a restarted training starts over
-            history = train(model, data["train"], cfg.train, log, data["heldout"])
+            history = hf_train.train_dsa(model, data["train"], cfg.train, log, data["heldout"])
         with atomic.staged_dir(out) as scratch:  # trusted once it exists
             model.save_pretrained(scratch)
             tokenizer.save_pretrained(scratch)
-        trained = {"train_seconds": round(time.perf_counter() - started, 1)}
+        trained = {
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "recall_blocks": data["recall_blocks"],
+            "recall_skipped": data["recall_skipped"],
+        }
         for stage, records in history.items():
             held = [r[k] for r in records for k in r if k.endswith("heldout_loss")]
             if held:
@@ -201,25 +203,16 @@ class IndexCacheRecipe(Recipe):
         self.run.write_json("training.json", trained)
         return out, trained
 
-    def overlap(self, model: DSAForCausalLM, data: dict[str, Any]) -> dict[str, Any]:
+    def overlap(self, model: PreTrainedModel, data: dict[str, Any]) -> dict[str, Any]:
         return self.cached_json("overlap.json", lambda: self._overlap(model, data))
 
-    def _overlap(self, model: DSAForCausalLM, data: dict[str, Any]) -> dict[str, Any]:
+    def _overlap(self, model: PreTrainedModel, data: dict[str, Any]) -> dict[str, Any]:
         """The indexers' top-k overlap between layers on held-out blocks, and its heat map."""
         n = model.config.num_hidden_layers
         ids = data["heldout"][: self.config.train.eval_batch_size]
         k = model.config.index_topk
-        if _is_hf(model):
-            with hf_dsa.using_pattern(model, FULL * n):
-                matrix = hf_train.overlap_matrix(model, ids)
-        else:
-            with torch.no_grad():
-                out = model(ids, sparse=True, index_pattern=FULL * n, return_indexer_scores=True)
-            # Queries with at most k causal keys select all of them in every layer: leave
-            # them out, they would count as perfect overlap.
-            indices = [sel[0][:, k:] for sel in out.selections]
-            valids = [sel[1][:, k:] for sel in out.selections]
-            matrix = index_overlap_matrix(indices, valids)
+        with hf_dsa.using_pattern(model, FULL * n):
+            matrix = hf_train.overlap_matrix(model, ids)
         chance = _random_overlap(ids.shape, k, seed=self.config.train.seed)
         plot_overlap(
             matrix,
@@ -236,23 +229,18 @@ class IndexCacheRecipe(Recipe):
             "queries_from": k,
         }
 
-    def search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def search(self, model: PreTrainedModel, data: dict[str, Any]) -> list[dict[str, Any]]:
         return self.cached_json("greedy.json", lambda: self._search(model, data))
 
-    def _search(self, model: DSAForCausalLM, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def _search(self, model: PreTrainedModel, data: dict[str, Any]) -> list[dict[str, Any]]:
         """The greedy layer search by calibration loss, each step's pattern's held-out loss."""
         n = model.config.num_hidden_layers
         batch = self.config.train.batch_size
-        if _is_hf(model):
-            loss_fn = hf_train.calibration_loss_fn(model, data["calibration"], batch)
-            # transformers' DeepSeek-V3.2 cannot share top-k: only the all-F pattern exists.
-            target = 1 if _shares_topk(model) else n
-            history = greedy_layer_search(n, loss_fn, target_full=target)
-            held = [hf_train.heldout_loss(model, data["heldout"], p) for _, p, _ in history]
-        else:
-            loss_fn = calibration_loss_fn(model, data["calibration"], batch)
-            history = greedy_layer_search(n, loss_fn, target_full=1)
-            held = [heldout_loss(model, data["heldout"], True, p) for _, p, _ in history]
+        loss_fn = hf_train.calibration_loss_fn(model, data["calibration"], batch)
+        # transformers' DeepSeek-V3.2 cannot share top-k: only the all-F pattern exists.
+        target = 1 if _shares_topk(model) else n
+        history = greedy_layer_search(n, loss_fn, target_full=target)
+        held = [hf_train.heldout_loss(model, data["heldout"], p) for _, p, _ in history]
         return [
             {"kept": kept, "pattern": pattern, "calibration_loss": loss, "heldout_loss": h}
             for (kept, pattern, loss), h in zip(history, held, strict=True)
@@ -285,20 +273,17 @@ class IndexCacheRecipe(Recipe):
             index_pattern=pattern,
             distill=True,
         )
-        # transformers' models keep the pattern in their modules and `indexer_types`.
-        warmup = hf_train.indexer_warmup if _is_hf(model) else indexer_warmup
+        # The warm-up applies the pattern: it stays in the modules and `indexer_types`.
         with Run(self.run.path / "distilled" / f"{name}-log") as log:
             log.truncate_metrics_after(-1)
-            warmup(model, data["train"], settings, log, data["heldout"])
-        if not _is_hf(model):
-            model.config.index_pattern = pattern
+            hf_train.indexer_warmup(model, data["train"], settings, log, data["heldout"])
         with atomic.staged_dir(out) as scratch:  # trusted once it exists
             model.save_pretrained(scratch)
             tokenizer.save_pretrained(scratch)
         return out
 
     def patterned(self, model_dir: Path, name: str, pattern: str) -> Path:
-        """Training-free IndexCache on a transformers model: ``pattern`` written into its
+        """Training-free IndexCache: ``pattern`` written into the model's
         `indexer_types` (shared layers' indexers dropped), saved as a model directory."""
 
         def build(scratch: Path) -> None:
@@ -310,7 +295,7 @@ class IndexCacheRecipe(Recipe):
 
     def quality(
         self,
-        model: DSAForCausalLM,
+        model: PreTrainedModel,
         tokenizer: Any,
         patterns: dict[str, str],
         distilled: dict[str, Path],
@@ -322,7 +307,7 @@ class IndexCacheRecipe(Recipe):
 
     def _quality(
         self,
-        model: DSAForCausalLM,
+        model: PreTrainedModel,
         tokenizer: Any,
         patterns: dict[str, str],
         distilled: dict[str, Path],
@@ -333,13 +318,10 @@ class IndexCacheRecipe(Recipe):
         n = model.config.num_hidden_layers
         held = data["heldout"]
 
-        def measure(m: DSAForCausalLM, sparse: bool, pattern: str) -> dict[str, float]:
-            if _is_hf(m):
-                recall = hf_train.recall_accuracy(m, tokenizer, data["recall"], pattern, not sparse)
-                loss = hf_train.heldout_loss(m, held, pattern, dense=not sparse)
-                return {"heldout_loss": loss, **recall}
-            recall = recall_accuracy(m, tokenizer, data["recall"], sparse, pattern)
-            return {"heldout_loss": heldout_loss(m, held, sparse, pattern), **recall}
+        def measure(m: PreTrainedModel, sparse: bool, pattern: str) -> dict[str, float]:
+            recall = hf_train.recall_accuracy(m, tokenizer, data["recall"], pattern, not sparse)
+            loss = hf_train.heldout_loss(m, held, pattern, dense=not sparse)
+            return {"heldout_loss": loss, **recall}
 
         rows: dict[str, dict[str, Any]] = {
             DENSE: {"pattern": FULL * n, "training_free": measure(model, False, FULL * n)},
@@ -359,7 +341,7 @@ class IndexCacheRecipe(Recipe):
         return rows
 
     def speed(
-        self, model: DSAForCausalLM, variants: list[Variant], data: dict[str, Any]
+        self, model: PreTrainedModel, variants: list[Variant], data: dict[str, Any]
     ) -> list[dict]:
         """One row per (variant, length), appended as measured. A row already there is kept
         unless it was timed with other ``repeats`` or ``decode_tokens`` (or torn by a
@@ -408,9 +390,8 @@ class IndexCacheRecipe(Recipe):
         for name, pattern in patterns.items():
             self.say(f"    {name}: {pattern}")
         self.say(f"[bold]4/6 multi-layer distillation[/] ({cfg.distill_steps} steps per pattern)")
-        saved = {}
-        if _is_hf(model):  # training-free patterns as model directories
-            saved = {name: self.patterned(model_dir, name, p) for name, p in patterns.items()}
+        # training-free patterns as model directories
+        saved = {name: self.patterned(model_dir, name, p) for name, p in patterns.items()}
         distilled = {}
         if cfg.distill_steps > 0:
             by_pattern: dict[str, Path] = {}  # a greedy pattern may equal the uniform one
@@ -502,23 +483,18 @@ def _random_overlap(shape: tuple[int, ...], k: int, seed: int) -> float:
     return float(matrix[0, 1])
 
 
-def load(model_dir: str | Path) -> tuple[DSAForCausalLM, Any]:
-    """A DSA model (eval mode) and its tokenizer from a directory: posttrain's own or a
-    transformers DSA model (`hf_dsa.is_dsa_model`)."""
+def load(model_dir: str | Path) -> tuple[PreTrainedModel, Any]:
+    """A transformers DSA model (`hf_dsa.is_dsa_model`, eval mode) and its tokenizer from a
+    directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(model_dir)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no model config.json in {path}")
     model = AutoModelForCausalLM.from_pretrained(path)
-    if not (isinstance(model, DSAForCausalLM) or hf_dsa.is_dsa_model(model)):
+    if not hf_dsa.is_dsa_model(model):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a DSA model")
     return model.eval(), AutoTokenizer.from_pretrained(path)
-
-
-def _is_hf(model: torch.nn.Module) -> bool:
-    """A transformers DSA model (posttrain's own also has layers with an indexer)."""
-    return not isinstance(model, DSAForCausalLM)
 
 
 def _shares_topk(model: torch.nn.Module) -> bool:
