@@ -32,6 +32,21 @@ class RolloutConfig:
 
 
 @dataclass
+class GiGPOConfig:
+    """`loss.advantage: gigpo` (Feng et al. 2025, "Group-in-Group Policy Optimization for LLM
+    Agent Training"; verl-agent): see posttrain.rl.gigpo."""
+
+    omega: float = 1.0
+    """Weight of the step-level advantage added to the episode-level one (verl-agent's
+    step_advantage_w)."""
+    gamma: float = 0.95
+    """Discount of later step rewards in each step's return (the paper's gamma)."""
+    step_normalize: bool = True
+    """Divide step advantages by their anchor group's std (as GRPO scales episode ones);
+    False only subtracts the anchor group's mean (verl-agent's mean_norm)."""
+
+
+@dataclass
 class LossConfig:
     eps_low: float = 0.2
     eps_high: float = 0.28
@@ -52,8 +67,9 @@ class LossConfig:
     against the frozen reference, with beta = kl_coef (see posttrain.rl.online_dpo)."""
     advantage: str = "grpo"
     """A registered advantage estimator or a dotted import path to one. Built in: grpo
-    (group mean baseline, divided by the group std when `scale_advantages`) and rloo
-    (leave-one-out mean baseline)."""
+    (group mean baseline, divided by the group std when `scale_advantages`), rloo
+    (leave-one-out mean baseline) and gigpo (multi-turn: grpo's episode advantage plus
+    `gigpo.omega` x a step advantage per turn, from anchor states shared across the group)."""
     tis_cap: float | None = None
     """Truncated importance sampling against rollout log-probs, capped at this value."""
     icepop_beta: float | None = None
@@ -61,6 +77,32 @@ class LossConfig:
     in [1/beta, beta], and drop it (weight 0) outside."""
     behaviour_cap: float | None = None
     """decoupled_ppo: cap on the behaviour weight pi_prox / pi_rollout."""
+    gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
+
+
+@dataclass
+class AuxTermConfig:
+    lambda0: float = 0.0
+    """The term's weight at step 0 (EnvRL: 0.2 for a 1.5B policy, 0.1 for 7B); 0: off."""
+
+
+@dataclass
+class AuxConfig:
+    """EnvRL's auxiliary objectives on the rollout transitions, added to the RL loss in the
+    same update (posttrain.rl.aux_losses): state prediction (sp: s_t, a_t -> s_t+1) and
+    inverse dynamics (id: s_t, s_t+1 -> a_t). With both lambda0 = 0 nothing extra runs."""
+
+    sp: AuxTermConfig = field(default_factory=AuxTermConfig)
+    id: AuxTermConfig = field(default_factory=AuxTermConfig)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """lambda(t) over the run's `steps` T: cosine lambda0 (1 + cos(pi t / T)) / 2, linear
+    lambda0 (1 - t / T), constant lambda0; t is the number of steps already trained."""
+    max_state_tokens: int = 256
+    """Each state (observation) keeps only its last this many tokens; cuts are counted in
+    `aux/truncated_states`."""
+    max_transitions_per_step: int | None = None
+    """At most this many transitions per step over all processes, evenly spaced over the
+    batch's transitions in trajectory order (None: all)."""
 
 
 @dataclass
@@ -173,6 +215,8 @@ class RLConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    aux: AuxConfig = field(default_factory=AuxConfig)
+    """Multi-turn: EnvRL's state-prediction and inverse-dynamics losses (off by default)."""
     async_: AsyncSettings = field(default_factory=AsyncSettings)
     """`async:` in YAML and `--set async.eta=2`."""
     steps: int = 80

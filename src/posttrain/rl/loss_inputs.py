@@ -28,7 +28,8 @@ class LossInputs:
     ref_logp: Tensor | None
     """The frozen reference's log-probs (when the loss asks for a reference)."""
     advantages: Tensor
-    """[B] per-sample advantages."""
+    """[B] per-sample advantages, or [B, T] per-token ones aligned with `mask` when an
+    estimator sets them (GiGPO's per-turn advantages)."""
     mask: Tensor
     config: LossConfig
     max_tokens: int

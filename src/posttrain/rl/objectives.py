@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from posttrain.rl import losses, online_dpo
+from posttrain.rl import gigpo, losses, online_dpo
 from posttrain.rl.loss_inputs import LossInputs
 from posttrain.specs import SpecKind, parse_spec, resolve_import_path
 
@@ -54,8 +54,18 @@ class PolicyLoss:
 AdvantageFn = Callable[[Tensor, int, "LossConfig"], Tensor]
 """(rewards [N] in consecutive groups, group size, loss config) -> advantages [N]."""
 
+
+@dataclass(frozen=True)
+class SampleAdvantage:
+    """An estimator that needs the samples themselves (their turns), not only the rewards:
+    it sets `advantage` and, where it has them, `token_advantages` on each sample, and
+    returns metrics."""
+
+    fn: Callable[[list[Sample], int, LossConfig], dict[str, float]]
+
+
 POLICY_LOSSES: dict[str, PolicyLoss] = {}
-ADVANTAGES: dict[str, AdvantageFn] = {}
+ADVANTAGES: dict[str, AdvantageFn | SampleAdvantage] = {}
 
 
 def register_policy_loss(name: str, **options: object) -> Callable[[LossFn], LossFn]:
@@ -93,9 +103,27 @@ def policy_loss(name: str) -> PolicyLoss:
     return found if isinstance(found, PolicyLoss) else PolicyLoss(found)  # type: ignore[arg-type]
 
 
-def advantage_estimator(name: str) -> AdvantageFn:
-    """The registered estimator `name`, or the function at a dotted path."""
+def advantage_estimator(name: str) -> AdvantageFn | SampleAdvantage:
+    """The registered estimator `name`, or the function (or `SampleAdvantage`) at a path."""
     return _lookup(name, ADVANTAGES, "loss.advantage")  # type: ignore[return-value]
+
+
+def assign_advantages(
+    estimator: AdvantageFn | SampleAdvantage,
+    samples: list[Sample],
+    group_size: int,
+    config: LossConfig,
+) -> dict[str, float]:
+    """Set each sample's advantage (consecutive groups of `group_size`); return the
+    estimator's metrics (none for reward-only estimators)."""
+    if not samples:
+        return {}
+    if isinstance(estimator, SampleAdvantage):
+        return estimator.fn(samples, group_size, config)
+    advantages = estimator(torch.tensor([s.reward for s in samples]), group_size, config)
+    for sample, advantage in zip(samples, advantages.tolist(), strict=True):
+        sample.advantage = advantage
+    return {}
 
 
 # --- built-in advantage estimators ------------------------------------------------------------
@@ -115,6 +143,11 @@ def rloo_advantages(rewards: Tensor, group_size: int, config: LossConfig) -> Ten
     groups = rewards.reshape(-1, group_size)
     others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
     return (groups - others).reshape(-1)
+
+
+ADVANTAGES["gigpo"] = SampleAdvantage(gigpo.gigpo_advantages)
+"""GiGPO (Feng et al. 2025): GRPO's episode advantage plus omega x a step advantage on each
+turn's tokens, from anchor states shared across the group (posttrain.rl.gigpo)."""
 
 
 # --- built-in policy losses -------------------------------------------------------------------

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from posttrain.envs.base import Env
 from posttrain.models.chat.base import Choice, GenerationParams
-from posttrain.rl.sample import Sample
+from posttrain.rl.sample import Sample, Turn
 
 
 class TokenGenerator(Protocol):
@@ -192,6 +192,9 @@ class _Episode:
         self.last_text = ""
         self.info: list[dict[str, Any]] = []
         self.turns = 0
+        self.records: list[Turn] = []
+        self.observation = ""
+        """The environment text the next action answers (s_t)."""
 
     def start(self, tokenizer: PreTrainedTokenizerBase) -> None:
         try:
@@ -199,6 +202,7 @@ class _Episode:
         except Exception as error:  # noqa: BLE001 - an environment bug fails one episode
             self._fail(error)
             return
+        self.observation = first
         self.messages = [{"role": "user", "content": first}]
         self.prompt_ids = encode_prompt(tokenizer, self.messages)
 
@@ -207,11 +211,15 @@ class _Episode:
     ) -> None:
         tokens = list(choice.token_ids or [])
         self.turns += 1
+        start = len(self.response_ids)
         self.response_ids += tokens
         self.mask += [1] * len(tokens)
         self.logprobs += list(choice.logprobs or [0.0] * len(tokens))
         self.versions += token_versions(choice, version)
         self.last_text = choice.text
+        # Recorded before the step; completed below once the environment has answered.
+        record = Turn(self.observation, choice.text, None, 0.0, start, len(self.response_ids))
+        self.records.append(record)
         if choice.finish_reason == "length":
             self.done, self.status = True, "truncated"
             return
@@ -222,6 +230,10 @@ class _Episode:
             return
         self.reward += float(reward)
         self.info.append(info)
+        # The final observation is kept here too (it is no token of the trajectory: nothing
+        # follows it), since state prediction and inverse dynamics learn from it.
+        record.next_observation, record.reward, record.done = observation, float(reward), done
+        self.observation = observation
         if done:
             self.done = True
             return
@@ -255,5 +267,6 @@ class _Episode:
             columns=dict(self.row),
             reward=self.reward,
             reward_breakdown={"env": self.reward},
+            turn_records=self.records,
             metadata={"turns": self.turns, "info": self.info},
         )

@@ -13,6 +13,30 @@ Status = Literal["completed", "truncated", "aborted", "failed"]
 
 
 @dataclass
+class Turn:
+    """One policy move of a multi-turn rollout, as text and as a span of `response_ids`.
+
+    Kept so that transitions (s_t, a_t, s_t+1) and per-turn advantages (GiGPO) can be
+    built after the rollout without re-tokenising anything.
+    """
+
+    observation: str
+    """What the policy saw before acting: the environment's text (s_t)."""
+    action: str
+    """The policy's reply text (a_t)."""
+    next_observation: str | None
+    """The environment's answer (s_t+1), including the final one of an episode that ended;
+    None when the environment was never stepped (reply cut by the token limit, or the
+    environment failed)."""
+    reward: float
+    """The environment's reward for this step."""
+    start: int
+    end: int
+    """The action's tokens are `response_ids[start:end]`."""
+    done: bool = False
+
+
+@dataclass
 class Sample:
     """One rollout: a prompt and its response (single turn) or whole trajectory (multi-turn)."""
 
@@ -38,6 +62,11 @@ class Sample:
     reward: float = 0.0
     reward_breakdown: dict[str, float | None] = field(default_factory=dict)
     advantage: float = 0.0
+    token_advantages: list[float] | None = None
+    """Per response token advantages (GiGPO puts each turn's own on its tokens); None: the
+    scalar `advantage` applies to every token."""
+    turn_records: list[Turn] = field(default_factory=list)
+    """Multi-turn rollouts: one record per policy move, in order (empty for single turn)."""
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from posttrain.models.model_dir import require_model_dir
 from posttrain.report import write_report
 from posttrain.rewards import RewardSet
 from posttrain.rl import objectives, online_dpo
+from posttrain.rl.aux_losses import AuxLosses, aux_enabled, check_aux_config
 from posttrain.rl.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
@@ -78,6 +79,12 @@ class RLTrainer:
         self.advantages = objectives.advantage_estimator(config.loss.advantage)
         if config.loss.kind == "online_dpo":
             online_dpo.check_config(config)
+        check_aux_config(config.aux)
+        if aux_enabled(config.aux) and config.env is None:
+            raise ValueError(
+                "aux.sp.lambda0 / aux.id.lambda0: the auxiliary losses learn from environment "
+                "transitions; set a multi-turn `env` (or both lambda0 to 0)"
+            )
         self.config = config
         # The user's inputs first: a bad data file or model directory is named before any
         # run directory is written or any weights load.
@@ -126,6 +133,9 @@ class RLTrainer:
             num_training_steps=config.steps * config.mini_batches,
         )
         self.generator = LocalGenerator(self.model, self.tokenizer)
+        aux = None
+        if aux_enabled(config.aux):  # both lambda0 = 0: the update is the RL loss's alone
+            aux = AuxLosses(config.aux, self.tokenizer, config.steps, config.micro_batch_size)
         self.updater = PolicyUpdate(
             config,
             self.objective,
@@ -137,6 +147,7 @@ class RLTrainer:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             pad_id=self.tokenizer.pad_token_id,
+            aux=aux,
         )
         if rewards is None and config.rewards:
             rewards = RewardSet(config.rewards, config.reward_weights)
@@ -389,15 +400,12 @@ class RLTrainer:
                 break
         seconds = time.perf_counter() - started
         samples = [s for group in kept for s in group]
-        if samples:
-            rewards = torch.tensor([s.reward for s in samples])
-            advantages = self.advantages(rewards, n, config.loss)
-            for sample, advantage in zip(samples, advantages.tolist(), strict=True):
-                sample.advantage = advantage
+        advantage_metrics = objectives.assign_advantages(self.advantages, samples, n, config.loss)
         everything = self.processes.gather(all_samples)
         metrics = self._rollout_metrics(
             everything, kept_everywhere, int(self.processes.sum(dropped))
         )
+        metrics.update(advantage_metrics)
         metrics["time/generation_s"] = self.processes.sum(self._generation_s) / self.processes.world
         metrics["time/collect_s"] = seconds
         return samples, metrics
@@ -509,7 +517,7 @@ class RLTrainer:
     def update(self, samples: list[Sample]) -> dict[str, float]:
         """One or more optimizer steps on the batch (mini-batches x micro-batches); every
         process calls it, with its own samples (possibly none)."""
-        return self.updater(samples)
+        return self.updater(samples, step=max(self.step - 1, 0))
 
     # ----------------------------------------------------------------- eval & saving
 

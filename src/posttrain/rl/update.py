@@ -7,6 +7,10 @@ global count, and because DDP averages gradients over processes, by the number o
 too, so the gradient equals a single process's over the same samples. Processes that run
 out of micro-batches run zero-weight ones, since DDP needs every process in every
 all-reduce.
+
+The loss plug-in point for terms beside the RL loss is `aux` (`posttrain.rl.aux_losses`,
+EnvRL's state-prediction and inverse-dynamics losses): its passes follow the RL
+micro-batches of each optimizer step, and the step's gradient all-reduce waits for them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 from posttrain.rl import losses
+from posttrain.rl.aux_losses import AuxBatch, AuxLosses
 from posttrain.rl.config import RLConfig
 from posttrain.rl.distributed import Processes
 from posttrain.rl.loss_inputs import LossInputs
@@ -43,6 +48,7 @@ class PolicyUpdate:
         optimizer: Any,
         scheduler: Any,
         pad_id: int,
+        aux: AuxLosses | None = None,
     ) -> None:
         self.config = config
         self.objective = objective
@@ -56,7 +62,10 @@ class PolicyUpdate:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.pad_id = pad_id
+        self.aux = aux
+        """Auxiliary losses added to the RL loss in the same optimizer steps (None: none)."""
         self.times: dict[str, float] = {}
+        self._aux_stats: dict[str, list[float]] = {}
 
     @property
     def temperature(self) -> float:
@@ -65,7 +74,9 @@ class PolicyUpdate:
         t = self.config.rollout.temperature
         return t if t > 0 else 1.0
 
-    def __call__(self, samples: list[Sample]) -> dict[str, float]:
+    def __call__(self, samples: list[Sample], step: int = 0) -> dict[str, float]:
+        """Optimizer steps on `samples`; `step` is the number of updates already made (the
+        auxiliary weights' schedule position)."""
         config = self.config
         self.times = {"time/old_logprobs_s": 0.0, "time/forward_backward_s": 0.0}
         extra: dict[str, float] = {}
@@ -75,6 +86,12 @@ class PolicyUpdate:
             everything = self.processes.gather(samples)
             rows, extra = self.objective.prepare(everything, config)
             samples = self._shard_rows(rows)
+        aux = None
+        if self.aux is not None:
+            started = time.perf_counter()
+            aux = self.aux.batch(samples, step, self.processes)
+            self.times["time/aux_s"] = time.perf_counter() - started
+            self._aux_stats = {}
         batch = tensorize(samples, self.pad_id) if samples else None
         started = time.perf_counter()
         with torch.no_grad():
@@ -86,7 +103,7 @@ class PolicyUpdate:
         steps = 0
         self.times["time/optimizer_s"] = 0.0
         for mini in self._mini_batches(len(samples)):
-            stats = self._mini_batch(batch, mini, old, ref)
+            stats = self._mini_batch(batch, mini, old, ref, aux)
             if stats is None:
                 self.scheduler.step()  # nothing to learn from anywhere: keep the schedule
                 continue
@@ -94,6 +111,9 @@ class PolicyUpdate:
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value
         extra.update({key: value / steps for key, value in totals.items()} if steps else {})
+        if aux is not None:
+            extra.update(aux.metrics)
+            extra.update({key: float(np.mean(v)) for key, v in self._aux_stats.items()})
         extra.update(self.times)
         return extra
 
@@ -135,6 +155,7 @@ class PolicyUpdate:
         mini: np.ndarray,
         old: torch.Tensor | None,
         ref: torch.Tensor | None,
+        aux: AuxBatch | None = None,
     ) -> dict[str, float] | None:
         """One optimizer step; None (and no step) when no process has anything to train on."""
         total = self.processes.sum(self._units(batch, mini))
@@ -142,11 +163,20 @@ class PolicyUpdate:
             return None
         micros = self._micro_batches(mini) if batch is not None else []
         count = self.processes.max(len(micros))
+        aux_plan = self._aux_plan(aux, mini) if aux is not None else None
+        passes = count + (aux_plan[0] if aux_plan is not None else 0)
         self.optimizer.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
         started = time.perf_counter()
-        for i in range(count):
-            with self._sync_on_last(i == count - 1):
+        aux_seconds = 0.0
+        for i in range(passes):
+            if i >= count:  # the auxiliary losses' passes, after the RL loss's
+                aux_started = time.perf_counter()
+                with self._sync_on_last(i == passes - 1):
+                    self._aux_pass(aux_plan, i - count)  # type: ignore[arg-type]
+                aux_seconds += time.perf_counter() - aux_started
+                continue
+            with self._sync_on_last(i == passes - 1):
                 if i < len(micros):
                     share = self._units(batch, micros[i]) / total
                     loss, metrics = self._micro_loss(batch, micros[i], old, ref)  # type: ignore[arg-type]
@@ -156,7 +186,10 @@ class PolicyUpdate:
                     share, loss = 0.0, self._idle_loss()
                 # DDP averages gradients over processes; the global share already sums to 1.
                 self.accelerator.backward(loss * share * self.processes.world)
-        self.times["time/forward_backward_s"] += time.perf_counter() - started
+        self.times["time/forward_backward_s"] += time.perf_counter() - started - aux_seconds
+        if aux_plan is not None:
+            self.times["time/aux_s"] = self.times.get("time/aux_s", 0.0) + aux_seconds
+            self._aux_metrics(aux_plan)
         started = time.perf_counter()
         params = [p for p in self.model.parameters() if p.requires_grad]
         grad_norm = self.accelerator.clip_grad_norm_(params, self.config.optim.max_grad_norm)
@@ -166,6 +199,49 @@ class PolicyUpdate:
         stats = self.processes.sum_dicts(stats)
         stats["grad_norm"] = float(grad_norm)
         return stats
+
+    # ----------------------------------------------------------------- auxiliary losses
+
+    def _aux_plan(self, aux: AuxBatch, mini: np.ndarray) -> tuple[int, dict[str, Any]]:
+        """The number of auxiliary passes every process runs for this mini-batch, and what
+        this process's passes need: its micro-batches, and per kind lambda / the global
+        target-token count (so the passes sum to lambda_SP L_SP + lambda_ID L_ID)."""
+        assert self.aux is not None
+        examples = self.aux.mini_batch(aux, mini)
+        tokens = self.aux.target_tokens(examples)
+        totals = {kind: self.processes.sum(count) for kind, count in tokens.items()}
+        scale = {
+            kind: aux.weights[kind] / totals[kind] if totals[kind] > 0 else 0.0 for kind in totals
+        }
+        micros = self.aux.micro_batches(examples)
+        passes = self.processes.max(len(micros)) if any(scale.values()) else 0
+        sums = dict.fromkeys(totals, 0.0)
+        return passes, {"micros": micros, "scale": scale, "totals": totals, "sums": sums}
+
+    def _aux_pass(self, plan: tuple[int, dict[str, Any]], index: int) -> None:
+        assert self.aux is not None
+        _, parts = plan
+        if index < len(parts["micros"]):
+            loss, sums = self.aux.micro_loss(
+                self.policy, parts["micros"][index], parts["scale"], self.pad_id,
+                self.processes.device,
+            )  # fmt: skip
+            for kind, value in sums.items():
+                parts["sums"][kind] += value
+        else:  # a zero-weight pass, so this process joins the gradient all-reduce
+            loss = self._idle_loss()
+        # DDP averages gradients over processes; the scales already use global counts.
+        self.accelerator.backward(loss * self.processes.world)
+
+    def _aux_metrics(self, plan: tuple[int, dict[str, Any]]) -> None:
+        """aux/sp_loss and aux/id_loss: this mini-batch's token-mean cross-entropies."""
+        passes, parts = plan
+        if passes == 0:
+            return
+        for kind, total in parts["totals"].items():
+            if total > 0 and parts["scale"][kind] > 0:
+                value = self.processes.sum(parts["sums"][kind]) / total
+                self._aux_stats.setdefault(f"aux/{kind}_loss", []).append(value)
 
     @contextlib.contextmanager
     def _sync_on_last(self, last: bool) -> Iterator[None]:
@@ -270,5 +346,27 @@ def tensorize(samples: list[Sample], pad_id: int) -> dict[str, torch.Tensor]:
         "targets": input_ids[:, 1:],
         "mask": mask,
         "rollout_logp": rollout,
-        "advantages": torch.tensor([s.advantage for s in samples]),
+        "advantages": _advantages(samples, width),
     }
+
+
+def _advantages(samples: list[Sample], width: int) -> torch.Tensor:
+    """[B] scalar advantages; [B, width - 1] aligned like `mask` when any sample carries
+    per-token advantages (GiGPO), the others' scalar spread over their response."""
+    scalars = torch.tensor([s.advantage for s in samples])
+    if all(s.token_advantages is None for s in samples):
+        return scalars
+    per_token = torch.zeros((len(samples), width - 1))
+    for i, s in enumerate(samples):
+        start = len(s.prompt_ids) - 1
+        end = start + len(s.response_ids)
+        if s.token_advantages is None:
+            per_token[i, start:end] = scalars[i]
+            continue
+        if len(s.token_advantages) != len(s.response_ids):
+            raise ValueError(
+                f"token_advantages ({len(s.token_advantages)}) must have one entry per "
+                f"response token ({len(s.response_ids)})"
+            )
+        per_token[i, start:end] = torch.tensor(s.token_advantages)
+    return per_token

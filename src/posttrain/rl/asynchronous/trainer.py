@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from posttrain.rl import objectives
 from posttrain.rl.asynchronous.engines import BatchedEngine, WeightUpdate
 from posttrain.rl.asynchronous.producer import RolloutProducer
 from posttrain.rl.asynchronous.staleness import StalenessGate, is_stale, staleness
@@ -135,12 +136,12 @@ class AsyncRLTrainer(RLTrainer):
         waited = time.perf_counter() - started
         self.waited_s += waited
         samples = [s for group in kept for s in group]
-        rewards = torch.tensor([s.reward for s in samples])
-        advantages = self.advantages(rewards, config.rollout.n, config.loss)
-        for sample, advantage in zip(samples, advantages.tolist(), strict=True):
-            sample.advantage = advantage
+        advantage_metrics = objectives.assign_advantages(
+            self.advantages, samples, config.rollout.n, config.loss
+        )
         self.trained_samples += len(samples)
         metrics = self._rollout_metrics(samples, len(kept), uniform)
+        metrics.update(advantage_metrics)
         metrics.update(self._async_metrics(samples, stale, waited))
         return samples, metrics
 
