@@ -55,6 +55,19 @@ def test_recall_sequences_hold_their_answers_after_their_keys():
         assert len(set(item.keys)) == len(item.keys)
 
 
+def test_recall_queries_repeat_the_passage_in_order_unless_shuffled():
+    (ordered,) = recall_sequences(1, 800, seed=2, n_pairs=6, value_chars=8)
+    head, _, tail = ordered.text.partition("# recall\n")
+    assert tail == head.removeprefix("# remember these\n")[: len(tail)]  # the passage again
+    assert all(len(v) == 8 for v in ordered.values)
+    shuffled = recall_sequences(8, 800, seed=2, n_pairs=6, in_order=False)
+    assert any(
+        item.keys != sorted(item.keys, key=lambda k: item.text.index(f"{k} =")) for item in shuffled
+    )
+    with pytest.raises(ValueError, match="value_chars"):
+        recall_sequences(1, 800, value_chars=0)
+
+
 def test_recall_filler_comes_from_the_given_sources():
     source = "def alpha():\n    return 1\n" * 40
     (item,) = recall_sequences(1, length_chars=800, seed=0, n_pairs=2, filler_sources=[source])

@@ -196,27 +196,33 @@ def recall_sequences(
     seed: int = 0,
     n_pairs: int = 6,
     n_queries: int | None = None,
+    value_chars: int = 4,
+    in_order: bool = True,
     filler_sources: Sequence[str] = (),
 ) -> list[RecallItem]:
     """``n`` synthetic sequences whose answers can only be found far back in the text.
 
     Each one is, in order: ``n_pairs`` lines ``key = "value"`` (random 3-5 letter keys, random
-    4-character values), a filler of code (a random window of ``filler_sources``, else random
-    code-like lines) sized so the whole text is about ``length_chars`` long, and
-    ``n_queries`` (default ``n_pairs``) of the same lines again in shuffled order. The value in
-    a repeated line is the answer; ``RecallItem.answer_spans`` gives its character offsets so
-    that an evaluation can score recall on those characters alone.
+    values of ``value_chars`` letters and digits), a filler of code (a random window of
+    ``filler_sources``, else random code-like lines) sized so the whole text is about
+    ``length_chars`` long, and ``n_queries`` (default ``n_pairs``) of the same lines again, in
+    the same order (``in_order``) or shuffled. The value in a repeated line is the answer;
+    ``RecallItem.answer_spans`` gives its character offsets so that an evaluation can score
+    recall on those characters alone.
 
-    Why the query repeats the assignment word for word: the value's tokens then follow the
-    same tokens as they did the first time, so a copying (induction) circuit, which small
-    models learn early, can recall them; a query in another format (``key? value``) tokenizes
-    the value differently and a 4-layer model trained for minutes does not learn it (about 1%
-    of tokens, measured on the GLM-5 micro model).
+    Why the repeat is word for word: a value's tokens then follow the same tokens as the first
+    time, so a copying (induction) circuit can recall them by looking back past the filler. A
+    query in another format (``key? value``) tokenizes the value differently; the GLM-5 micro
+    model trained for 400-750 steps stayed at chance on it (1-4% of value tokens), and on
+    shuffled repeats too (2-3%). In order, every line but the first is a continuation of the
+    passage it copies.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
+    if value_chars < 1:
+        raise ValueError(f"value_chars must be >= 1, got {value_chars}")
     n_queries = n_pairs if n_queries is None else n_queries
     if not 1 <= n_queries <= n_pairs:
         raise ValueError(f"n_queries must be in [1, {n_pairs}], got {n_queries}")
@@ -225,13 +231,15 @@ def recall_sequences(
     for _ in range(n):
         taken: set[str] = set()
         keys = [_random_key(rng, taken) for _ in range(n_pairs)]
-        values = ["".join(rng.choices(_VALUE_CHARS, k=4)) for _ in range(n_pairs)]
+        values = ["".join(rng.choices(_VALUE_CHARS, k=value_chars)) for _ in range(n_pairs)]
         text = "# remember these\n"
         key_at: dict[str, tuple[int, int]] = {}
         for key, value in zip(keys, values, strict=True):
             key_at[key] = (len(text), len(text) + len(key))
             text += f'{key} = "{value}"\n'
         queried = rng.sample(range(n_pairs), n_queries)
+        if in_order:
+            queried.sort()
         query_chars = len("# recall\n") + sum(len(keys[i]) + len(values[i]) + 6 for i in queried)
         text += _filler(rng, length_chars - len(text) - query_chars, filler_sources)
         text += "# recall\n"
@@ -276,6 +284,8 @@ class CodeCorpusConfig:
     0.6 of a block by the code estimate they fit their block (``aligned_blocks`` skips the
     rest)."""
     n_pairs: int = 6
+    value_chars: int = 4
+    queries_in_order: bool = True
     n_recall_heldout: int = 64
     seed: int = 0
 
@@ -319,6 +329,8 @@ def build_lm_corpus(config: CodeCorpusConfig) -> dict[str, Any]:
         config.recall_chars,
         seed=config.seed + 2,
         n_pairs=config.n_pairs,
+        value_chars=config.value_chars,
+        in_order=config.queries_in_order,
         filler_sources=train_texts,
     )
     recall_heldout = recall_sequences(
@@ -326,6 +338,8 @@ def build_lm_corpus(config: CodeCorpusConfig) -> dict[str, Any]:
         config.recall_chars,
         seed=config.seed + 3,
         n_pairs=config.n_pairs,
+        value_chars=config.value_chars,
+        in_order=config.queries_in_order,
         filler_sources=heldout_texts,
     )
     train = train_texts + [item.text for item in recall_train]

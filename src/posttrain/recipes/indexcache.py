@@ -94,7 +94,7 @@ class IndexCacheRunConfig:
     `deepseek_v32` (DeepSeek-V3.2), of `tiny_dsa.DSA_SIZES[model_size]`."""
     model_size: str = "micro"
     vocab_size: int = 1024
-    max_positions: int = 4096
+    max_positions: int = 16384
     corpus: CodeCorpusConfig = field(default_factory=lambda: CodeCorpusConfig(seq_tokens=256))
     train: DSATrainConfig = field(default_factory=_demo_training)
     heldout_blocks: int = 16
