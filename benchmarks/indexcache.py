@@ -263,10 +263,12 @@ def quality(run_dir: Path, model, tokenizer, variants: list[Variant]) -> dict:
         for v in variants
         if v.attn_implementation != MASKED
     }
-    for folder in sorted((run_dir / "distilled").glob("*/config.json")):
-        distilled = AutoModelForCausalLM.from_pretrained(folder.parent, dtype=torch.float32)
+    distilled_root = run_dir / "distilled"  # one directory per distinct pattern, e.g. uniform-1/4
+    for config_file in sorted(distilled_root.rglob("config.json")):
+        folder = config_file.parent
+        distilled = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         distilled = distilled.to(model.device).eval()
-        rows[f"distilled/{folder.parent.name}"] = measure(
+        rows[f"distilled/{folder.relative_to(distilled_root).as_posix()}"] = measure(
             distilled, hf_dsa.pattern_of(distilled), dense=False
         )
     reference = rows[GATHERED_REFERENCE]["heldout_loss"]

@@ -6,6 +6,7 @@ re-measuring speed alone, and config errors."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -201,3 +202,35 @@ def test_changed_settings_and_bad_values_are_config_errors(finished: Path):
 def _config(finished: Path, *overrides: str) -> IndexCacheRunConfig:
     settings = [*SMALL, f"runs_root={finished.parent}", *overrides]
     return load_config(IndexCacheRunConfig, CONFIG, settings)
+
+
+def test_the_benchmark_measures_the_recipes_quality_table_again(finished: Path):
+    # benchmarks/indexcache.py --run DIR rebuilds the run's held-out data from its config
+    # and scores every variant itself: it must agree with the recipe's own quality.json.
+    script = CONFIG.parents[2] / "benchmarks" / "indexcache.py"
+    spec = importlib.util.spec_from_file_location("bench_indexcache", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, tokenizer = load(finished / "dsa-model")
+    variants = bench.variants_for(model.config.num_hidden_layers)
+    table = bench.quality(finished, model, tokenizer, variants)["rows"]
+    recipe = json.loads((finished / "quality.json").read_text())
+    pairs = {
+        "dense": recipe["dense"]["training_free"],
+        "dsa_gathered": recipe["dsa"]["training_free"],
+        "indexcache_1/2": recipe["uniform-1/2"]["training_free"],
+        "indexcache_1/4": recipe["uniform-1/4"]["training_free"],
+        "distilled/uniform-1/2": recipe["uniform-1/2"]["distilled"],
+        "distilled/uniform-1/4": recipe["uniform-1/4"]["distilled"],
+    }
+    # greedy-1/4 is the uniform pattern here: distilled once, measured once
+    assert {n for n in table if n.startswith("distilled/")} == {
+        "distilled/uniform-1/2",
+        "distilled/greedy-1/2",
+        "distilled/uniform-1/4",
+    }
+    assert "dsa_masked" not in table  # the same keys as gathered: not scored twice
+    for name, expected in pairs.items():
+        for key in ("heldout_loss", "recall_token_accuracy", "recall_exact"):
+            assert table[name][key] == pytest.approx(expected[key], abs=1e-5), (name, key)
+    assert table["dsa_gathered"]["loss_vs_dsa_%"] == 0.0

@@ -208,7 +208,7 @@ def test_sparse_stage_lowers_the_lm_loss_and_trains_model_and_indexers(tmp_path)
     ids = tokens()
     before = hf_train.heldout_loss(model, ids)
     others, indexers = snapshot(model, indexers=False), snapshot(model, indexers=True)
-    cfg = settings(sparse_steps=6, lr=1e-2, indexer_lr=1e-2, eval_every=3)
+    cfg = settings(sparse_steps=6, sparse_lr=1e-2, indexer_lr=1e-2, eval_every=3)
     history = hf_train.sparse_stage(model, ids, cfg, eval_blocks=ids)
     assert hf_train.heldout_loss(model, ids) < before - 1.0  # the same batch every step
     assert {"sparse/lm_loss", "sparse/indexer_kl", "sparse/kl_layer3"} <= set(history[0])

@@ -290,7 +290,7 @@ def sparse_stage(
 ) -> list[dict[str, Any]]:
     """DSA's sparse training stage for ``cfg.sparse_steps`` steps: minimises the LM loss plus
     ``cfg.indexer_loss_weight`` times the indexer KL on the selected keys (``sparse_losses``),
-    the main model at ``cfg.lr`` and the indexers at ``cfg.indexer_lr``, each set's gradient
+    the main model at ``cfg.sparse_lr`` and the indexers at ``cfg.indexer_lr``, each set's gradient
     clipped on its own. ``cfg.index_pattern``, when given, is applied first and stays (as in
     ``indexer_warmup``). Logs ``sparse/loss``, ``sparse/lm_loss``, ``sparse/indexer_kl``,
     each kept layer's KL and, on evaluation steps, the sparse ``sparse/heldout_loss``."""
@@ -303,7 +303,7 @@ def sparse_stage(
         index = indexer_parameters(model)
         indexer_ids = {id(p) for p in index}
         main = [p for p in model.parameters() if id(p) not in indexer_ids]
-        groups = _decay_groups(main, cfg.lr, cfg.weight_decay)
+        groups = _decay_groups(main, cfg.sparse_lr, cfg.weight_decay)
         groups.append({"params": index, "lr": cfg.indexer_lr, "weight_decay": 0.0})
 
         def step_losses(batch: Tensor) -> tuple[Tensor, dict[str, float]]:
