@@ -258,6 +258,7 @@ CONFIG_COMMANDS = {
     "indexcache run": (["indexcache", "run"], "repeats"),
     "rm train": (["rm", "train", "--data", "DATA/rows.jsonl", "--out", "OUT"], "batch_size"),
     "cherrl run": (["cherrl", "run"], "vocab_size"),
+    "envrl run": (["envrl", "run"], "vocab_size"),
 }
 
 CONFIG_KINDS: dict[str, tuple[bytes | None, Callable[[str], tuple[str, ...]]]] = {
@@ -413,6 +414,7 @@ RUN_NAME_COMMANDS = [
     "wildreward run",
     "indexcache run",
     "cherrl run",
+    "envrl run",
 ]
 BAD_RUN_NAMES = ["..", "../outside", "nested/name", "/tmp/absolute", ""]
 

@@ -1,4 +1,4 @@
-"""`posttrain indexcache run --config configs/indexcache/glm5_tiny.yaml` end to end on a tiny
+"""`posttrain indexcache run --config configs/indexcache/tiny.yaml` end to end on a tiny
 GLM-5 architecture model (transformers' glm_moe_dsa), shrunk to run in seconds: every stage's
 output and the report, the search's patterns, the pattern directories reloaded by
 transformers, what distillation may change, the indexer calls and FLOPs per variant, resume,
@@ -23,7 +23,7 @@ from posttrain.data.io import read_jsonl
 from posttrain.recipes.indexcache import IndexCacheRecipe, IndexCacheRunConfig, load
 from posttrain.runs import read_metrics
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "indexcache" / "glm5_tiny.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "indexcache" / "tiny.yaml"
 SMALL = [
     "model_size=nano",  # 4 layers, top-64: blocks of 96 tokens are sparse
     "vocab_size=256",
@@ -64,7 +64,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "IndexCache: held-out loss and speed" in result.output
-    return root / "indexcache-glm5"
+    return root / "indexcache"
 
 
 VARIANTS = ["dense", "dsa", "uniform-1/2", "greedy-1/2", "uniform-1/4", "greedy-1/4"]
@@ -220,16 +220,16 @@ def test_the_benchmark_measures_the_recipes_quality_table_again(finished: Path):
         "dsa_gathered": recipe["dsa"]["training_free"],
         "indexcache_1/2": recipe["uniform-1/2"]["training_free"],
         "indexcache_1/4": recipe["uniform-1/4"]["training_free"],
-        "distilled/uniform-1/2": recipe["uniform-1/2"]["distilled"],
-        "distilled/uniform-1/4": recipe["uniform-1/4"]["distilled"],
     }
-    # greedy-1/4 is the uniform pattern here: distilled once, measured once
-    assert {n for n in table if n.startswith("distilled/")} == {
-        "distilled/uniform-1/2",
-        "distilled/greedy-1/2",
-        "distilled/uniform-1/4",
-    }
+    # Each distilled pattern by its directory (one per distinct pattern: names may share one).
+    model_dirs = json.loads((finished / "results.json").read_text())["model_dirs"]
+    for name in ("uniform-1/2", "greedy-1/2", "uniform-1/4", "greedy-1/4"):
+        folder = Path(model_dirs[f"{name} (distilled)"]).relative_to(finished / "distilled")
+        pairs[f"distilled/{folder.as_posix()}"] = recipe[name]["distilled"]
     assert "dsa_masked" not in table  # the same keys as gathered: not scored twice
+    assert {n for n in table if n.startswith("distilled/")} == {
+        n for n in pairs if n.startswith("distilled/")
+    }
     for name, expected in pairs.items():
         for key in ("heldout_loss", "recall_token_accuracy", "recall_exact"):
             assert table[name][key] == pytest.approx(expected[key], abs=1e-5), (name, key)

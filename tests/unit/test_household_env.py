@@ -274,3 +274,14 @@ def test_a_game_id_resolves_under_games_dir(pool):
     env = HouseholdEnv(games_dir=str(pool.root))
     assert env.reset({"game": game.game_id}) == HouseholdEnv().reset(game.task())
     env.close()
+
+
+def test_control_characters_reach_the_game_as_spaces(pool):
+    # A tiny policy wrote "\x0f" into a command once and the interpreter (libfrotz) crashed
+    # the whole process; the env sends control characters as spaces.
+    game = pool.split("train")[0]
+    env, _, steps = _play(game, ["\x0flook\x00", "lo\x07ok"])
+    clean = _play(game, ["look", "lo ok"])[2]
+    for (observation, *_), (expected, *_) in zip(steps, clean, strict=True):
+        assert observation == expected
+    env.close()

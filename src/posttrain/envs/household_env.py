@@ -23,12 +23,13 @@ from the step's observation; the first step's info also carries `reset_chars_cut
 for the first observation (also the attribute of that name). Commands whose first word is in
 `omit_verbs` are left out of the list, though the game still answers them.
 
-An action is sent to the game as the policy wrote it, whitespace collapsed to single spaces
-(the interpreter reads one line); whether it was admissible is `info["admissible"]`, and the
-reply to any other command is the game's own ("That's not a verb I recognise."). Reward is
-the score gained by the step over the game's maximum score, so an episode's rewards sum to its
-final score fraction (1.0 for a win); `info["won"]` says whether the game was won. The episode
-ends on a win, a loss or after `max_steps` actions (`info["truncated"]`).
+An action is sent to the game as the policy wrote it, control characters made spaces and
+whitespace collapsed to single spaces (the interpreter reads one line); whether it was
+admissible is `info["admissible"]`, and the reply to any other command is the game's own
+("That's not a verb I recognise."). Reward is the score gained by the step over the game's
+maximum score, so an episode's rewards sum to its final score fraction (1.0 for a win);
+`info["won"]` says whether the game was won. The episode ends on a win, a loss or after
+`max_steps` actions (`info["truncated"]`).
 
 `expert_episodes` plays each game's walkthrough through this same environment, so behaviour
 cloning sees exactly the observations reinforcement learning will.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,9 @@ FILE_COMMANDS = frozenset({"save", "restore", "script", "unscript", "noscript", 
 """Interpreter meta-commands that read or write files in the working directory (a policy's
 `script` left a transcript beside the tests, `save` a .qzl file): answered here, never sent to
 the game, so a policy's action cannot touch the file system."""
+_STARTING = threading.Lock()
+"""Starting a game is serialised: TextWorld parses the game's logic with one shared (tatsu)
+parser, which concurrent starts on rollout's threads corrupted (IndexError)."""
 _STATUS = re.compile(r"\s*-= [^\n]* =-\s*-?\d+/\d+\s*\Z")
 """The status bar the interpreter appends to every reply: `-= Room =-score/moves`."""
 _PROMPT = re.compile(r"\s*>\s*\Z")
@@ -133,8 +138,9 @@ class HouseholdEnv:
             lost=True,
             extras=["walkthrough"],
         )
-        self._game = self._textworld.start(str(path), infos)
-        state = self._game.reset()
+        with _STARTING:
+            self._game = self._textworld.start(str(path), infos)
+            state = self._game.reset()
         self.goal = state["objective"]
         self.walkthrough = list(state["extra.walkthrough"] or [])
         self.max_score = max(1, int(state["max_score"]))
@@ -152,7 +158,9 @@ class HouseholdEnv:
     def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         if self.done or self._game is None:
             raise RuntimeError("the episode is over (or never started); call reset first")
-        command = " ".join(action.split())
+        # Control characters become spaces: libfrotz segfaults or corrupts its heap on some
+        # (a tiny policy wrote "\x0f" into a command), and no command contains one.
+        command = " ".join("".join(c if c.isprintable() else " " for c in action).split())
         admissible = command in self._admissible
         if command.lower().split(" ", 1)[0] in FILE_COMMANDS:
             return self._refuse(command)

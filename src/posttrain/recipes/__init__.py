@@ -106,5 +106,15 @@ RECIPES: tuple[RecipeEntry, ...] = (
             ),
         ),
     ),
+    RecipeEntry(
+        name="envrl",
+        module="posttrain.recipes.envrl",
+        config="EnvRLRunConfig",
+        recipe="EnvRLRecipe",
+        help="EnvRL: agentic RL with state-prediction and inverse-dynamics losses.",
+        run_help="Generate household games and a store, warm-start a tiny agent on expert "
+        "episodes, train GRPO / GiGPO with and without the auxiliary losses per environment "
+        "and seed, evaluate in- and out-of-distribution success and report.",
+    ),
 )
 """Every recipe with a `posttrain <name> run` command, in the order `--help` lists them."""

@@ -72,7 +72,7 @@ DSA = "dsa"
 
 
 def _demo_training() -> DSATrainConfig:
-    # configs/indexcache/glm5_tiny.yaml's training (its header says how long a run takes).
+    # configs/indexcache/tiny.yaml's training (its header says how long a run takes).
     return DSATrainConfig(
         pretrain_steps=400,
         warmup_steps=60,
@@ -110,7 +110,7 @@ class IndexCacheRunConfig:
     decode_tokens: int = 16
     threads: int = 2
     """torch threads for the timings (0: leave PyTorch's default)."""
-    run_name: str = "indexcache-glm5"
+    run_name: str = "indexcache"
     runs_root: str = "runs"
 
 
