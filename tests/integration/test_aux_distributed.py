@@ -4,14 +4,11 @@ transitions at all (it joins every all-reduce with zero-weight passes)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from posttrain.models.server_process import free_port
 from posttrain.rl.sample import Sample, Turn
 from posttrain.rl.transitions import transitions
 
@@ -46,28 +43,11 @@ def test_aux_update_over_two_processes_equals_one(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
     sys.path.insert(0, str(HERE))
-    from distributed_aux_update import update_once  # beside this file
-    from test_rl_distributed import _env
+    from test_rl_distributed import updates_on_one_and_two_processes
 
     samples = aux_samples(AutoTokenizer.from_pretrained(tiny_model_dir))
     assert all(not transitions(s) for s in samples[6:]) and transitions(samples[0])
-    samples_path = tmp_path / "samples.pt"
-    torch.save(samples, samples_path)
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir(), two.mkdir()
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(free_port()), str(HERE / "distributed_aux_update.py"),
-        str(tiny_model_dir), str(samples_path), str(two),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-    update_once(str(tiny_model_dir), str(samples_path), str(one))
-    single = torch.load(one / "aux.pt", weights_only=False)
-    double = torch.load(two / "aux.pt", weights_only=False)
-    assert (single["world"], double["world"]) == (1, 2)
-    for key in ("loss", "aux/sp_loss", "aux/id_loss", "aux/transitions"):
+    results = updates_on_one_and_two_processes(tiny_model_dir, samples, tmp_path, ("aux",))
+    single, double = results["aux"]
+    for key in ("aux/sp_loss", "aux/id_loss", "aux/transitions"):
         assert double["metrics"][key] == pytest.approx(single["metrics"][key], rel=1e-5), key
-    assert single["grads"].keys() == double["grads"].keys() and single["grads"]
-    for name, grad in single["grads"].items():
-        torch.testing.assert_close(double["grads"][name], grad, rtol=1e-4, atol=1e-7)

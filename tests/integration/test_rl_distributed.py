@@ -70,23 +70,28 @@ def fixed_samples(model_dir: Path, groups: int = 5, size: int = 4) -> list[Sampl
     return samples
 
 
-def test_an_update_over_two_processes_equals_one_over_the_same_samples(tiny_model_dir, tmp_path):
+def updates_on_one_and_two_processes(
+    model_dir: Path, samples: list[Sample], tmp_path: Path, kinds: tuple[str, ...]
+) -> dict[str, tuple[dict, dict]]:
+    """`distributed_update.py` under torchrun with two processes and in this process: for
+    each kind, (one process's result, two processes' result), checked to agree."""
     sys.path.insert(0, str(HERE))
-    from distributed_update import KINDS, update_once  # beside this file
+    from distributed_update import update_once  # beside this file
 
     samples_path = tmp_path / "samples.pt"
-    torch.save(fixed_samples(tiny_model_dir), samples_path)
+    torch.save(samples, samples_path)
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_port", str(free_port()), str(HERE / "distributed_update.py"),
-        str(tiny_model_dir), str(samples_path), str(two),
+        str(model_dir), str(samples_path), str(two), ",".join(kinds),
     ]  # fmt: skip
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    update_once(str(tiny_model_dir), str(samples_path), str(one))
-    for kind in KINDS:
+    update_once(str(model_dir), str(samples_path), str(one), ",".join(kinds))
+    results = {}
+    for kind in kinds:
         single = torch.load(one / f"{kind}.pt", weights_only=False)
         double = torch.load(two / f"{kind}.pt", weights_only=False)
         assert (single["world"], double["world"]) == (1, 2)
@@ -94,8 +99,16 @@ def test_an_update_over_two_processes_equals_one_over_the_same_samples(tiny_mode
         assert single["grads"].keys() == double["grads"].keys() and single["grads"]
         for name, grad in single["grads"].items():
             torch.testing.assert_close(double["grads"][name], grad, rtol=1e-4, atol=1e-7)
+        results[kind] = single, double
+    return results
+
+
+def test_an_update_over_two_processes_equals_one_over_the_same_samples(tiny_model_dir, tmp_path):
+    results = updates_on_one_and_two_processes(
+        tiny_model_dir, fixed_samples(tiny_model_dir), tmp_path, ("ppo", "online_dpo")
+    )
     # The GRPO batch had tokens outside IcePop's band and a reference to pull towards.
-    ppo = torch.load(one / "ppo.pt", weights_only=False)["metrics"]
+    ppo = results["ppo"][0]["metrics"]
     assert ppo["kl"] == pytest.approx(0.0, abs=1e-9) and ppo["logp_abs_diff"] > 0.1
 
 

@@ -320,7 +320,8 @@ def index_scores(
 
 
 @contextmanager
-def _attn_implementation(model: PreTrainedModel, name: str) -> Iterator[None]:
+def attn_implementation(model: PreTrainedModel, name: str) -> Iterator[None]:
+    """``name`` as the model's attention implementation for the block (then the one before)."""
     before = model.config._attn_implementation
     model.set_attn_implementation(name)
     try:
@@ -355,7 +356,7 @@ def attention_probs(
     `dense` (the warm-up target) lets every query see all earlier keys; otherwise they are
     the model's own sparse probabilities, zero outside each layer's top-k.
     """
-    with _attn_implementation(model, "eager"), _maybe(_dense_indexers(model), dense):
+    with attn_implementation(model, "eager"), _maybe(_dense_indexers(model), dense):
         out = model(
             input_ids=input_ids,
             attention_mask=attention_mask,

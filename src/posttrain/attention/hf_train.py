@@ -40,10 +40,10 @@ from transformers import PreTrainedModel
 
 from posttrain.attention.hf_dsa import (
     IndexerInputs,
-    _attn_implementation,
     _dense_indexers,
     apply_pattern,
     attention_probs,
+    attn_implementation,
     capture_topk,
     dsa_layers,
     index_scores,
@@ -267,7 +267,7 @@ def sparse_losses(model: PreTrainedModel, ids: Tensor, distill: bool = True) -> 
     ``multi_layer_distillation_loss`` restricted to its selected keys: against the attention
     of every layer it serves with ``distill`` (they attend over its selection), else its own
     layer's only."""
-    with _attn_implementation(model, "eager"), _captured_indexers(model) as (found, chosen):
+    with attn_implementation(model, "eager"), _captured_indexers(model) as (found, chosen):
         out = model(input_ids=ids, labels=ids, output_attentions=True, use_cache=False)
     per_layer, selected = {}, {}
     for layer, served in served_layers(pattern_of(model)).items():

@@ -118,17 +118,6 @@ def _without_indexers(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def attn_implementation(model: nn.Module, name: str) -> Iterator[None]:
-    """``name`` as the model's attention implementation for the block (then the one before)."""
-    before = model.config._attn_implementation
-    model.set_attn_implementation(name)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(before)
-
-
-@contextmanager
 def hf_variant(model: nn.Module, variant: Variant) -> Iterator[hf_dsa.IndexerCalls]:
     """A transformers DSA model set up as ``variant`` for the block; yields the indexer calls
     the model makes inside it (hooks on the model's real indexers: zero for the dense variant).
@@ -137,7 +126,7 @@ def hf_variant(model: nn.Module, variant: Variant) -> Iterator[hf_dsa.IndexerCal
         if variant.sparse:
             stack.enter_context(hf_dsa.using_pattern(model, variant.pattern))
             name = variant.attn_implementation or GATHERED
-            stack.enter_context(attn_implementation(model, name))
+            stack.enter_context(hf_dsa.attn_implementation(model, name))
             if name == GATHERED:  # our kernel with the indexer over query chunks
                 stack.enter_context(chunked_indexers(model))
             calls = stack.enter_context(hf_dsa.count_indexer_calls(model))
@@ -147,7 +136,7 @@ def hf_variant(model: nn.Module, variant: Variant) -> Iterator[hf_dsa.IndexerCal
                     f"the dense variant runs under {GATHERED!r} without indices (dense SDPA); "
                     f"got attn_implementation={variant.attn_implementation!r}"
                 )
-            stack.enter_context(attn_implementation(model, GATHERED))
+            stack.enter_context(hf_dsa.attn_implementation(model, GATHERED))
             calls = stack.enter_context(hf_dsa.count_indexer_calls(model))
             stack.enter_context(_without_indexers(model))
         yield calls
@@ -290,7 +279,6 @@ __all__ = [
     "GATHERED",
     "MASKED",
     "Variant",
-    "attn_implementation",
     "cached_prefill",
     "decode_once",
     "fp8_indexer_overlap",
