@@ -133,10 +133,8 @@ def test_aligned_blocks_start_each_text_and_fill_with_the_other_stream(corpus):
     eos = tok.eos_token_id
     encoded = [tok(t, add_special_tokens=False)["input_ids"] for t in data["recall_train"]]
     block = max(map(len, encoded)) - 1  # the longest recall text does not fit
-    fill = [
-        i for t in data["train_code"] for i in (*tok(t, add_special_tokens=False)["input_ids"], eos)
-    ]
-    blocks, skipped = aligned_blocks(tok, data["recall_train"], block, data["train_code"])
+    fill = [100 + i for i in range(37)]  # a short stream, so the fill wraps around
+    blocks, skipped = aligned_blocks(tok, data["recall_train"], block, fill)
     fits = [ids for ids in encoded if len(ids) + 1 <= block]
     assert skipped == len(encoded) - len(fits) >= 1
     assert blocks.shape == (len(fits), block)
@@ -147,4 +145,6 @@ def test_aligned_blocks_start_each_text_and_fill_with_the_other_stream(corpus):
         assert rest == [fill[(at + i) % len(fill)] for i in range(len(rest))]
         at = (at + len(rest)) % len(fill)
     with pytest.raises(ValueError, match="recall_fill"):
-        aligned_blocks(tok, data["recall_train"], 4, data["train_code"])
+        aligned_blocks(tok, data["recall_train"], 4, fill)
+    with pytest.raises(ValueError, match="fill"):
+        aligned_blocks(tok, data["recall_train"], block, [])

@@ -369,9 +369,8 @@ def token_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> Tenso
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos_token_id")
-    encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
     ids: list[int] = []
-    for row in encoded:
+    for row in _encode(tokenizer, texts):
         ids.extend(row)
         ids.append(eos)
     n_blocks = len(ids) // block_size
@@ -381,23 +380,23 @@ def token_blocks(tokenizer: Any, texts: Sequence[str], block_size: int) -> Tenso
 
 
 def aligned_blocks(
-    tokenizer: Any, texts: Sequence[str], block_size: int, fill_texts: Sequence[str]
+    tokenizer: Any, texts: Sequence[str], block_size: int, fill: Sequence[int]
 ) -> tuple[Tensor, int]:
     """One (block_size,) block per text that fits, each starting with its text and EOS.
 
-    The rest of each block is filled with the token stream of ``fill_texts`` (EOS after each,
-    taken in order and cycled), so no position is padding. Returns the blocks and how many
-    texts were skipped because they do not fit in a block with their EOS; raises ValueError
-    when none fits.
+    The rest of each block is taken from the token stream ``fill`` (in order, cycled; e.g.
+    the code blocks of ``token_blocks``, flattened, so nothing is tokenized twice), so no
+    position is padding. Returns the blocks and how many texts were skipped because they do
+    not fit in a block with their EOS; raises ValueError when none fits.
     """
     if block_size < 2:
         raise ValueError(f"block_size must be >= 2, got {block_size}")
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos_token_id")
-    fill = [t for row in _encode(tokenizer, fill_texts) for t in (*row, eos)]
+    fill = list(fill)
     if not fill:
-        raise ValueError("fill_texts hold no tokens")
+        raise ValueError("fill holds no tokens")
     blocks: list[list[int]] = []
     skipped = 0
     at = 0

@@ -148,7 +148,7 @@ class IndexCacheRecipe(Recipe):
         heldout = token_blocks(tokenizer, corpus["heldout"], block)[: cfg.heldout_blocks]
         code = token_blocks(tokenizer, corpus["train_code"], block)
         recall, skipped = aligned_blocks(
-            tokenizer, corpus["recall_train"], block, corpus["train_code"]
+            tokenizer, corpus["recall_train"], block, code.reshape(-1).tolist()
         )
         order = torch.randperm(len(code) + len(recall), generator=torch.Generator().manual_seed(0))
         train = torch.cat([code, recall])[order]
