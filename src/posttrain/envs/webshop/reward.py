@@ -12,16 +12,12 @@
   0.5 when none does, 0.1 when under a tenth of the goal title's nouns occur in the
   purchased title and 0 when none does.
 
-Success is reward == 1. Two parts are written here rather than imported, and why:
-
-* the similarity is thefuzz's `token_set_ratio` (rapidfuzz's algorithm on lower-cased
-  alphanumeric tokens, rounded to an integer). Neither package is a posttrain dependency, and
-  the rule is a few lines, so `token_set_ratio` below computes the same number (the unit
-  tests compare it with rapidfuzz where that is installed);
-* WebShop takes the title's nouns from spaCy's `en_core_web_sm` tagger, a model that cannot
-  be downloaded here. `title_words` counts every word of three or more letters outside a
-  small stopword list instead; `type_reward(..., nouns=...)` takes any other extractor (for
-  instance spaCy's, where the model is installed).
+Success is reward == 1. The similarity is thefuzz's `token_set_ratio`, as WebShop calls it.
+One part is written here rather than imported, and why: WebShop takes the title's nouns
+from spaCy's `en_core_web_sm` tagger, a model that cannot be downloaded here. `title_words`
+counts every word of three or more letters outside a small stopword list instead;
+`type_reward(..., nouns=...)` takes any other extractor (for instance spaCy's, where the
+model is installed).
 
 The colour words are our own list of common colour names in the same role as WebShop's.
 """
@@ -31,6 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+
+from thefuzz import fuzz
 
 from posttrain.envs.webshop.records import Goal, Product
 
@@ -105,50 +103,10 @@ _STOPWORDS = frozenset(
 )
 
 
-def _process(text: str) -> str:
-    """thefuzz's full_process: ASCII only, non-alphanumerics to spaces, lower-case, stripped."""
-    ascii_text = text.encode("ascii", "ignore").decode()
-    return re.sub(r"[^0-9a-zA-Z]", " ", ascii_text).lower().strip()
-
-
-def _lcs_length(a: str, b: str) -> int:
-    """Length of the longest common subsequence of two strings."""
-    if not a or not b:
-        return 0
-    previous = [0] * (len(b) + 1)
-    for char in a:
-        current = [0]
-        for j, other in enumerate(b):
-            current.append(previous[j] + 1 if char == other else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def _indel_distance(a: str, b: str) -> int:
-    """Insertions plus deletions turning `a` into `b`."""
-    return len(a) + len(b) - 2 * _lcs_length(a, b)
-
-
 def token_set_ratio(first: str, second: str) -> int:
-    """thefuzz's `fuzz.token_set_ratio` (0-100, rounded): the best normalised Indel
-    similarity among the shared tokens and the shared tokens plus either side's rest."""
-    tokens_a, tokens_b = set(_process(first).split()), set(_process(second).split())
-    if not tokens_a or not tokens_b:
-        return 0
-    shared = tokens_a & tokens_b
-    only_a, only_b = tokens_a - tokens_b, tokens_b - tokens_a
-    if shared and (not only_a or not only_b):
-        return 100
-    rest_a, rest_b = " ".join(sorted(only_a)), " ".join(sorted(only_b))
-    shared_len = len(" ".join(sorted(shared)))
-    # "shared rest_a" vs "shared rest_b": the common prefix cancels out of the distance.
-    with_a = shared_len + (shared_len != 0) + len(rest_a)
-    with_b = shared_len + (shared_len != 0) + len(rest_b)
-    best = 100 * (1 - _indel_distance(rest_a, rest_b) / (with_a + with_b))
-    if shared_len:
-        for extra, total in ((with_a - shared_len, with_a), (with_b - shared_len, with_b)):
-            best = max(best, 100 * (1 - extra / (shared_len + total)))
-    return int(round(best))
+    """thefuzz's `fuzz.token_set_ratio` (0-100), WebShop's similarity, with its default
+    processing (ASCII, alphanumeric tokens, lower case)."""
+    return fuzz.token_set_ratio(first, second)
 
 
 def _similar(first: str, second: str) -> bool:
