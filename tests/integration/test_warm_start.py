@@ -34,7 +34,7 @@ def test_rerun_with_same_inputs_reuses_the_cache(warm_started, warm_start_config
     assert (run.checkpoints / "final").resolve() == first.model_dir.resolve()
 
 
-def test_cache_key_follows_content():
+def test_cache_key_follows_content(tmp_path):
     config = WarmStartConfig()
     train, _ = make_splits(config.task)
     rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in train]
@@ -59,6 +59,14 @@ def test_cache_key_follows_content():
     assert content_key(replace(config, validation_file="/a.jsonl"), rows, validation) == (
         content_key(replace(config, validation_file="/b.jsonl"), rows, validation)
     )
+    # A base model is its files, wherever they lie (a recipe builds one per run directory).
+    for name in ("run-a", "run-b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text('{"hidden_size": 8}')
+    base = content_key(replace(config, base_model=str(tmp_path / "run-a")), rows)
+    assert content_key(replace(config, base_model=str(tmp_path / "run-b")), rows) == base
+    (tmp_path / "run-b" / "config.json").write_text('{"hidden_size": 16}')
+    assert content_key(replace(config, base_model=str(tmp_path / "run-b")), rows) != base
 
 
 def test_the_default_cache_key_is_the_one_the_readme_figures_were_measured_with():

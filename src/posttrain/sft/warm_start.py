@@ -194,6 +194,8 @@ def content_key(
         "gradient_checkpointing",
     )
     settings = {k: v for k, v in to_dict(config).items() if k not in ignored}
+    if config.base_model:  # its files are hashed below: a copy elsewhere is the same model
+        del settings["base_model"]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(json.dumps(train, sort_keys=True).encode())
     if validation_from_file:
