@@ -37,7 +37,7 @@ test: $(STAMP)
 
 # The slow tests include Ray workers, the trackio / W&B trackers and schemathesis: install those extras.
 test-all: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,ray,trackio,wandb,schema]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray,trackio,wandb,schema,alfworld]'
 	$(BIN)/pytest -q -m "" $(PYTEST_WORKERS)
 
 bench: $(STAMP)

@@ -55,9 +55,10 @@ FILE_COMMANDS = frozenset({"save", "restore", "script", "unscript", "noscript", 
 """Interpreter meta-commands that read or write files in the working directory (a policy's
 `script` left a transcript beside the tests, `save` a .qzl file): answered here, never sent to
 the game, so a policy's action cannot touch the file system."""
-_STARTING = threading.Lock()
+TEXTWORLD_PARSER_LOCK = threading.Lock()
 """Starting a game is serialised: TextWorld parses the game's logic with one shared (tatsu)
-parser, which concurrent starts on rollout's threads corrupted (IndexError)."""
+parser, which concurrent starts on rollout's threads corrupted (IndexError). ALFWorld's PDDL
+games (`alfworld_env`) take it too."""
 _STATUS = re.compile(r"\s*-= [^\n]* =-\s*-?\d+/\d+\s*\Z")
 """The status bar the interpreter appends to every reply: `-= Room =-score/moves`."""
 _PROMPT = re.compile(r"\s*>\s*\Z")
@@ -138,7 +139,7 @@ class HouseholdEnv:
             lost=True,
             extras=["walkthrough"],
         )
-        with _STARTING:
+        with TEXTWORLD_PARSER_LOCK:
             self._game = self._textworld.start(str(path), infos)
             state = self._game.reset()
         self.goal = state["objective"]
