@@ -27,6 +27,7 @@ TIERS: list[set[str]] = [
     {"config", "envs"},
     {"models"},
     {"data"},
+    {"features"},
     {"runs"},
     {"report"},
     {"monitor", "rewards", "attention"},

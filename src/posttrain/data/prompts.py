@@ -2,12 +2,14 @@
 
 `PromptStream` yields rows in a seeded order that reshuffles every epoch and is fully
 determined by (seed, rows consumed), so a resumed run sees exactly the rows it would have.
+With `order="as_written"` it yields the rows in the file's order instead, the same every
+epoch: the way a selection stage's ordered batches (`posttrain.data.selection`) reach RL.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Literal
 
 from posttrain.data.arithmetic import ArithmeticTask, make_splits
 from posttrain.data.io import DataError, read_records, require_columns
@@ -28,22 +30,37 @@ def load_prompt_rows(
     return rows
 
 
-class PromptStream:
-    """An endless, seeded, epoch-shuffled stream of rows with a resumable position."""
+PROMPT_ORDERS = ("shuffle", "as_written")
 
-    def __init__(self, rows: list[dict[str, Any]], seed: int, consumed: int = 0) -> None:
+
+class PromptStream:
+    """An endless stream of rows with a resumable position: seeded and reshuffled every epoch
+    (`shuffle`), or the rows' own order every epoch (`as_written`, so `take(B)` returns the
+    file's consecutive batches of B when its length is a multiple of B)."""
+
+    def __init__(
+        self,
+        rows: list[dict[str, Any]],
+        seed: int,
+        consumed: int = 0,
+        order: Literal["shuffle", "as_written"] = "shuffle",
+    ) -> None:
         if not rows:
             raise ValueError("no prompt rows")
+        if order not in PROMPT_ORDERS:
+            raise ValueError(f"data.order: {order!r}: one of {', '.join(PROMPT_ORDERS)}")
         self.rows = rows
         self.seed = seed
         self.consumed = consumed
+        self.order = order
         self._epoch = -1
         self._order: list[int] = []
 
     def _order_for(self, epoch: int) -> list[int]:
         if epoch != self._epoch:
             self._order = list(range(len(self.rows)))
-            random.Random(self.seed * 100_003 + epoch).shuffle(self._order)
+            if self.order == "shuffle":
+                random.Random(self.seed * 100_003 + epoch).shuffle(self._order)
             self._epoch = epoch
         return self._order
 

@@ -20,6 +20,10 @@ class DataConfig:
     """Held-out rows for evaluation; None: the arithmetic task's held-out split when `train`
     is None too, otherwise no held-out evaluation."""
     prompt_column: str = "prompt"
+    order: Literal["shuffle", "as_written"] = "shuffle"
+    """`shuffle`: a seeded reshuffle every epoch; `as_written`: the file's order every epoch,
+    `prompts_per_step` consecutive rows a step (a selection stage's ordered batches,
+    `posttrain.data.selection`). Both resume at the same row."""
 
 
 @dataclass

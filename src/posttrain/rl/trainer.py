@@ -90,7 +90,9 @@ class RLTrainer:
         # run directory is written or any weights load.
         require_model_dir(config.model, key="model")
         column = config.data.prompt_column
-        self.stream = PromptStream(load_prompt_rows(config.data.train, column), config.seed)
+        self.stream = PromptStream(
+            load_prompt_rows(config.data.train, column), config.seed, order=config.data.order
+        )
         # Held-out rows: the given test file, or the embedded task's test split; a user's
         # training file without a test file means no held-out evaluation (never train rows).
         if config.data.test is not None or config.data.train is None:
