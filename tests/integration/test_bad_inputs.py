@@ -259,6 +259,7 @@ CONFIG_COMMANDS = {
     "rm train": (["rm", "train", "--data", "DATA/rows.jsonl", "--out", "OUT"], "batch_size"),
     "cherrl run": (["cherrl", "run"], "vocab_size"),
     "envrl run": (["envrl", "run"], "vocab_size"),
+    "saerl run": (["saerl", "run"], "vocab_size"),
 }
 
 CONFIG_KINDS: dict[str, tuple[bytes | None, Callable[[str], tuple[str, ...]]]] = {
@@ -415,6 +416,7 @@ RUN_NAME_COMMANDS = [
     "indexcache run",
     "cherrl run",
     "envrl run",
+    "saerl run",
 ]
 BAD_RUN_NAMES = ["..", "../outside", "nested/name", "/tmp/absolute", ""]
 

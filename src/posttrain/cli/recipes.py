@@ -98,6 +98,7 @@ _GROUPS = {entry.name: _recipe_group(entry) for entry in RECIPES}
 longtrace = _GROUPS["longtrace"]
 wildreward = _GROUPS["wildreward"]
 cherrl = _GROUPS["cherrl"]
+saerl = _GROUPS["saerl"]
 
 
 @longtrace.command("build")
@@ -351,3 +352,28 @@ def demo(
 ) -> None:
     """The flagship recipe at demo size: LongTraceRL end to end (`posttrain longtrace run`)."""
     _run_recipe(_RECIPES["longtrace"], config_file(config, positional), overrides)
+
+
+@saerl.command("select")
+def saerl_select(
+    model: str = typer.Option(..., "--model", help="A causal LM directory (the RL policy)."),
+    data: str = typer.Option(..., "--data", help="JSONL / parquet of prompt and answer rows."),
+    out: Path = typer.Option(..., "--out", help="Writes selected.jsonl, report.json, sae/."),
+    config: Path | None = typer.Option(None, "--config", help="YAML SelectConfig."),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Order and filter RL prompts with the model's own SAE features: clusters, a difficulty
+    curriculum and a quality filter (SAERL). Train with `data.order: as_written` and
+    `prompts_per_step` = `selection.batch_size`."""
+    from posttrain.recipes.saerl import SelectConfig, select_data
+
+    settings = load_settings(SelectConfig, config, overrides)
+    try:
+        report = select_data(model, data, str(out), settings)
+    except ValueError as err:
+        raise fail("error", err) from None
+    typer.echo(
+        f"wrote {out / 'selected.jsonl'}: {report['kept']} of {report['rows']} rows in"
+        f" {report['batches']} batches"
+        + (f"; switched off: {', '.join(report['switched_off'])}" if report["switched_off"] else "")
+    )

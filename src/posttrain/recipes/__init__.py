@@ -116,5 +116,15 @@ RECIPES: tuple[RecipeEntry, ...] = (
         "episodes, train GRPO / GiGPO with and without the auxiliary losses per environment "
         "and seed, evaluate in- and out-of-distribution success and report.",
     ),
+    RecipeEntry(
+        name="saerl",
+        module="posttrain.recipes.saerl",
+        config="SAERLRunConfig",
+        recipe="SAERLRecipe",
+        help="SAERL: RL data selection from the policy's own sparse-autoencoder features.",
+        run_help="Generate math problems with known difficulty and defects, warm-start a tiny "
+        "policy per seed, label a subset, train an SAE on its activations, select and order "
+        "the RL data per variant, train GRPO on each and report.",
+    ),
 )
 """Every recipe with a `posttrain <name> run` command, in the order `--help` lists them."""

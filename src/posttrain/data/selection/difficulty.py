@@ -14,6 +14,9 @@ design.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +55,18 @@ def minimum_labelled(folds: int, heldout_share: float) -> int:
     while count - max(MIN_HELDOUT, int(round(heldout_share * count))) < 2 * folds:
         count += 1
     return count
+
+
+@contextlib.contextmanager
+def _quiet_convergence() -> Iterator[None]:
+    """Coordinate descent may stop short of sklearn's tolerance on a few hundred labelled
+    rows (a ConvergenceWarning per fold and penalty): the fit is still the one used, and
+    the report's held-out R^2 / Spearman say how good it is."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        yield
 
 
 def _model(folds: int, seed: int):
@@ -112,7 +127,8 @@ def fit_difficulty(
             f"all {len(labels)} labels are {labels[0]}: nothing to regress", key=option
         )
     fit, heldout = split_labelled(len(labelled), heldout_share, seed)
-    model = _model(folds, seed).fit(features[labelled[fit]], labels[fit])
+    with _quiet_convergence():
+        model = _model(folds, seed).fit(features[labelled[fit]], labels[fit])
     guess = model.predict(features[labelled[heldout]])
     truth = labels[heldout]
     regressor = model[-1]
@@ -126,5 +142,7 @@ def fit_difficulty(
         "l1_ratio": float(regressor.l1_ratio_),
     }
     # The refit keeps the cross-validated alpha and L1 share: one fit, not another search.
-    final = _refit(regressor.alpha_, regressor.l1_ratio_, seed).fit(features[labelled], labels)
+    with _quiet_convergence():
+        final = _refit(regressor.alpha_, regressor.l1_ratio_, seed)
+        final.fit(features[labelled], labels)
     return DifficultyFit(predicted=final.predict(features), report=report)
