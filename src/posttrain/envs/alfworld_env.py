@@ -57,6 +57,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from posttrain.envs.expert_chat import play_expert
 from posttrain.envs.household_env import TEXTWORLD_PARSER_LOCK, clean_text, cut
 from posttrain.envs.registry import register_env
 from posttrain.errors import InputError
@@ -478,18 +479,7 @@ def expert_episodes(
     for task in tasks:
         env = AlfWorldEnv(expert=expert, **env_kwargs)
         try:
-            messages = [{"role": "user", "content": env.reset(task)}]
-            won = False
-            while not env.done:
-                if not env.expert_plan:
-                    break
-                command = env.expert_plan[0]
-                observation, _, done, info = env.step(command)
-                messages.append({"role": "assistant", "content": command})
-                if done:
-                    won = info["won"]
-                    break
-                messages.append({"role": "user", "content": observation})
+            messages, won = play_expert(env, task, _expert_step)
         finally:
             env.close()
         if not won:
@@ -499,3 +489,8 @@ def expert_episodes(
             )
         episodes.append(messages)
     return episodes
+
+
+def _expert_step(env: AlfWorldEnv, step: int) -> str | None:
+    """ALFWorld's expert's next command in the current state (None when it has none)."""
+    return env.expert_plan[0] if env.expert_plan else None

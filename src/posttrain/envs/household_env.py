@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from posttrain.envs.expert_chat import play_expert
 from posttrain.envs.household_games import GameRecord, require_textworld
 from posttrain.envs.registry import register_env
 from posttrain.errors import InputError
@@ -235,15 +236,7 @@ def expert_episodes(
         task = game.task() if isinstance(game, GameRecord) else game
         env = HouseholdEnv(**env_kwargs)
         try:
-            messages = [{"role": "user", "content": env.reset(task)}]
-            won = False
-            for command in env.walkthrough:
-                observation, _, done, info = env.step(command)
-                messages.append({"role": "assistant", "content": command})
-                if done:
-                    won = info["won"]
-                    break
-                messages.append({"role": "user", "content": observation})
+            messages, won = play_expert(env, task, _walkthrough_step)
         finally:
             env.close()
         if not won:
@@ -252,3 +245,8 @@ def expert_episodes(
             )
         episodes.append(messages)
     return episodes
+
+
+def _walkthrough_step(env: HouseholdEnv, step: int) -> str | None:
+    """The game's walkthrough command at `step` (None past its end)."""
+    return env.walkthrough[step] if step < len(env.walkthrough) else None
