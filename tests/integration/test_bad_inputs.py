@@ -260,6 +260,10 @@ CONFIG_COMMANDS = {
     "cherrl run": (["cherrl", "run"], "vocab_size"),
     "envrl run": (["envrl", "run"], "vocab_size"),
     "saerl run": (["saerl", "run"], "vocab_size"),
+    "saerl select": (
+        ["saerl", "select", "--model", "DATA", "--data", "DATA/rows.jsonl", "--out", "OUT"],
+        "limit",
+    ),
 }
 
 CONFIG_KINDS: dict[str, tuple[bytes | None, Callable[[str], tuple[str, ...]]]] = {

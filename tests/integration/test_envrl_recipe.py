@@ -108,11 +108,19 @@ def test_every_stage_writes_its_output(finished):
     assert cell["seeds"] == 1 and 0.0 <= cell["mean"] <= 1.0 and cell["std"] is None
     assert set(results["warm_start"]) == {"textworld", "webshop"}
     pairs = {(c["env"], c["split"], c["baseline"], c["treatment"]) for c in results["comparisons"]}
+    # Each EnvRL variant against its baseline; each baseline against the warm start.
     assert pairs == {
-        (env, split, "grpo", "grpo_sp_id")
-        for env in ("textworld", "webshop")
+        (env, split, baseline, treatment)
+        for env, baseline, treatment in (
+            ("textworld", "grpo", "grpo_sp_id"),
+            ("webshop", "grpo", "grpo_sp_id"),
+            ("textworld", "warm start", "grpo"),
+            ("webshop", "warm start", "grpo"),
+            ("textworld", "warm start", "gigpo"),
+        )
         for split in ("train", "heldout")
     }
+
     for c in results["comparisons"]:  # one seed: Welch is undefined, the bootstrap is not
         assert c["welch"]["ci_low"] is None and c["bootstrap"]["n"][0] >= 1
     reach = {(r["env"], r["split"]): r for r in results["steps_to_baseline"]}

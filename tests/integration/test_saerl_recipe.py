@@ -21,6 +21,7 @@ SMALL = [
     "data.problems.n_train=360",
     "data.problems.n_test=40",
     "data.problems.topics=[addition, subtraction]",
+    "data.problems.defect_rate=0.1",  # enough low-quality rows among 40 labelled ones
     "data.warm_start_rows=160",
     "data.validation_rows=20",
     "model_size=nano",

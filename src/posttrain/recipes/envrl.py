@@ -96,6 +96,8 @@ VARIANTS: dict[str, Variant] = {
 """EnvRL's comparisons (issue 23 §4): the schedule ablations compare against the cosine run."""
 REACH = {"grpo_sp_id": "grpo", "gigpo_sp_id": "gigpo"}
 """EnvRL variant -> the baseline whose final success it is timed to reach."""
+WARM_START = "warm start"
+"""The comparisons' baseline of a baseline variant (GRPO, GiGPO): the policy RL began from."""
 
 
 @dataclass
@@ -556,30 +558,33 @@ class EnvRLRecipe(Recipe):
         return {"data": stats, "results": results, "curves": str(curves)}
 
     def comparisons(self, log: ItemLog) -> list[dict[str, Any]]:
-        """Each variant against its baseline (`Variant.baseline`) at the final step, per env
-        and split: Welch over seeds and the paired bootstrap over (task, seed)."""
+        """Each variant against its baseline (`Variant.baseline`; a baseline variant against
+        the warm start it began from) at the final step, per env and split: Welch over seeds
+        and the paired bootstrap over (task, seed)."""
         trained = {(env, variant) for env, variant, _ in self.runs()}
         steps = self.config.rl.steps
+        seeds = self.config.seeds
+
+        def scores(env: str, name: str | None, split: str) -> dict[int, dict[str, float]]:
+            if name is None:  # the warm start, at step 0
+                return {s: episode_scores(log, self.start_name[s], env, 0, split) for s in seeds}
+            return {
+                s: episode_scores(log, f"{env}-{name}-seed{s}", env, steps, split) for s in seeds
+            }
+
         out = []
         for env, variant in sorted(trained):
             baseline = VARIANTS[variant].baseline
-            if baseline is None or (env, baseline) not in trained:
+            if baseline is not None and (env, baseline) not in trained:
                 continue
             for split in SPLITS:
-                scores = {
-                    name: {
-                        seed: episode_scores(log, f"{env}-{name}-seed{seed}", steps, split)
-                        for seed in self.config.seeds
-                    }
-                    for name in (baseline, variant)
-                }
                 out.append(
                     {
                         "env": env,
                         "split": split,
-                        "baseline": baseline,
+                        "baseline": baseline or WARM_START,
                         "treatment": variant,
-                        **compare_runs(scores[baseline], scores[variant]),
+                        **compare_runs(scores(env, baseline, split), scores(env, variant, split)),
                     }
                 )
         return out
@@ -731,11 +736,11 @@ def success_table(records: Any) -> dict[tuple[str, str, int, str], float]:
     return {key: sum(v) / len(v) for key, v in groups.items()}
 
 
-def episode_scores(log: ItemLog, policy: str, step: int, split: str) -> dict[str, float]:
+def episode_scores(log: ItemLog, policy: str, env: str, step: int, split: str) -> dict[str, float]:
     return {
         r["task"]: float(r["success"])
         for r in log.records.values()
-        if r["policy"] == policy and r["step"] == step and r["split"] == split
+        if (r["policy"], r["env"], r["step"], r["split"]) == (policy, env, step, split)
     }
 
 

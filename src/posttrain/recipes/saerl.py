@@ -669,6 +669,8 @@ class SelectConfig:
 
     columns: str | None = None
     """Column preset of the data file (`posttrain.data.math_rl_data.PRESETS`); None: detected."""
+    limit: int | None = None
+    """Read at most this many rows of the data file (None: all)."""
     features: FeatureSettings = field(default_factory=FeatureSettings)
     sae: SAESettings = field(default_factory=_sae)
     sae_dir: str | None = None
@@ -691,7 +693,7 @@ def select_data(model: str, data: str, out: str, config: SelectConfig) -> dict[s
     from posttrain.features.activations import pooled_activations
     from posttrain.features.sae import encode, load_sae, sae_metrics, save_sae, train_sae
 
-    rows = load_math_rl_rows(data, config.columns)
+    rows = load_math_rl_rows(data, config.columns, limit=config.limit)
     target = Path(out)
     layer = config.features.layer
     if layer is None:
