@@ -13,8 +13,8 @@ install: $(STAMP)
 # torch==2.13.0 is the CPU build on local disk; pyproject leaves torch unpinned so that
 # users bring their own CUDA build. bubblewrap jails model-written code (posttrain.sandbox);
 # it needs root and apt-get to install, and without it that code runs in the subprocess
-# fallback, which is not a jail. --no-compile: modules are byte-compiled when first imported
-# (most installed files never are: plotly's thousands of validators, lm-eval's task tree).
+# fallback, which is not a jail. Installs byte-compile: where PYTHONDONTWRITEBYTECODE is set (as
+# on this machine and in CI), a module left uncompiled is compiled again by every import.
 $(STAMP): pyproject.toml
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 \
@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	  || echo "NOTE: bubblewrap (bwrap) is not installed and cannot be installed here (needs root and apt-get): model-written code will run in the subprocess fallback, which is not a jail. Install it with: sudo apt-get install bubblewrap"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile torch==2.13.0
-	$(BIN)/python -m pip install -q --no-compile -e '.[dev]'
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

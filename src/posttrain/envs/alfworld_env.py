@@ -58,7 +58,13 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.envs.expert_chat import play_expert
-from posttrain.envs.household_env import TEXTWORLD_PARSER_LOCK, clean_text, cut
+from posttrain.envs.household_env import (
+    TEXTWORLD_PARSER_LOCK,
+    actions_line,
+    check_episode_options,
+    clean_text,
+    cut,
+)
 from posttrain.envs.registry import register_env
 from posttrain.errors import InputError
 
@@ -337,12 +343,7 @@ class AlfWorldEnv:
         expert: str | None = None,
     ) -> None:
         self._alfred = require_alfworld()
-        if not isinstance(max_steps, int) or max_steps < 1:
-            raise InputError(f"must be a positive integer (got {max_steps!r})", key="max_steps")
-        if not isinstance(max_text_chars, int) or max_text_chars < 1:
-            raise InputError(
-                f"must be a positive integer (got {max_text_chars!r})", key="max_text_chars"
-            )
+        check_episode_options(max_steps, max_text_chars)
         if expert is not None and expert not in EXPERTS:
             raise InputError(f"must be one of {EXPERTS} or null (got {expert!r})", key="expert")
         self.max_steps = max_steps
@@ -424,8 +425,7 @@ class AlfWorldEnv:
             self.expert_plan = list(state["extra.expert_plan"] or [])
 
     def _actions_line(self) -> str:
-        shown = [c for c in self._admissible if c.split(" ", 1)[0] not in self.omit_verbs]
-        return "Actions: " + " | ".join(shown)
+        return actions_line(self._admissible, self.omit_verbs)
 
     def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         if self.done or self._game is None:

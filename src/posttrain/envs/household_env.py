@@ -73,6 +73,21 @@ def clean_text(text: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def check_episode_options(max_steps: Any, max_text_chars: Any) -> None:
+    """The options every text-game environment takes: positive integers, else an InputError
+    naming the option."""
+    for key, value in (("max_steps", max_steps), ("max_text_chars", max_text_chars)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"must be a positive integer (got {value!r})", key=key)
+
+
+def actions_line(commands: list[str], omit_verbs: frozenset[str]) -> str:
+    """`Actions: a | b | ...`: the admissible commands, less those whose first word is in
+    `omit_verbs`."""
+    shown = [c for c in commands if c.split(" ", 1)[0] not in omit_verbs]
+    return "Actions: " + " | ".join(shown)
+
+
 def cut(text: str, limit: int) -> tuple[str, int]:
     """`text` cut to its first `limit` characters (the module's rule) and the count dropped."""
     if len(text) <= limit:
@@ -95,12 +110,7 @@ class HouseholdEnv:
         # Jericho warns on every start that a TextWorld game is not one of its catalogued
         # games (no score or move tables); TextWorld tracks both itself, so it is noise.
         warnings.filterwarnings("ignore", r"Game .* is not fully supported", module="jericho")
-        if not isinstance(max_steps, int) or max_steps < 1:
-            raise InputError(f"must be a positive integer (got {max_steps!r})", key="max_steps")
-        if not isinstance(max_text_chars, int) or max_text_chars < 1:
-            raise InputError(
-                f"must be a positive integer (got {max_text_chars!r})", key="max_text_chars"
-            )
+        check_episode_options(max_steps, max_text_chars)
         self.max_steps = max_steps
         self.max_text_chars = max_text_chars
         self.omit_verbs = frozenset(omit_verbs)
@@ -154,8 +164,7 @@ class HouseholdEnv:
         return f"Goal: {self.goal}\n{text}\n{self._actions_line()}"
 
     def _actions_line(self) -> str:
-        shown = [c for c in self._admissible if c.split(" ", 1)[0] not in self.omit_verbs]
-        return "Actions: " + " | ".join(shown)
+        return actions_line(self._admissible, self.omit_verbs)
 
     def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         if self.done or self._game is None:
