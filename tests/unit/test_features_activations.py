@@ -130,6 +130,8 @@ def test_a_second_architecture_works_unchanged(tiny_model_dir, tmp_path, padding
     )
     model = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     np.testing.assert_allclose(got, reference(model, tokenizer, PROMPTS, 1, "mean"), atol=1e-5)
+    # The default layer comes from GPT-2's own field name (n_layer = 3): the middle block.
+    assert activations.middle_layer(tmp_path) == 1
 
 
 def test_the_model_runs_in_its_own_dtype_and_the_result_is_float32(tiny_model_dir):

@@ -110,6 +110,15 @@ def num_layers(model: torch.nn.Module) -> int:
     return int(text_config.num_hidden_layers)
 
 
+def middle_layer(model_dir: str | Path) -> int:
+    """The middle decoder block of the model in `model_dir` (n_layers // 2, SAERL's choice),
+    read from its config without loading the weights."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    return int(config.get_text_config().num_hidden_layers) // 2
+
+
 def resolve_layer(layer: int, count: int) -> int:
     """`layer` as a 0-based block index; out of range is an InputError naming both."""
     if not -count <= layer < count:

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 from rich.table import Table
 
+from posttrain import atomic
 from posttrain.data.io import read_jsonl, write_jsonl
 from posttrain.data.math_problems import MathProblemConfig, make_math_splits, tokenizer_corpus
 from posttrain.data.selection import SelectionSettings, ordered_rows, select
@@ -209,6 +211,10 @@ class SAERLRecipe(Recipe):
 
     # ------------------------------------------------------------------ data
 
+    def __init__(self, config: SAERLRunConfig, console: Console | None = None) -> None:
+        super().__init__(config, console)
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+
     @property
     def data_dir(self) -> Path:
         return self.run.path / "data"
@@ -244,7 +250,10 @@ class SAERLRecipe(Recipe):
         return read_jsonl(self.data_dir / "stats.jsonl")[0]
 
     def rows(self, name: str) -> list[dict[str, Any]]:
-        return read_jsonl(self.data_dir / f"{name}.jsonl")
+        """The data file `name`, read once (data/ is written once, before any reader)."""
+        if name not in self._rows:
+            self._rows[name] = read_jsonl(self.data_dir / f"{name}.jsonl")
+        return self._rows[name]
 
     # ------------------------------------------------------------------ policy
 
@@ -328,7 +337,7 @@ class SAERLRecipe(Recipe):
     def features(self, seed: int, model_dir: str) -> dict[str, Any]:
         """Pooled activations, the SAE's codes and TF-IDF of the pool for one policy, saved as
         .npy in features-seedN/ with the SAE (SAELens's format) and its metrics."""
-        from posttrain.features.activations import pooled_activations
+        from posttrain.features.activations import middle_layer, pooled_activations
         from posttrain.features.sae import encode, sae_metrics, save_sae, train_sae
         from posttrain.features.text_features import tfidf_features
 
@@ -342,25 +351,19 @@ class SAERLRecipe(Recipe):
         pool = self.rows("pool")
         layer = self.config.features.layer
         if layer is None:
-            from transformers import AutoConfig
-
-            layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
-            layer = layers // 2
+            layer = middle_layer(model_dir)
         started = time.perf_counter()
+        # No activation cache of its own: raw.npy below is the cache of this stage.
         raw = pooled_activations(
-            model_dir,
-            pool,
-            layer,
-            self.config.features.pooling,
-            self.config.features.batch_size,
-            cache_dir=out / "cache",
+            model_dir, pool, layer, self.config.features.pooling, self.config.features.batch_size
         )
         activations_s = time.perf_counter() - started
         started = time.perf_counter()
         sae = train_sae(raw, replace(self.config.sae, seed=seed))
         codes = encode(sae, raw)
         sae_s = time.perf_counter() - started
-        save_sae(sae, out / "sae", sae_metrics(sae, raw))
+        metrics = sae_metrics(sae, raw)
+        save_sae(sae, out / "sae", metrics)
         tfidf = tfidf_features(pool)
         for kind, matrix in (("sae", codes), ("raw", raw), ("tfidf", tfidf)):
             np.save(names[kind], np.asarray(matrix, dtype=np.float32))
@@ -368,7 +371,7 @@ class SAERLRecipe(Recipe):
             "layer": layer,
             "activations_s": activations_s,
             "sae_train_s": sae_s,
-            "sae": sae_metrics(sae, raw).to_dict(),
+            "sae": metrics.to_dict(),
         }
         write_jsonl(out / "cost.jsonl", [cost])
         return {"sae": codes, "raw": raw, "tfidf": tfidf, "cost": cost}
@@ -458,6 +461,8 @@ class SAERLRecipe(Recipe):
                 difficulty_column="true_difficulty",
                 quality_column="true_ok",
                 label_budget=None,
+                curriculum=True,  # both fits are what this stage scores, whatever the config
+                quality_filter=True,
             )
             out = {}
             for kind in FEATURE_KINDS:
@@ -690,16 +695,12 @@ def select_data(model: str, data: str, out: str, config: SelectConfig) -> dict[s
     import json
 
     from posttrain.data.math_rl_data import load_math_rl_rows
-    from posttrain.features.activations import pooled_activations
+    from posttrain.features.activations import middle_layer, pooled_activations
     from posttrain.features.sae import encode, load_sae, sae_metrics, save_sae, train_sae
 
     rows = load_math_rl_rows(data, config.columns, limit=config.limit)
     target = Path(out)
-    layer = config.features.layer
-    if layer is None:
-        from transformers import AutoConfig
-
-        layer = AutoConfig.from_pretrained(model).num_hidden_layers // 2
+    layer = config.features.layer if config.features.layer is not None else middle_layer(model)
     raw = pooled_activations(
         model,
         rows,
@@ -710,9 +711,11 @@ def select_data(model: str, data: str, out: str, config: SelectConfig) -> dict[s
     )
     if config.sae_dir:
         sae = load_sae(config.sae_dir, d_in=raw.shape[1])
+        metrics = sae_metrics(sae, raw)
     else:
         sae = train_sae(raw, config.sae)
-        save_sae(sae, target / "sae", sae_metrics(sae, raw))
+        metrics = sae_metrics(sae, raw)
+        save_sae(sae, target / "sae", metrics)
     settings = config.selection
     switched_off = []
     if settings.curriculum and all(r.get(settings.difficulty_column) is None for r in rows):
@@ -727,9 +730,9 @@ def select_data(model: str, data: str, out: str, config: SelectConfig) -> dict[s
         "model": model,
         "data": data,
         "layer": layer,
-        "sae": sae_metrics(sae, raw).to_dict(),
+        "sae": metrics.to_dict(),
         "switched_off": switched_off,
         **chosen.report,
     }
-    (target / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    atomic.write_text(target / "report.json", json.dumps(report, indent=2, default=str))
     return report
