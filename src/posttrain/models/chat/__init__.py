@@ -16,10 +16,12 @@ from posttrain.models.chat.spec import load_chat
 
 if TYPE_CHECKING:
     from posttrain.models.chat.hf import HFChat
+    from posttrain.models.chat.hf_vision import HFVisionChat
     from posttrain.models.chat.openai_chat import ChatRequestError, OpenAIChat
 
 _LAZY = {
     "HFChat": "posttrain.models.chat.hf",
+    "HFVisionChat": "posttrain.models.chat.hf_vision",
     "OpenAIChat": "posttrain.models.chat.openai_chat",
     "ChatRequestError": "posttrain.models.chat.openai_chat",
 }
@@ -31,6 +33,7 @@ __all__ = [
     "Choice",
     "GenerationParams",
     "HFChat",
+    "HFVisionChat",
     "OpenAIChat",
     "ResponseCache",
     "ScriptedChat",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
+# {"role": "user" | "assistant" | "system", "content": "..." or a list of content parts
+# (`posttrain.models.chat.images`: text and image_url parts, in the OpenAI format)}
+Message = dict[str, Any]
 Conversation = Sequence[Message]
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from posttrain.models.chat.base import ChatResult, Conversation, GenerationParams
+from posttrain.models.chat.base import ChatResult, Conversation, GenerationParams, Message
+from posttrain.models.chat.images import content_image_urls, content_text
 from posttrain.models.generation import LocalGenerator
 from posttrain.models.model_dir import require_model_dir
 
@@ -58,12 +59,27 @@ class HFChat:
         return self.generator.model
 
     def encode(self, conversation: Conversation) -> list[int]:
-        """Prompt token ids for a conversation, ending with the assistant's turn opening."""
+        """Prompt token ids for a conversation, ending with the assistant's turn opening.
+        Content given as parts is joined to its text; an image part is a ValueError (a text
+        model cannot see it, and dropping it silently would change the question)."""
+        messages = [self._text_message(message) for message in conversation]
         return list(
             self.tokenizer.apply_chat_template(
-                list(conversation), add_generation_prompt=True, tokenize=True, return_dict=False
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
             )
         )
+
+    def _text_message(self, message: Message) -> Message:
+        content = message.get("content")
+        if isinstance(content, str) or content is None:
+            return dict(message)
+        if content_image_urls(content):
+            where = self.model_dir if self.model_dir is not None else self.name
+            raise ValueError(
+                f"model {where} is a text-only model (its config has no vision_config): "
+                "it cannot take image content parts; use a vision-language model directory"
+            )
+        return {**message, "content": content_text(content)}
 
     def chat(
         self, conversations: Sequence[Conversation], params: GenerationParams | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from posttrain.models.chat.base import ChatResult, Choice, Conversation, GenerationParams
+from posttrain.models.chat.images import content_text
 
 Responder = str | Callable[[re.Match[str], Conversation], str]
 Rule = tuple[str | re.Pattern[str], Responder]
@@ -23,10 +24,11 @@ PREFIX = "scripted:"
 
 
 def last_user_message(conversation: Conversation) -> str:
-    """The content of the last user turn ("" if there is none)."""
+    """The text of the last user turn ("" if there is none): a content of parts gives its
+    text parts joined by newlines, so rules match whether or not images came with it."""
     for message in reversed(conversation):
         if message.get("role") == "user":
-            return message.get("content", "")
+            return content_text(message.get("content", ""))
     return ""
 
 

@@ -1,7 +1,8 @@
 """`load_chat`: turn a one-string model SPEC (as given on the command line) into a ChatModel.
 
 Accepted forms:
-  PATH                      an existing local model directory -> HFChat
+  PATH                      an existing local model directory -> HFChat, or HFVisionChat
+                            when its config has a vision_config (a vision-language model)
   openai:MODEL[@BASE_URL][#KEY_VAR]
                             an OpenAI-compatible endpoint -> OpenAIChat (BASE_URL from
                             OPENAI_BASE_URL when left out; the API key from the environment
@@ -51,7 +52,7 @@ def load_chat(spec: str | Spec, **kwargs: Any) -> ChatModel:
             kwargs = {"api_key": os.environ[parsed.key_var], **kwargs}
         return OpenAIChat(parsed.model, base_url=parsed.base_url or None, **kwargs)
     if parsed.kind is SpecKind.DIRECTORY:
-        from posttrain.models.chat.hf import HFChat
+        from posttrain.models.chat.hf_vision import load_local_chat
 
-        return HFChat(parsed.path, **kwargs)
+        return load_local_chat(parsed.path, **kwargs)
     raise ValueError(f"model spec {parsed.text!r} names a {parsed.kind}; expected {SPEC_FORMS}")

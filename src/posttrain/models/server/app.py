@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from posttrain.models.chat.base import GenerationParams
 from posttrain.models.chat.hf import HFChat
+from posttrain.models.chat.hf_vision import ImageInputs, load_local_chat
 from posttrain.models.server.engine import (
     MAX_BATCH,
     MAX_ROWS,
@@ -67,6 +68,7 @@ def create_app(
     weights_root: str | Path | None = None,
 ) -> FastAPI:
     """An app serving `chat`'s model; `app.state.engine.weight_version` counts weight updates.
+    An `HFVisionChat` (a vision-language model) also takes image_url content parts.
 
     Up to `max_batch` concurrent requests (and `max_rows` generated rows) are generated
     together; `max_batch=1` serves one request at a time. `limits` caps each request
@@ -94,7 +96,12 @@ def create_app(
     app.add_middleware(AccessGuard, api_key=api_key, hosts=allowed_hosts(host))  # outermost
     install_error_handlers(app)
     install_openapi(
-        app, limits, engine.vocab_size, app.state.served_model_name, api_key is not None
+        app,
+        limits,
+        engine.vocab_size,
+        app.state.served_model_name,
+        api_key is not None,
+        vision=engine.processor is not None,
     )
 
     # Cheap endpoints are async: they answer from the event loop even while every worker
@@ -126,12 +133,12 @@ def create_app(
         engine: Engine = state.engine
         _check_request(body, state)
         top = (body.top_logprobs or 0) if body.logprobs else None
-        prompt = engine.encode_chat(body.conversation())
+        prompt, images = engine.encode_chat_inputs(body.conversation(), body.has_images())
         engine.check_prompt(prompt, param="messages")
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         asked = body.max_completion_tokens or body.max_tokens
         params = _params(body, state.limits, [prompt], engine, asked, param, top is not None)
-        answer = _generate(state, [prompt], params, top, started)
+        answer = _generate(state, [prompt], params, top, started, images=[images])
         [generated], version = answer.generated, answer.weight_version
         choices = [
             {
@@ -300,13 +307,16 @@ def _generate(
     params: GenerationParams,
     top_logprobs: int | None,
     started: float,
+    images: list[ImageInputs | None] | None = None,
 ) -> Answer:
     """Generate within the queued-token budget and the request's time budget."""
     limits: ServerLimits = state.limits
     with state.budget.reserve(request_tokens(prompts, params.n, params.max_tokens)):
         left = limits.request_timeout_s - (time.monotonic() - started)
         try:
-            return state.engine.generate(prompts, params, top_logprobs, timeout=max(left, 0.0))
+            return state.engine.generate(
+                prompts, params, top_logprobs, timeout=max(left, 0.0), images=images
+            )
         except TimeoutError:
             raise APIError(
                 f"The request was not answered within this server's time budget of "
@@ -402,7 +412,7 @@ def serve(
     check_bind(host, api_key)  # before minutes of loading a model
     if weights_root is not None and not Path(weights_root).is_dir():
         raise ValueError(f"--weights-root {weights_root} is not a directory")
-    chat = HFChat(model_dir, device=device, attn_implementation=attn_implementation)
+    chat = load_local_chat(model_dir, device=device, attn_implementation=attn_implementation)
     app = create_app(
         chat,
         served_model_name=served_model_name,

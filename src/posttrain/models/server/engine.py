@@ -28,11 +28,13 @@ import math
 import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from posttrain.models.chat.base import Choice, Conversation, GenerationParams
 from posttrain.models.chat.hf import HFChat
+from posttrain.models.chat.hf_vision import ImageInputs, encode_vision_chat
 from posttrain.models.server.batcher import Again, Batcher
 from posttrain.models.server.errors import APIError
 from posttrain.models.server.weights import check_state, commit_state
@@ -66,6 +68,8 @@ class _Row:
     the finished choice."""
 
     prompt: list[int]
+    images: ImageInputs | None = None
+    """The prompt's image inputs (a vision-language model's), kept for every piece."""
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] | None = None
     version: int | None = None
@@ -113,7 +117,10 @@ class Engine:
         # Request threads encode with their own copy: a fast tokenizer must not be used by
         # two threads at once, and the batching thread decodes while requests arrive.
         self._request_tokenizer = copy.deepcopy(chat.tokenizer)
-        self.lock = threading.Lock()  # guards the request threads' tokenizer
+        # A vision-language model's processor (HFVisionChat) writes prompts with images.
+        self.processor: Any = getattr(chat, "processor", None)
+        self._request_processor = copy.deepcopy(self.processor)
+        self.lock = threading.Lock()  # guards the request threads' tokenizer and processor
         self.max_rows = max_rows
         self.weight_version = 0
         """Bumped by `load_weights`; read only on the batching thread while generating."""
@@ -156,6 +163,31 @@ class Engine:
                 code="chat_template_error",
             ) from exc
 
+    def encode_chat_inputs(
+        self, conversation: Conversation, has_images: bool
+    ) -> tuple[list[int], ImageInputs | None]:
+        """Prompt ids and image inputs for a conversation. Image parts need a
+        vision-language model: a text model refuses them (400) rather than drop them."""
+        if self.processor is None:
+            if has_images:
+                raise APIError(
+                    f"The model '{self.chat.name}' is a text-only model: it cannot take "
+                    "image_url content parts (serve a vision-language model directory, one "
+                    "whose config has a vision_config, for images).",
+                    param="messages",
+                    code="image_input_not_supported",
+                )
+            return self.encode_chat(conversation), None
+        try:
+            with self.lock:
+                return encode_vision_chat(self._request_processor, conversation)
+        except Exception as exc:  # an unreadable image, a template that rejects the parts
+            raise APIError(
+                f"The messages could not be prepared for the model: {exc}",
+                param="messages",
+                code="invalid_image" if has_images else "chat_template_error",
+            ) from exc
+
     def encode_text(self, text: str) -> list[int]:
         try:
             with self.lock:
@@ -186,24 +218,27 @@ class Engine:
         params: GenerationParams,
         top_logprobs: int | None = None,
         timeout: float | None = None,
+        images: Sequence[ImageInputs | None] | None = None,
     ) -> Answer:
         """`params.n` choices per prompt, generated in batches with concurrent requests that
         share the settings (seeds aside); token details when `top_logprobs` is not None.
-        After `timeout` seconds the request is given up: TimeoutError.
+        After `timeout` seconds the request is given up: TimeoutError. `images`: per
+        prompt, its image inputs (a vision-language model's; see `encode_chat_inputs`).
 
         `params.max_tokens` should fit every prompt (the app cuts it to what the longest
         leaves): requests batch only with equal `max_tokens`, so no prompt is clamped by
         another's length.
         """
         room = self.context_length - max(len(p) for p in prompts)
+        per_prompt = list(images) if images is not None else [None] * len(prompts)
         job = GenerationJob(
             [list(p) for p in prompts],
             params,
             top_logprobs,
             max_new=min(params.max_tokens, room),
             rows=[
-                _Row(list(p), logprobs=[] if params.logprobs else None)
-                for p in prompts
+                _Row(list(p), images=i, logprobs=[] if params.logprobs else None)
+                for p, i in zip(prompts, per_prompt, strict=True)
                 for _ in range(params.n)
             ],
         )
@@ -277,7 +312,11 @@ class Engine:
             yielded = yielded or self.batcher.should_yield()
             return yielded
 
-        choices = self.generator.generate(prompts, params, should_stop=should_stop)
+        if self.processor is not None:
+            images = [row.images for _, row in rows]
+            choices = self.generator.generate(prompts, params, should_stop, images=images)
+        else:
+            choices = self.generator.generate(prompts, params, should_stop=should_stop)
         stop_ids = self.generator.stop_ids()
         for (job, row), [choice] in zip(rows, choices, strict=True):
             self._advance(job, row, choice, stop_ids, cut=yielded)
@@ -323,7 +362,7 @@ class Engine:
                 details = None
                 if job.top_logprobs is not None:
                     details = self._details(
-                        prompt, row.choice, job.top_logprobs, job.params.temperature
+                        prompt, row.choice, job.top_logprobs, job.params.temperature, row.images
                     )
                 per_prompt.append(Generated(row.choice, details))
             generated.append(per_prompt)
@@ -343,7 +382,12 @@ class Engine:
 
     @torch.no_grad()
     def _details(
-        self, prompt: Sequence[int], choice: Choice, k: int, temperature: float = 0.0
+        self,
+        prompt: Sequence[int],
+        choice: Choice,
+        k: int,
+        temperature: float = 0.0,
+        images: ImageInputs | None = None,
     ) -> list[TokenInfo]:
         """Per-token text, bytes and log-prob, plus the `k` likeliest alternatives.
 
@@ -356,10 +400,12 @@ class Engine:
         if k > 0 and ids:
             model = self.generator.model
             inputs = torch.tensor([list(prompt) + ids], device=model.device)
+            pixels = self.generator.batch_images([images]) if images else {}
             if self._keeps_logits:  # skip the lm-head over the prompt: vocab x length adds up
-                logits = model(input_ids=inputs, logits_to_keep=len(ids) + 1).logits[0, :-1]
+                kept = model(input_ids=inputs, **pixels, logits_to_keep=len(ids) + 1)
+                logits = kept.logits[0, :-1]
             else:
-                logits = model(input_ids=inputs).logits[0, len(prompt) - 1 : -1]
+                logits = model(input_ids=inputs, **pixels).logits[0, len(prompt) - 1 : -1]
             scale = temperature if temperature > 0 else 1.0
             values, indices = (logits.float() / scale).log_softmax(-1).topk(k, dim=-1)
             top = [

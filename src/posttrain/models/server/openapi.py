@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from posttrain.models.server.limits import ServerLimits
-from posttrain.models.server.schemas import DiskWeightUpdateRequest, TextPart
+from posttrain.models.server.schemas import DiskWeightUpdateRequest, ImagePart, TextPart
 
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
@@ -66,10 +66,16 @@ _PUSHING = ("400", "401", "403", "409", "413")
 
 
 def install_openapi(
-    app: FastAPI, limits: ServerLimits, vocab_size: int, model_name: str, keyed: bool
+    app: FastAPI,
+    limits: ServerLimits,
+    vocab_size: int,
+    model_name: str,
+    keyed: bool,
+    vision: bool = False,
 ) -> None:
-    """Make `app.openapi()` return the corrected document of `posttrain serve`."""
-    _install(app, lambda schema: document(schema, limits, vocab_size, model_name, keyed))
+    """Make `app.openapi()` return the corrected document of `posttrain serve` (`vision`:
+    the model takes image_url content parts too)."""
+    _install(app, lambda schema: document(schema, limits, vocab_size, model_name, keyed, vision))
 
 
 def install_error_docs(
@@ -118,12 +124,30 @@ def _common(schema: dict[str, Any], keyed: bool) -> dict[str, Any]:
 
 
 def document(
-    schema: dict[str, Any], limits: ServerLimits, vocab_size: int, model_name: str, keyed: bool
+    schema: dict[str, Any],
+    limits: ServerLimits,
+    vocab_size: int,
+    model_name: str,
+    keyed: bool,
+    vision: bool = False,
 ) -> dict[str, Any]:
     components = _common(schema, keyed)
     components["SGLangWeightUpdateAnswer"] = SGLANG_ANSWER
     ref = "#/components/schemas/{model}"
     components["TextPart"] = TextPart.model_json_schema(ref_template=ref)
+    # Only a vision-language model takes image parts (pydantic lists them for every server);
+    # a text model answers them with a 400.
+    for name in ("ImagePart", "ImageURL"):
+        components.pop(name, None)
+    if vision:
+        image = ImagePart.model_json_schema(ref_template=ref)
+        components.update(image.pop("$defs", {}))  # ImageURL, which its $ref names here
+        components["ImagePart"] = image
+        content = components["ChatMessage"]["properties"]["content"]
+        content["description"] = "A string, a list of text and image_url parts, or null."
+        content["anyOf"][1]["items"] = {
+            "anyOf": [{"$ref": ref.format(model=name)} for name in ("TextPart", "ImagePart")]
+        }
     components["DiskWeightUpdateRequest"] = DiskWeightUpdateRequest.model_json_schema(
         ref_template=ref
     )

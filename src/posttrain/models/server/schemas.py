@@ -13,13 +13,15 @@ vocabulary).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -71,6 +73,7 @@ STOP_SCHEMA: dict[str, Any] = {
         {"type": "null"},
     ],
 }
+# A text model's document; a vision model's adds ImagePart to the items (`openapi`).
 CONTENT_SCHEMA: dict[str, Any] = {
     "description": "A string, a list of text parts, or null (no text).",
     "anyOf": [
@@ -146,7 +149,7 @@ class SamplingRequest(RequestBody):
 
 
 class TextPart(BaseModel):
-    """One part of a multi-part message; only text parts can be given to a text model."""
+    """One text part of a multi-part message (image parts are `ImagePart`s)."""
 
     # Both fields are checked by `_text_only` (to name the problem); the schema says so.
     model_config = ConfigDict(
@@ -159,10 +162,43 @@ class TextPart(BaseModel):
     @model_validator(mode="after")
     def _text_only(self) -> TextPart:
         if self.type != "text":
-            raise ValueError(f"only text content parts are supported, got type {self.type!r}")
+            raise ValueError(
+                f"only text and image_url content parts are supported, got type {self.type!r}"
+            )
         if self.text is None:
             raise ValueError("a text content part needs a 'text' field")
         return self
+
+
+class ImageURL(BaseModel):
+    model_config = _STRICT
+
+    url: str = Field(min_length=1)
+    """A base64 data URL (`data:image/png;base64,...`); the server fetches nothing."""
+    detail: str | None = None  # OpenAI's resolution hint; the processor decides here
+
+
+class ImagePart(BaseModel):
+    """An image part, as OpenAI writes it; only a vision-language model takes one."""
+
+    model_config = _STRICT
+
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": self.image_url.url}}
+
+
+def _part_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "image_url" if kind == "image_url" else "text"
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("text")] | Annotated[ImagePart, Tag("image_url")],
+    Discriminator(_part_kind),
+]
 
 
 class ChatMessage(BaseModel):
@@ -170,7 +206,9 @@ class ChatMessage(BaseModel):
 
     role: str = Field(min_length=1)
     # OpenAI allows a string, a list of parts, or null (an assistant turn with tool calls).
-    content: Annotated[list[TextPart], WithJsonSchema(CONTENT_SCHEMA)] = Field(default_factory=list)
+    content: Annotated[list[ContentPart], WithJsonSchema(CONTENT_SCHEMA)] = Field(
+        default_factory=list
+    )
 
     @field_validator("content", mode="before")
     @classmethod
@@ -184,7 +222,21 @@ class ChatMessage(BaseModel):
         raise ValueError("content must be a string, a list of content parts, or null")
 
     def text(self) -> str:
-        return "".join(part.text or "" for part in self.content)
+        return "".join(part.text or "" for part in self.content if isinstance(part, TextPart))
+
+    def has_images(self) -> bool:
+        return any(isinstance(part, ImagePart) for part in self.content)
+
+    def message(self) -> dict[str, Any]:
+        """The message for a chat template: string content when it has no image (as a text
+        model's template expects), else its parts in order, in the OpenAI layout."""
+        if not self.has_images():
+            return {"role": self.role, "content": self.text()}
+        parts = [
+            part.as_dict() if isinstance(part, ImagePart) else {"type": "text", "text": part.text}
+            for part in self.content
+        ]
+        return {"role": self.role, "content": parts}
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -211,8 +263,11 @@ class ChatCompletionRequest(SamplingRequest):
             raise ValueError("top_logprobs requires logprobs=true")
         return value
 
-    def conversation(self) -> list[dict[str, str]]:
-        return [{"role": m.role, "content": m.text()} for m in self.messages]
+    def conversation(self) -> list[dict[str, Any]]:
+        return [m.message() for m in self.messages]
+
+    def has_images(self) -> bool:
+        return any(m.has_images() for m in self.messages)
 
 
 class CompletionRequest(SamplingRequest):

@@ -1,0 +1,1 @@
+"""MM-THEBench: hallucinations inside the chain of thought of multimodal reasoning models."""
