@@ -160,8 +160,9 @@ def plot_bars(
     return path
 
 
-def write_report(run_dir: str | Path, title: str | None = None) -> Path:
-    """Render `run_dir/report.html` from its metrics, config and JSON summaries."""
+def write_report(run_dir: str | Path, title: str | None = None, extra_html: str = "") -> Path:
+    """Render `run_dir/report.html` from its metrics, config and JSON summaries; `extra_html`
+    (already escaped, e.g. example items with their images) goes after the figures."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
@@ -192,6 +193,8 @@ def write_report(run_dir: str | Path, title: str | None = None) -> Path:
     for figure in sorted(run_dir.glob("*.png")):  # figures a recipe drew, e.g. curves.png
         png = base64.b64encode(figure.read_bytes()).decode()
         parts.append(f"<h2>{html.escape(figure.name)}</h2><img src='data:image/png;base64,{png}'>")
+    if extra_html:
+        parts.append(extra_html)
     inner = sorted(d for d in run_dir.iterdir() if (d / "report.html").exists())
     if inner:  # runs a recipe started inside this one, each with its own report
         links = "".join(

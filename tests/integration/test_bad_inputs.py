@@ -260,6 +260,7 @@ CONFIG_COMMANDS = {
     "cherrl run": (["cherrl", "run"], "vocab_size"),
     "envrl run": (["envrl", "run"], "vocab_size"),
     "saerl run": (["saerl", "run"], "vocab_size"),
+    "mmthe demo": (["mmthe", "demo"], "examples"),
     "saerl select": (
         ["saerl", "select", "--model", "DATA", "--data", "DATA/rows.jsonl", "--out", "OUT"],
         "limit",
@@ -421,6 +422,7 @@ RUN_NAME_COMMANDS = [
     "cherrl run",
     "envrl run",
     "saerl run",
+    "mmthe demo",
 ]
 BAD_RUN_NAMES = ["..", "../outside", "nested/name", "/tmp/absolute", ""]
 

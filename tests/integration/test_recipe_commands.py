@@ -37,7 +37,7 @@ def test_each_row_names_a_recipe_and_a_demo_config_of_its_defaults(entry):
 def test_each_row_is_a_run_command_with_its_help_and_flags(entry):
     group = get_command(cli.app).commands[entry.name]
     assert group.help == entry.help
-    run = group.commands["run"]
+    run = group.commands[entry.command]
     assert run.help == entry.run_help
     options = {option for param in run.params for option in param.opts}
     assert options == {"--config", "--set", *(flag.flag for flag in entry.flags)}

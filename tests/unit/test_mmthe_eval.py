@@ -54,10 +54,14 @@ from posttrain.models.chat.scripted import ScriptedChat
             "6",
             "step",
         ),
-        (  # decimals and "e.g." do not split; an answer-only step is dropped
+        (  # decimals and "e.g." do not split; an answer-only step stays (a conclusion)
             "1. The apples bar reads 3.5, e.g. above pears.\n2. Pears read 2.\n"
             "3. So the answer is apples.",
-            ["The apples bar reads 3.5, e.g. above pears.", "Pears read 2."],
+            [
+                "The apples bar reads 3.5, e.g. above pears.",
+                "Pears read 2.",
+                "So the answer is apples.",
+            ],
             "apples",
             "numbered",
         ),
@@ -67,7 +71,7 @@ from posttrain.models.chat.scripted import ScriptedChat
             [
                 "First, I count 3 circles. They are red.",
                 "Then, I count 2 squares.",
-                "Finally, 3 + 2 = 5.",
+                "Finally, 3 + 2 = 5. The answer is 5.",
             ],
             "5",
             "ordinal",

@@ -87,7 +87,7 @@ def _flag_parameter(flag: str) -> str:
 def _recipe_group(entry: RecipeEntry) -> typer.Typer:
     """The command group `posttrain <name>` of a recipe, holding its generated `run`."""
     group = typer.Typer(help=entry.help)
-    group.command("run")(_recipe_run_command(entry))
+    group.command(entry.command)(_recipe_run_command(entry))
     app.add_typer(group, name=entry.name)
     return group
 
@@ -99,6 +99,7 @@ longtrace = _GROUPS["longtrace"]
 wildreward = _GROUPS["wildreward"]
 cherrl = _GROUPS["cherrl"]
 saerl = _GROUPS["saerl"]
+mmthe = _GROUPS["mmthe"]
 
 
 @longtrace.command("build")
@@ -377,3 +378,29 @@ def saerl_select(
         f" {report['batches']} batches"
         + (f"; switched off: {', '.join(report['switched_off'])}" if report["switched_off"] else "")
     )
+
+
+@mmthe.command("run")
+def mmthe_run(
+    model: str = typer.Option(..., "--model", help="Model SPEC: a VLM directory, openai:..."),
+    judge: list[str] | None = typer.Option(
+        None, "--judge", help="Judge SPEC (repeatable; several are also voted). Default: none."
+    ),
+    data: Path = typer.Option(..., "--data", help="An items JSONL or a directory of them."),
+    out: Path = typer.Option(..., "--out", help="Output directory (resumable)."),
+    max_tokens: int = typer.Option(160, "--max-tokens", help="Chain length limit in tokens."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Conversations per model call."),
+    examples: int = typer.Option(8, "--examples", help="Items shown in report.html."),
+) -> None:
+    """Ask the model every item (image + question), split its chains into steps, label each
+    step with the rule verifier (generated items) and the judges, and report every level."""
+    from posttrain.eval.mmthe import commands
+    from posttrain.eval.mmthe.pipeline import MMTheConfig
+
+    try:
+        config = MMTheConfig(batch_size=batch_size, max_tokens=max_tokens)
+        results = commands.mmthe_run(model, judge or [], data, out, config, examples)
+    except (ValueError, OSError) as err:  # a DataError is a ValueError
+        raise fail("error", err) from None
+    console().print(commands.table(results))
+    typer.echo(f"wrote {out / 'results.json'} and {out / 'report.html'}")

@@ -45,6 +45,9 @@ class RecipeEntry:
     run_help: str
     """The run command's help: what the recipe does, stage by stage."""
     flags: tuple[RecipeFlag, ...] = ()
+    command: str = "run"
+    """The sub-command that runs it: `demo` where `run` is the system's own tool on any model
+    (`posttrain mmthe run` evaluates a model; `posttrain mmthe demo` is the recipe)."""
 
     def load(self) -> tuple[type, Any]:
         """The config dataclass and the recipe class (importing the recipe's module)."""
@@ -126,5 +129,17 @@ RECIPES: tuple[RecipeEntry, ...] = (
         "policy per seed, label a subset, train an SAE on its activations, select and order "
         "the RL data per variant, train GRPO on each and report.",
     ),
+    RecipeEntry(
+        name="mmthe",
+        module="posttrain.recipes.mmthe",
+        config="MMTheRunConfig",
+        recipe="MMTheRecipe",
+        help="MM-THEBench: hallucinations inside multimodal chains of thought, step by step.",
+        run_help="Render scenes with verified reasoning, train a tiny VLM on them, evaluate it "
+        "and the scripted scene reader, label every step with the rule verifier and the "
+        "judges, and report.",
+        command="demo",
+    ),
 )
-"""Every recipe with a `posttrain <name> run` command, in the order `--help` lists them."""
+"""Every recipe with a `posttrain <name> run` (or its `command`), in the order `--help` lists
+them."""

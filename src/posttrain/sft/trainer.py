@@ -99,7 +99,9 @@ class SFTStageConfig:
 
 def sft_rows(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
     """Keep only the columns SFTTrainer reads, checking that every row has the first row's
-    layout (TRL handles one layout per dataset)."""
+    layout (TRL handles one layout per dataset). A row's `images` (a vision-language model's
+    rows: PIL images or data URLs, one per image placeholder of its prompt) are kept as RGB
+    PIL images."""
     kept = []
     for number, row in enumerate(rows, start=1):
         if "messages" in row:
@@ -110,6 +112,8 @@ def sft_rows(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
             raise DataError(
                 f"{source}: row {number} has neither 'messages' nor 'prompt'+'completion'"
             )
+        if "images" in row:
+            kept[-1]["images"] = _row_images(row["images"], source, number)
         if kept[-1].keys() != kept[0].keys():
             raise DataError(
                 f"{source}: row {number} has {'+'.join(kept[-1])} but row 1 has "
@@ -118,6 +122,31 @@ def sft_rows(rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
     if not kept:
         raise DataError(f"{source}: no rows to train on")
     return kept
+
+
+def _row_images(images: Any, source: str, number: int) -> list[Any]:
+    """A row's images as RGB PIL images (data URLs decoded; nothing is fetched)."""
+    from PIL import Image
+
+    from posttrain.models.chat.images import load_image
+
+    if not isinstance(images, list):
+        raise DataError(f"{source}: row {number}: 'images' must be a list, got {images!r:.60}")
+    loaded = []
+    for image in images:
+        if isinstance(image, Image.Image):
+            loaded.append(image if image.mode == "RGB" else image.convert("RGB"))
+        elif isinstance(image, str):
+            try:
+                loaded.append(load_image(image))
+            except ValueError as error:
+                raise DataError(f"{source}: row {number}: images: {error}") from None
+        else:
+            raise DataError(
+                f"{source}: row {number}: an image must be a PIL image or a data URL, "
+                f"got {type(image).__name__}"
+            )
+    return loaded
 
 
 def is_main_process() -> bool:
@@ -187,36 +216,87 @@ def fine_tune(
     callbacks: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
     """Fine-tune `config.model` on `rows` (from `sft_rows`) with SFTTrainer; save the model and
-    tokenizer to `out`; stream the logs into `run`. `trainer_dir` gets what TRL writes itself
-    (its trackers' files); `callbacks` are more transformers TrainerCallbacks (`ScoreStop`).
-    Returns TRL's log history."""
+    its tokenizer (a vision-language model's processor) to `out`; stream the logs into `run`.
+    `trainer_dir` gets what TRL writes itself (its trackers' files); `callbacks` are more
+    transformers TrainerCallbacks (`ScoreStop`). Returns TRL's log history."""
+    trainer = sft_trainer(config, rows, trainer_dir, run, name, callbacks)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated", FutureWarning)
+        trainer.train()
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(out)
+    return trainer.state.log_history
+
+
+def sft_trainer(
+    config: SFTStageConfig,
+    rows: list[dict[str, Any]],
+    trainer_dir: Path,
+    run: Run | None = None,
+    name: str = "sft",
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """The `trl.SFTTrainer` that `fine_tune` trains (its arguments as there).
+
+    A vision-language model directory (`is_vision_model_dir`) loads with `AutoProcessor` +
+    `AutoModelForImageTextToText`, and the processor is TRL's processing class, so rows with
+    `images` go through TRL's vision collator; prompt-completion rows train on the
+    completion's tokens only (TRL's default for that layout)."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
     if not config.model:
         raise ValueError("model is required: a model directory to fine-tune")
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
     dtype = "auto" if config.torch_dtype == "auto" else getattr(torch, config.torch_dtype)
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
+    model, processing_class = load_trainable(config.model, dtype)
+    if _is_processor(processing_class):
+        # TRL picks its vision collator by an `images` column; text-only rows get an empty one.
+        rows = [row if "images" in row else {**row, "images": []} for row in rows]
+    elif any("images" in row for row in rows):
+        raise DataError(
+            "the rows have images but the model is a text model (its config.json has no "
+            "vision_config)",
+            config.model,
+        )
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     with warnings.catch_warnings():
         # TRL still passes transformers' old `gradient_checkpointing` name; the warning is noise.
         warnings.filterwarnings("ignore", "`gradient_checkpointing` is deprecated", FutureWarning)
         args = trl_arguments(config, trainer_dir, len(rows), world_size, name)
-        trainer = SFTTrainer(
+        return SFTTrainer(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
+            processing_class=processing_class,
             callbacks=[*([_run_logger(run)] if run is not None else []), *callbacks] or None,
         )
-        trainer.train()
-    trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(out)
-    return trainer.state.log_history
+
+
+def load_trainable(model_dir: str | Path, dtype: Any = "auto") -> tuple[Any, Any]:
+    """(model, tokenizer) of a causal LM directory, or (model, processor) of a vision-language
+    one, loaded as their model cards say."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+
+    from posttrain.models.chat.hf_vision import is_vision_model_dir
+
+    if is_vision_model_dir(model_dir):
+        processor = AutoProcessor.from_pretrained(model_dir)
+        return AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype), processor
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype), tokenizer
+
+
+def _is_processor(processing_class: Any) -> bool:
+    from transformers import ProcessorMixin
+
+    return isinstance(processing_class, ProcessorMixin)
 
 
 def _run_logger(run: Run) -> Any:
@@ -243,7 +323,8 @@ def score_stop(
     """A TrainerCallback that scores the model in training every `every` steps from step
     `start` on (`score(model)`, e.g. greedy validation accuracy), appends `{"step", "score"}`
     to `scores`, and ends the training at the first score >= `target`. The model saved is
-    the one that scored."""
+    the one that scored. A vision-language model's scorer wraps it with its processor
+    (`HFVisionChat.from_model(model, processor, name=...)`)."""
     from transformers import TrainerCallback
 
     if every < 1:

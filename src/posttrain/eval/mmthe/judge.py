@@ -94,8 +94,8 @@ taxonomy:
 
 _REPLY_FORMAT = """\
 Reply with only a JSON list with one entry per step of the model, for example:
-[{{"step": 1, "label": "correct", "category": null, "subcategory": null}},
- {{"step": 2, "label": "hallucinated", "category": "perception", "subcategory": "count"}}]
+[{"step": 1, "label": "correct", "category": null, "subcategory": null},
+ {"step": 2, "label": "hallucinated", "category": "perception", "subcategory": "count"}]
 """
 
 
@@ -132,6 +132,8 @@ def _image_url_part(item: dict[str, Any], resolve: ImageResolver | None) -> dict
         return image_part(image)
     if image is None:
         raise ValueError(f"item {item_id!r} has neither 'image_url' nor 'image'")
+    if resolve is None and Path(image).is_absolute():
+        return image_part(image)  # `load_items` resolves paths against the data file
     if resolve is None:
         raise ValueError(
             f"item {item_id!r}: 'image' is a path ({image!r}); give StepJudge a resolve_image"

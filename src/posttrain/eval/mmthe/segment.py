@@ -155,8 +155,6 @@ _ANSWER_IS = (
     r"(?:the\s+)?(?:final\s+|correct\s+)?answer\s+(?:is|=|would\s+be|should\s+be)\s*:?\s*"
     r"(?P<answer>[^\n]*?)(?=\.?\s*$|\.\s+[A-Z]|\n)"
 )
-_ANSWER_PHRASE = re.compile(r"(?:(?:so|thus|therefore|hence|finally)\s*,?\s*)?" + _ANSWER_IS, re.I)
-"""A sentence that is only the answer ("So the answer is 5.")."""
 _ANSWER_PHRASE_INLINE = re.compile(r"\b" + _ANSWER_IS, re.I)
 _BOXED = re.compile(r"\\boxed\{(?P<answer>[^{}]*)\}")
 _LAST_LINE_WORDS = 6
@@ -207,12 +205,6 @@ def _looks_like_answer(line: str) -> bool:
     return words <= 2 or (words <= _LAST_LINE_WORDS and line[-1] not in ".!?")
 
 
-def _is_answer_only(step: str) -> bool:
-    """A step that says nothing but the final answer ("So the answer is 5.")."""
-    match = _ANSWER_PHRASE.match(step)
-    return bool(match) and match.end() >= len(step.rstrip(" ."))
-
-
 # --- steps --------------------------------------------------------------------------------------
 
 _STEP_MARK = re.compile(
@@ -244,13 +236,12 @@ def _split_at(text: str, pattern: re.Pattern[str]) -> list[str]:
 
 def _split_reflections(steps: list[str]) -> list[str]:
     """A reflection sentence inside a step starts a new step (marked steps may hold several
-    sentences); a sentence that only states the final answer is dropped."""
+    sentences). A sentence that only states the final answer ("So the answer is 5.") stays a
+    step: it is where a conclusion that does not follow from the chain is written."""
     out: list[str] = []
     for step in steps:
         current: list[str] = []
         for sentence in split_sentences(step):
-            if _is_answer_only(sentence):
-                continue
             if current and is_reflection(sentence):
                 out.append(" ".join(current))
                 current = []
