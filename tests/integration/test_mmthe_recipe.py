@@ -42,7 +42,9 @@ def finished(tmp_path_factory):
 
 def test_every_model_and_split_is_evaluated_with_its_report(finished):
     summary, run = finished
-    assert summary["evaluations"] == ["vlm-test", "vlm-ood", "reader-test", "reader-ood"]
+    assert summary["evaluations"] == [
+        f"{model}-{split}" for model in ("vlm", "vlm-blank", "reader") for split in ("test", "ood")
+    ]
     results = json.loads((run / "results.json").read_text())
     for key in summary["evaluations"]:
         out = run / f"eval-{key}"
@@ -51,6 +53,9 @@ def test_every_model_and_split_is_evaluated_with_its_report(finished):
         html = (out / "report.html").read_text()
         assert html.count("<img src='data:image/png;base64,") >= 2 + 4  # examples + plots
     assert results["vlm-test"]["model"] == "tiny-vlm (SFT here)"
+    assert "white image" in results["vlm-blank-test"]["model"]
+    shown = read_jsonl(run / "eval-vlm-blank-test" / "answers.jsonl")
+    assert shown and all(r["model"] == "tiny-vlm" for r in shown)
     assert "scripted" in results["reader-test"]["model"]
     assert (run / "vlm" / "config.json").exists() and read_jsonl(run / "sft" / "metrics.jsonl")
 
@@ -99,3 +104,17 @@ def test_the_run_command_names_a_bad_item(tmp_path):
     assert result.exit_code == 2
     assert f"{data}:1:" in result.output and "no readable image" in result.output
     assert not Path(tmp_path / "out" / "answers.jsonl").exists()
+
+
+def test_the_blank_control_shows_a_white_image_of_the_scenes_size(finished):
+    from posttrain.data.scenes.sft import blank_image_prompt, scene_prompt
+    from posttrain.data.scenes.user_data import load_items
+    from posttrain.models.chat.images import content_image_urls, content_text, load_image
+
+    _, run = finished
+    item = load_items(run / "data" / "test.jsonl")[0]
+    blank, real = blank_image_prompt(item)[0]["content"], scene_prompt(item)[0]["content"]
+    image, scene = (load_image(content_image_urls(c)[0]) for c in (blank, real))
+    assert image.size == scene.size and image.getextrema() == ((255, 255),) * 3
+    assert scene.getextrema() != image.getextrema()
+    assert content_text(blank) == content_text(real)

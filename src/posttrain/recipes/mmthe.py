@@ -85,11 +85,15 @@ class MMTheRunConfig:
     runs_root: str = "runs"
 
 
-MODELS = ("vlm", "reader")
-READER_LABEL = (
-    "scripted:scene-reader (deterministic: reads the scene graph, injects labelled errors at"
-    " the config's reader rates)"
-)
+MODELS = ("vlm", "vlm-blank", "reader")
+"""The tiny VLM; the same VLM shown a white image instead of the scene (how much of its
+accuracy the image gives); the scripted reader."""
+LABELS = {
+    "vlm": "tiny-vlm (SFT here)",
+    "vlm-blank": "tiny-vlm (SFT here) shown a white image",
+    "reader": "scripted:scene-reader (deterministic: reads the scene graph, injects labelled"
+    " errors at the config's reader rates)",
+}
 
 
 class MMTheRecipe(Recipe):
@@ -169,7 +173,7 @@ class MMTheRecipe(Recipe):
             fine_tune(settings, rows, out, Path(trainer_dir), log, name="mmthe-vlm")
 
     def model(self, name: str, vlm_dir: Path) -> Any:
-        if name == "vlm":
+        if name.startswith("vlm"):
             from posttrain.models.chat.hf_vision import HFVisionChat
 
             return HFVisionChat(vlm_dir, name="tiny-vlm", device="cpu")
@@ -178,6 +182,7 @@ class MMTheRecipe(Recipe):
         return scene_reader(**asdict(ReaderOptions(**asdict(self.config.reader))))
 
     def evaluate(self, name: str, model: Any, items: list[dict[str, Any]], split: str) -> dict:
+        from posttrain.data.scenes.sft import blank_image_prompt
         from posttrain.eval.mmthe import gold_judge, scene_reader  # noqa: F401 - scripts
         from posttrain.eval.mmthe.commands import examples_html, plots
         from posttrain.eval.mmthe.pipeline import run_mmthe
@@ -193,8 +198,9 @@ class MMTheRecipe(Recipe):
             return json.loads(results_path.read_text())
         judges = [load_chat(spec) for spec in self.config.judges]
         chosen = [item for item in items if item["split"] == split]
-        results = run_mmthe(model, chosen, out, judges, self.config.evaluation)
-        results["model"] = "tiny-vlm (SFT here)" if name == "vlm" else READER_LABEL
+        prompt = blank_image_prompt if name == "vlm-blank" else None
+        results = run_mmthe(model, chosen, out, judges, self.config.evaluation, prompt)
+        results["model"] = LABELS[name]
         results["judges"] = list(self.config.judges)
         if name == "reader":
             results["verifier_vs_injected"] = self.verifier_vs_injected(chosen, out)
@@ -249,8 +255,12 @@ class MMTheRecipe(Recipe):
         vlm_dir = self.vlm(splits["train"])
         self.say("[bold]3/3 evaluation[/]: answers, steps, rule verifier and judges")
         evaluations = {}
+        models: dict[str, Any] = {}
         for name in MODELS:
-            model = self.model(name, vlm_dir)
+            kind = name.split("-")[0]  # vlm-blank asks the VLM itself
+            if kind not in models:
+                models[kind] = self.model(kind, vlm_dir)
+            model = models[kind]
             for split in self.config.splits:
                 self.say(f"    {name} on {split}")
                 evaluations[f"{name}-{split}"] = self.evaluate(name, model, splits[split], split)

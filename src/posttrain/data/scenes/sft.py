@@ -57,6 +57,14 @@ def scene_prompt(item: dict[str, Any], data_dir: str | Path | None = None) -> li
     return [{"role": "user", "content": content}]
 
 
+def blank_image_prompt(item: dict[str, Any], data_dir: str | Path | None = None) -> list[Message]:
+    """`scene_prompt` with the image replaced by a white one of the same size: what a model
+    answers without seeing the scene (its accuracy then comes from the question alone)."""
+    url = _image_part(item, data_dir)["image_url"]["url"]
+    blank = Image.new("RGB", load_image(url).size, "white")
+    return [{"role": "user", "content": [image_part(blank), text_part(question_text(item))]}]
+
+
 def gold_completion(item: dict[str, Any]) -> list[Message]:
     """The assistant message: the item's gold steps and answer in the chain format."""
     steps = item.get("steps") or []
