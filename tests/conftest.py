@@ -173,3 +173,18 @@ def rpc_bench_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     here = Path(__file__).parent / "integration" / "data" / "rpc-bench" / "benchmark"
     shutil.copytree(here, checkout / "benchmark")
     return checkout
+
+
+@pytest.fixture
+def posttrain_here():
+    """`posttrain ARGS` run in this process (typer's CliRunner), for a test's later commands:
+    a run fixture already covers `python -m posttrain` in a fresh process, and each further
+    subprocess would pay seconds of torch and transformers imports."""
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    def invoke(*args: object):  # noqa: ANN202 - a click Result
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    return invoke

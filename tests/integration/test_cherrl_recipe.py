@@ -18,7 +18,7 @@ REFERENCE = Path(__file__).parent / "data/cherrl/reference_onset_definition.json
 SMALL = [
     "data.n_train=200",
     "data.n_prompts=40",
-    "warm_start.steps=10",
+    "warm_start.steps=4",  # the wiring: the hacking itself is the slow test's
     "rl.steps=3",
     "rl.prompts_per_step=4",
     "rl.save_every=3",
@@ -36,15 +36,15 @@ def posttrain(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
-def cherrl_run(root: Path, *extra: str) -> subprocess.CompletedProcess:
+def cherrl_args(root: Path, *extra: str) -> list[str]:
     settings = [*SMALL, f"runs_root={root}", f"warm_start.cache_dir={root / 'cache'}", *extra]
-    return posttrain("cherrl", "run", "--bias", "lexical", *(f"--set={s}" for s in settings))
+    return ["cherrl", "run", "--bias", "lexical", *(f"--set={s}" for s in settings)]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("cherrl")
-    done = cherrl_run(root)
+    done = posttrain(*cherrl_args(root))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return root, done, root / "cherrl"
 
@@ -82,32 +82,32 @@ def test_results_report_onset_detection_and_figures(finished):
     assert "hacking-lexical.png" in report
 
 
-def test_a_rerun_reuses_runs_and_refuses_other_settings(finished):
+def test_a_rerun_reuses_runs_and_refuses_other_settings(finished, posttrain_here):
     root, _, run = finished
     before = (run / "rl-lexical" / "rollouts.jsonl").read_text()
-    again = cherrl_run(root)
-    assert again.returncode == 0, again.stderr[-2000:]
+    again = posttrain_here(*cherrl_args(root))
+    assert again.exit_code == 0, again.output[-2000:]
     assert (run / "rl-lexical" / "rollouts.jsonl").read_text() == before
-    refused = cherrl_run(root, "alpha=1.0")
-    assert refused.returncode == 2 and "alpha: differ from" in refused.stderr
-    unknown = posttrain("cherrl", "run", "--bias", "sarcasm", f"--set=runs_root={root / 'x'}")
-    assert unknown.returncode == 2 and "unknown ['sarcasm']" in unknown.stderr
+    refused = posttrain_here(*cherrl_args(root, "alpha=1.0"))
+    assert refused.exit_code == 2 and "alpha: differ from" in refused.stderr
+    unknown = posttrain_here("cherrl", "run", "--bias", "sarcasm", f"--set=runs_root={root / 'x'}")
+    assert unknown.exit_code == 2 and "unknown ['sarcasm']" in unknown.stderr
 
 
-def test_onset_cli_reproduces_the_reference_and_reads_rollout_logs(finished):
+def test_onset_cli_reproduces_the_reference_and_reads_rollout_logs(finished, posttrain_here):
     _, _, run = finished
-    done = posttrain("cherrl", "onset", "--signals", str(REFERENCE), "--run", "run_C")
-    assert done.returncode == 0, done.stderr
+    done = posttrain_here("cherrl", "onset", "--signals", str(REFERENCE), "--run", "run_C")
+    assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
     assert (summary["canonical_CO"], summary["SEP"]) == (91, 124)
     assert [p["CO"] for p in summary["sweep_12"]] == [91] * 4 + [93] * 4 + [95] * 4
-    done = posttrain(
+    done = posttrain_here(
         "cherrl", "onset", "--rollouts", str(run / "rl-lexical"), "--shortcut", r"feel\s+free"
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     assert len(json.loads(done.stdout)["sweep_12"]) == 12
-    missing = posttrain("cherrl", "onset", "--rollouts", str(run / "rl-lexical"))
-    assert missing.returncode == 2 and "--shortcut" in missing.stderr
-    detect = posttrain("cherrl", "detect", "--rollouts", str(run / "rl-control"))
-    assert detect.returncode == 0, detect.stderr
+    missing = posttrain_here("cherrl", "onset", "--rollouts", str(run / "rl-lexical"))
+    assert missing.exit_code == 2 and "--shortcut" in missing.stderr
+    detect = posttrain_here("cherrl", "detect", "--rollouts", str(run / "rl-control"))
+    assert detect.exit_code == 0, detect.output
     assert json.loads(detect.stdout) is None  # three steps: no baseline to drift from

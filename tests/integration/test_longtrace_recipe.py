@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import Result
 
 from posttrain.data.io import read_jsonl
 
@@ -44,6 +45,18 @@ def longtrace_run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
         timeout=600,
         env={**__import__("os").environ, "POSTTRAIN_CACHE": str(tmp_path / "cache")},
     )
+
+
+def longtrace_here(tmp_path, monkeypatch, *extra: str) -> Result:
+    """`longtrace_run` in this process: the run fixture already covers `python -m posttrain`,
+    and each further subprocess would pay seconds of torch and transformers imports."""
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path / 'runs'}", *extra]]
+    return CliRunner().invoke(app, ["longtrace", "run", *flags])
 
 
 @pytest.fixture(scope="module")
@@ -114,26 +127,26 @@ def test_both_variants_train_the_same_steps_on_their_own_reward(finished):
     assert stats["questions"] == {"train": 48, "test": 12}
 
 
-def test_a_rerun_reuses_every_finished_stage(finished):
+def test_a_rerun_reuses_every_finished_stage(finished, monkeypatch):
     tmp_path, _, run = finished
     before = (run / "evaluation.jsonl").read_text()
     final = run / "rl-rubric-seed1" / "checkpoints" / "final" / "model.safetensors"
     stamp = final.stat().st_mtime_ns
-    done = longtrace_run(tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = longtrace_here(tmp_path, monkeypatch)
+    assert done.exit_code == 0, done.output[-3000:]
     assert "(cache)" in done.stdout  # the warm start came from the cache
     assert (run / "evaluation.jsonl").read_text() == before
     assert final.stat().st_mtime_ns == stamp
 
 
-def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(finished):
+def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(finished, monkeypatch):
     tmp_path, _, run = finished
     config = (run / "config.yaml").read_text()
-    done = longtrace_run(tmp_path, "data.n=40", "rl.steps=3")
-    assert done.returncode == 2
+    done = longtrace_here(tmp_path, monkeypatch, "data.n=40", "rl.steps=3")
+    assert done.exit_code == 2
     assert "data.n, rl.steps: differ from" in done.stderr and "run_name" in done.stderr
-    done = longtrace_run(tmp_path, "variants={outcome: longtrace_rubric}")
-    assert done.returncode == 2 and "variants.outcome" in done.stderr
+    done = longtrace_here(tmp_path, monkeypatch, "variants={outcome: longtrace_rubric}")
+    assert done.exit_code == 2 and "variants.outcome" in done.stderr
     assert (run / "config.yaml").read_text() == config
 
 

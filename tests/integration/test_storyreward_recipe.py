@@ -17,6 +17,7 @@ SMALL = [
     "world.n_test_premises=12",
     "world.pool_size=4",
     "reward_model.model_size=nano",
+    "reward_model.steps=4",  # the wiring: scores only need to differ, not to be good
     "best_of_n=[1, 2, 4]",
 ]
 SCORERS = {"random", "length", "vocabulary", "untrained-rm", "storyreward-rm"}
@@ -80,8 +81,15 @@ def test_a_rerun_reuses_the_trained_model_and_the_scores(finished):
     final = run / "reward-model" / "final" / "model.safetensors"
     stamp = final.stat().st_mtime_ns
     scores = (run / "bench" / "storyreward-rm" / "scores.jsonl").read_text()
-    done = storyreward_run(tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # In this process: the run fixture already covers `python -m posttrain`, and a second
+    # subprocess would pay seconds of torch and transformers imports.
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path}"]]
+    done = CliRunner().invoke(app, ["storyreward", "run", *flags])
+    assert done.exit_code == 0, done.output[-3000:]
     assert final.stat().st_mtime_ns == stamp
     assert (run / "bench" / "storyreward-rm" / "scores.jsonl").read_text() == scores
 

@@ -19,7 +19,7 @@ SMALL = [
     "user_counts=[5, 20]",
     "reward_model.model_size=nano",
     "reward_model.epochs=1",
-    "policy_warm_start.steps=20",
+    "policy_warm_start.steps=4",  # the wiring; no test reads the policy's quality
     "policy_rl.steps=2",
     "policy_rl.eval_every=1",
     "policy_rl.eval_size=10",
@@ -83,39 +83,31 @@ def test_online_dpo_logs_the_reward_model_and_the_oracle(finished):
     assert (run / "online-dpo" / "checkpoints" / "final" / "config.json").exists()
 
 
-def test_a_rerun_reuses_every_stage(finished):
+def test_a_rerun_reuses_every_stage(finished, monkeypatch, posttrain_here):
     tmp_path, _, run = finished
     final = run / "rm-thresholds" / "final" / "model.safetensors"
     stamp = final.stat().st_mtime_ns
-    done = wildreward_run(tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    flags = [f"--set={item}" for item in [*SMALL, f"runs_root={tmp_path}"]]
+    done = posttrain_here("wildreward", "run", *flags)
+    assert done.exit_code == 0, done.output[-3000:]
     assert final.stat().st_mtime_ns == stamp
 
 
-def test_train_and_eval_commands_on_the_pipeline_output(finished, tmp_path):
+def test_train_and_eval_commands_on_the_pipeline_output(finished, tmp_path, posttrain_here):
     _, _, run = finished
     data = run / "data" / "feedback"
-    command = [sys.executable, "-m", "posttrain", "wildreward"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     flags = ["--set", "model_size=nano", "--set", "steps=3", "--set", "head=coral"]
-    train = [*command, "train", "--data", str(data), "--out", str(tmp_path / "rm"), *flags]
-    done = subprocess.run(train, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = posttrain_here("wildreward", "train", "--data", data, "--out", tmp_path / "rm", *flags)
+    assert done.exit_code == 0, done.output[-2000:]
     model = tmp_path / "rm" / "final"
-    evaluate = [*command, "eval", "--model", str(model), "--data", str(data)]
-    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = posttrain_here("wildreward", "eval", "--model", model, "--data", data)
+    assert done.exit_code == 0, done.output[-2000:]
     shown = json.loads(done.stdout)
     assert shown["n"] == len(read_jsonl(data / "test.jsonl"))
     assert json.loads((model / "results.json").read_text())["ece"] == shown["ece"]
-    done = subprocess.run(
-        [*command, "eval", "--model", str(tmp_path), "--data", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert done.returncode == 2
+    done = posttrain_here("wildreward", "eval", "--model", tmp_path, "--data", data)
+    assert done.exit_code == 2
 
 
 def test_bad_settings_are_named(tmp_path):
