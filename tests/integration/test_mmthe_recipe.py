@@ -56,6 +56,12 @@ def test_every_model_and_split_is_evaluated_with_its_report(finished):
     assert "white image" in results["vlm-blank-test"]["model"]
     shown = read_jsonl(run / "eval-vlm-blank-test" / "answers.jsonl")
     assert shown and all(r["model"] == "tiny-vlm" for r in shown)
+    effect = results["image_effect"]["test"]["answer_accuracy"]
+    correct = {
+        name: sum(r["answer_correct"] for r in read_jsonl(run / f"eval-{name}-test/answers.jsonl"))
+        for name in ("vlm", "vlm-blank")
+    }
+    assert effect["difference"] == pytest.approx((correct["vlm"] - correct["vlm-blank"]) / 6)
     assert "scripted" in results["reader-test"]["model"]
     assert (run / "vlm" / "config.json").exists() and read_jsonl(run / "sft" / "metrics.jsonl")
 

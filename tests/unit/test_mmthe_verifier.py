@@ -174,3 +174,13 @@ def test_scripted_scene_reader_reads_the_png(items):
     assert chat.chat([[bare]])[0].choices[0].text == NO_SCENE
     unknown = {"role": "user", "content": [image_part(png), text_part("What is the meaning?")]}
     assert chat.chat([[unknown]])[0].choices[0].text == UNKNOWN_QUESTION
+
+
+def test_an_answer_outside_the_choices_is_format_invalid():
+    from posttrain.eval.mmthe.verifier import answer_allowed
+
+    spatial = {"choices": ["left", "right"], "answer": "left"}
+    assert answer_allowed(spatial, "Left.") and answer_allowed(spatial, "b")
+    assert not answer_allowed(spatial, "on the left side")
+    assert not answer_allowed(spatial, None)
+    assert answer_allowed({"choices": None, "answer": "5"}, "7")

@@ -247,6 +247,45 @@ class MMTheRecipe(Recipe):
                     row["false_alarms"] += 1
         return {"items": len(items), "reader_output_reproduced": same_text, "by_category": counts}
 
+    def image_effect(self, split: str) -> dict[str, Any]:
+        """The VLM shown the scene minus the VLM shown a white image, paired over the items:
+        answer accuracy, and the share of a chain's decided steps the verifier finds
+        hallucinated (both against the real scene)."""
+        from posttrain.data.io import read_jsonl
+        from posttrain.eval.significance import paired_bootstrap
+
+        sides = {}
+        for name in ("vlm", "vlm-blank"):
+            out = self.run.path / f"eval-{name}-{split}"
+            answers = {
+                r["id"]: float(r["answer_correct"]) for r in read_jsonl(out / "answers.jsonl")
+            }
+            steps = {}
+            for record in read_jsonl(out / "verifier.jsonl"):
+                decided = [x["label"] for x in record["labels"] if x["label"] != "unverifiable"]
+                if decided:
+                    steps[record["id"]] = decided.count("hallucinated") / len(decided)
+            sides[name] = answers, steps
+        (blank_answers, blank_steps), (answers, steps) = sides["vlm-blank"], sides["vlm"]
+        both = sorted(set(steps) & set(blank_steps))
+        seed = self.config.evaluation.seed
+        return {
+            "answer_accuracy": paired_bootstrap(
+                {k: [v] for k, v in blank_answers.items()},
+                {k: [v] for k, v in answers.items()},
+                self.config.evaluation.resamples,
+                seed,
+            ),
+            "step_hallucination": paired_bootstrap(
+                {k: [blank_steps[k]] for k in both},
+                {k: [steps[k]] for k in both},
+                self.config.evaluation.resamples,
+                seed,
+            )
+            if both
+            else {"difference": None, "why": "no item has a decided step on both sides"},
+        }
+
     def stages(self) -> dict[str, Any]:
         self.say("[bold]1/3 data[/]: rendered scenes with their graphs and gold reasoning")
         splits = self.data()
@@ -264,7 +303,8 @@ class MMTheRecipe(Recipe):
             for split in self.config.splits:
                 self.say(f"    {name} on {split}")
                 evaluations[f"{name}-{split}"] = self.evaluate(name, model, splits[split], split)
-        results = {key: headline(r) for key, r in evaluations.items()}
+        results: dict[str, Any] = {key: headline(r) for key, r in evaluations.items()}
+        results["image_effect"] = {split: self.image_effect(split) for split in self.config.splits}
         self.run.write_json("results.json", results)
         return {"evaluations": list(evaluations)}
 

@@ -5,6 +5,8 @@ for nothing it already has:
 
 1. `answers.jsonl`: every item asked once (the image and the question, `scene_prompt`), the
    output segmented into steps and an answer (`segment.segment_chain`), the answer graded.
+   A chain's `format_ok` is False where no answer was found or, for an item with choices
+   (spatial questions: "Answer with left or right"), where the answer is none of them.
 2. `verifier.jsonl`: the rule verifier's step labels, for items that carry a scene graph
    (the generated ones; a user's items have none and are left to the judges).
 3. `judge-<i>.jsonl`: each LLM judge's step labels (`judge.StepJudge`); with several
@@ -27,7 +29,7 @@ from posttrain.eval.mmthe.judge import JudgeResult, StepJudge, vote_items
 from posttrain.eval.mmthe.metrics import mmthe_metrics
 from posttrain.eval.mmthe.segment import Chain, segment_chain
 from posttrain.eval.mmthe.taxonomy import StepLabel
-from posttrain.eval.mmthe.verifier import answer_correct, verify_steps
+from posttrain.eval.mmthe.verifier import answer_allowed, answer_correct, verify_steps
 from posttrain.models.chat.base import ChatModel, Conversation, GenerationParams
 
 VERIFIER = "rule-verifier"
@@ -58,6 +60,7 @@ def _asker(model: ChatModel, params: GenerationParams, prompt: Callable[[Record]
         records = []
         for item, reply in zip(batch, replies, strict=True):
             chain = segment_chain(reply.text)
+            chain.format_ok = answer_allowed(item, chain.answer)
             records.append(
                 {
                     "output": reply.text,

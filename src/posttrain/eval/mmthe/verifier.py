@@ -137,6 +137,17 @@ def normalise_answer(text: Any, choices: list[str] | None = None) -> str:
     return text
 
 
+def answer_allowed(item: dict[str, Any], answer: str | None) -> bool:
+    """Whether `answer` is in a form the question allows: found at all, and one of the
+    item's choices where it has them ("Answer with left or right" takes nothing else)."""
+    if answer is None:
+        return False
+    choices = item.get("choices")
+    if not choices:
+        return True
+    return normalise_answer(answer, choices) in {normalise_answer(c) for c in choices}
+
+
 def answer_correct(item: dict[str, Any], answer: str | None) -> bool:
     """Whether `answer` matches the item's gold answer after normalisation (choice letter or
     choice text both count)."""
