@@ -13,7 +13,7 @@ never re-tokenised from text.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -47,10 +47,13 @@ class LocalGenerator:
         prompts: Sequence[Sequence[int]],
         params: GenerationParams,
         should_stop: Callable[[], bool] | None = None,
+        model_inputs: Mapping[str, torch.Tensor] | None = None,
     ) -> list[list[Choice]]:
         """Return `params.n` choices per prompt, in prompt order. `should_stop`, asked after
         every decode step, ends all rows there when true (the server yields to waiting
-        requests this way): rows cut short end with finish reason "length"."""
+        requests this way): rows cut short end with finish reason "length".
+        `model_inputs` go to `model.generate` beside the ids, batched for the `params.n`
+        rows of each prompt in turn (a vision model's pixel values)."""
         if not prompts:
             return []
         room = self.context_length - max(len(p) for p in prompts)
@@ -73,6 +76,7 @@ class LocalGenerator:
             out = self.model.generate(
                 input_ids=input_ids.to(self.model.device),
                 attention_mask=attention.to(self.model.device),
+                **(model_inputs or {}),
                 max_new_tokens=max_new,
                 do_sample=sample,
                 temperature=params.temperature if sample else None,

@@ -68,10 +68,10 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         for block in m["by_position"]:
             by_position.setdefault(block["bin"], {})[source] = _rate(block)
     reflection = {
-        "before the first reflection": {
+        "before reflection": {
             s: _rate(m["reflection"]["step_rate_before"]) for s, m in metrics.items()
         },
-        "from the reflection on": {
+        "from reflection on": {
             s: _rate(m["reflection"]["step_rate_from_reflection_on"]) for s, m in metrics.items()
         },
     }

@@ -35,11 +35,16 @@ class HFChat:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model_dir: Path | None = Path(model_dir)
         self.name = name or Path(model_dir).name
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         chosen = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **chosen).to(device)
-        self.generator = LocalGenerator(model, tokenizer)
+        self.generator = self.load_generator(Path(model_dir), device, dtype=dtype, **chosen)
         self.batch_size = batch_size
+
+    @staticmethod
+    def load_generator(model_dir: Path, device: str, **settings: Any) -> LocalGenerator:
+        """The generator over the directory's model (`settings`: `from_pretrained`'s)."""
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **settings).to(device)
+        return LocalGenerator(model, tokenizer)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, *, name: str, batch_size: int = 32) -> HFChat:

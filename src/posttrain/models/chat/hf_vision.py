@@ -24,8 +24,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from posttrain.models.chat.base import ChatResult, Choice, Conversation, GenerationParams
 from posttrain.models.chat.hf import HFChat
 from posttrain.models.chat.images import content_image_urls, content_parts, load_image
-from posttrain.models.generation import LocalGenerator, _stop_when
-from posttrain.models.model_dir import require_model_dir
+from posttrain.models.generation import LocalGenerator
 
 ImageInputs = dict[str, torch.Tensor]
 """One prompt's image tensors as its processor returns them (`pixel_values`, and e.g.
@@ -102,54 +101,9 @@ class VisionGenerator(LocalGenerator):
         images = list(images) if images is not None else [None] * len(prompts)
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} image inputs for {len(prompts)} prompts")
-        width = max(len(p) for p in prompts)
-        if self.context_length - width < 1:
-            raise ValueError(
-                f"prompt of {width} tokens leaves no room in the context length of "
-                f"{self.context_length}"
-            )
-        max_new = min(params.max_tokens, self.context_length - width)
-        pad_id = self.tokenizer.pad_token_id
-        rows = [list(p) for p in prompts for _ in range(params.n)]
-        row_images = [i for i in images for _ in range(params.n)]
-        input_ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
-        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        sample = params.temperature > 0
-        stop_ids = self.stop_ids()
+        row_images = [i for i in images for _ in range(params.n)]  # the rows' order there
         extra = self.batch_images(row_images)
-        with self._lock:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            out = self.model.generate(
-                input_ids=input_ids.to(self.model.device),
-                attention_mask=attention.to(self.model.device),
-                **extra,
-                max_new_tokens=max_new,
-                do_sample=sample,
-                temperature=params.temperature if sample else None,
-                top_p=params.top_p if sample else None,
-                top_k=0 if sample else None,
-                eos_token_id=stop_ids,
-                pad_token_id=pad_id,
-                stop_strings=list(params.stop) or None,
-                tokenizer=self.tokenizer if params.stop else None,
-                stopping_criteria=_stop_when(should_stop) if should_stop else None,
-                return_dict_in_generate=True,
-                output_logits=params.logprobs,
-            )
-        new_tokens = out.sequences[:, width:].tolist()
-        logprobs = None
-        if params.logprobs:
-            steps = torch.stack(out.logits, dim=1).float()
-            if sample and params.temperature != 1.0:
-                steps = steps / params.temperature
-            picked = steps.log_softmax(-1).gather(-1, out.sequences[:, width:, None])
-            logprobs = picked.squeeze(-1).tolist()
-        choices = [
-            self.finish_row(tokens, logprobs[i] if logprobs else None, stop_ids, params, max_new)
-            for i, tokens in enumerate(new_tokens)
-        ]
-        return [choices[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
+        return super().generate(prompts, params, should_stop, model_inputs=extra)
 
     def batch_images(self, images: Sequence[ImageInputs | None]) -> ImageInputs:
         """The rows' image inputs as one batch, in the layout the model takes.
@@ -194,27 +148,14 @@ def _per_row(values: Sequence[torch.Tensor | None]) -> torch.Tensor:
 class HFVisionChat(HFChat):
     """Batched chat generation with a local vision-language model directory."""
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        *,
-        name: str | None = None,
-        device: str = "auto",
-        dtype: torch.dtype | str = "auto",
-        batch_size: int = 32,
-        attn_implementation: str | None = None,
-    ) -> None:
-        require_model_dir(model_dir)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model_dir = Path(model_dir)
-        self.name = name or Path(model_dir).name
+    @staticmethod
+    def load_generator(model_dir: Path, device: str, **settings: Any) -> VisionGenerator:
+        """The generator over the directory's model and processor (`settings`:
+        `from_pretrained`'s)."""
         processor = AutoProcessor.from_pretrained(model_dir)
         processor.tokenizer.padding_side = "left"
-        chosen = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, **chosen)
-        self.generator = VisionGenerator(model.to(device), processor)
-        self.batch_size = batch_size
+        model = AutoModelForImageTextToText.from_pretrained(model_dir, **settings)
+        return VisionGenerator(model.to(device), processor)
 
     @classmethod
     def from_model(
