@@ -62,3 +62,17 @@ def test_a_chat_over_a_model_in_memory_generates_as_the_loaded_one(tiny_model_di
     ours = in_memory.chat(conversations, params)
     assert [r.text for r in ours] == [r.text for r in loaded.chat(conversations, params)]
     assert {r.model for r in ours} == {"in-training"} and in_memory.model_dir is None
+
+
+
+def test_a_stop_string_matches_the_generated_text_only(tiny_model_dir):
+    """The chat prompt ends in "\n" and this untrained model answers "\n" after "\n": the
+    stop "\n\n" is first in the generated text after two tokens. transformers' own stop
+    strings also read the prompt, and stopped after one token with finish reason "length"."""
+    chat = HFChat(tiny_model_dir)
+    conversation = [{"role": "user", "content": "What is 3 + 4?"}]
+    assert chat.tokenizer.decode(chat.encode(conversation)).endswith("\n")
+    free = chat.chat([conversation], GenerationParams(max_tokens=6))[0].choices[0]
+    assert free.text.startswith("\n\n") and chat.tokenizer.decode(free.token_ids[:1]) == "\n"
+    cut = chat.chat([conversation], GenerationParams(max_tokens=6, stop=("\n\n",)))[0].choices[0]
+    assert (cut.text, cut.finish_reason, cut.token_ids) == ("", "stop", free.token_ids[:2])

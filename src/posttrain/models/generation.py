@@ -84,9 +84,7 @@ class LocalGenerator:
                 top_k=0 if sample else None,  # transformers samples from top-50 unless told
                 eos_token_id=stop_ids,
                 pad_token_id=pad_id,
-                stop_strings=list(params.stop) or None,
-                tokenizer=self.tokenizer if params.stop else None,
-                stopping_criteria=_stop_when(should_stop) if should_stop else None,
+                stopping_criteria=self._stopping(params.stop, width, should_stop),
                 return_dict_in_generate=True,
                 output_logits=params.logprobs,
             )
@@ -104,6 +102,18 @@ class LocalGenerator:
             for i, tokens in enumerate(new_tokens)
         ]
         return [choices[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
+
+    def _stopping(
+        self, stops: Sequence[str], start: int, should_stop: Callable[[], bool] | None
+    ) -> object | None:
+        """The stopping criteria of one `generate` call: stop strings in the generated text,
+        and `should_stop` (None where there are neither)."""
+        from transformers import StoppingCriteriaList
+
+        stops = [stop for stop in stops if stop]
+        criteria = [_stop_strings(self.tokenizer, stops, start)] if stops else []
+        criteria += [_stop_when(should_stop)] if should_stop else []
+        return StoppingCriteriaList(criteria) if criteria else None
 
     def finish_row(
         self,
@@ -150,10 +160,30 @@ class LocalGenerator:
 
 def _stop_when(should_stop: Callable[[], bool]) -> object:
     """A transformers stopping criterion that ends every row once `should_stop()` is true."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    from transformers import StoppingCriteria
 
     class Stop(StoppingCriteria):
         def __call__(self, input_ids: torch.Tensor, scores: object, **_: object) -> torch.Tensor:
             return torch.full((input_ids.shape[0],), should_stop(), device=input_ids.device)
 
-    return StoppingCriteriaList([Stop()])
+    return Stop()
+
+
+def _stop_strings(tokenizer: PreTrainedTokenizerBase, stops: Sequence[str], start: int) -> object:
+    """A stopping criterion that ends a row once its generated text (the tokens from
+    `start` on) holds a stop string. transformers' own `stop_strings` also match across
+    the prompt's end: a prompt ending in "\n" stopped at the first generated "\n" for the
+    stop "\n\n". A string completed by the newest token lies within the last
+    len(string) tokens (a token is at least one character), so only that tail is decoded."""
+    from transformers import StoppingCriteria
+
+    longest = max(len(stop) for stop in stops)
+
+    class StopStrings(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: object, **_: object) -> torch.Tensor:
+            tails = input_ids[:, max(start, input_ids.shape[1] - longest) :].tolist()
+            texts = tokenizer.batch_decode(tails, skip_special_tokens=True)
+            done = [any(stop in text for stop in stops) for text in texts]
+            return torch.tensor(done, device=input_ids.device)
+
+    return StopStrings()
