@@ -64,7 +64,6 @@ def test_a_chat_over_a_model_in_memory_generates_as_the_loaded_one(tiny_model_di
     assert {r.model for r in ours} == {"in-training"} and in_memory.model_dir is None
 
 
-
 def test_a_stop_string_matches_the_generated_text_only(tiny_model_dir):
     """The chat prompt ends in "\n" and this untrained model answers "\n" after "\n": the
     stop "\n\n" is first in the generated text after two tokens. transformers' own stop
