@@ -99,6 +99,14 @@ def test_the_run_command_evaluates_any_model_on_a_data_dir(finished, tmp_path):
     verifier = results["metrics"]["rule-verifier"]
     assert verifier["answer_accuracy"]["rate"] == 1.0  # no errors injected through the spec
     assert verifier["step_hallucination"]["count"] == 0
+    # Another judge in the same place starts its own log: the reader writes no JSON labels.
+    args[args.index("scripted:gold-overlap-judge")] = "scripted:scene-reader"
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "results.json").read_text())
+    failures = again["judge_failures"]["judge-0:scripted:scene-reader"]
+    assert len(failures) == 30 and all("scripted:scene-reader" in f for f in failures)
+    assert len(list(out.glob("judge-0-*.jsonl"))) == 2
 
 
 def test_the_run_command_names_a_bad_item(tmp_path):

@@ -209,7 +209,7 @@ class MMTheRecipe(Recipe):
         write_report(
             out,
             title=f"MM-THEBench {split}: {results['model']}",
-            extra_html=examples_html(chosen, out, self.config.examples),
+            extra_html=examples_html(chosen, out, self.config.examples, results["judge_logs"]),
         )
         return results
 

@@ -101,15 +101,18 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     ]
 
 
-def examples_html(items: Sequence[dict[str, Any]], out_dir: Path, shown: int) -> str:
+def examples_html(
+    items: Sequence[dict[str, Any]], out_dir: Path, shown: int, judge_logs: Sequence[str] = ()
+) -> str:
     """`shown` items with their image, question, gold answer, the model's output and each
-    step's labels from every source: the first items with a hallucinated step, then others."""
+    step's labels from the verifier and the judges' logs `judge_logs` (the run's
+    `judge_logs`): the first items with a hallucinated step, then others."""
     from posttrain.models.chat.images import decode_data_url
 
     answers = {r["id"]: r for r in _read(out_dir / "answers.jsonl")}
     sources = {VERIFIER: {r["id"]: r["labels"] for r in _read(out_dir / "verifier.jsonl")}}
-    for path in sorted(out_dir.glob("judge-*.jsonl")):
-        sources[path.stem] = {r["id"]: r["labels"] for r in _read(path)}
+    for name in judge_logs:
+        sources[Path(name).stem] = {r["id"]: r["labels"] for r in _read(out_dir / name)}
 
     def bad(item: dict[str, Any]) -> bool:
         return any(
@@ -192,7 +195,7 @@ def mmthe_run(
     write_report(
         out_dir,
         title=f"MM-THEBench: {results['model']}",
-        extra_html=examples_html(items, out_dir, examples),
+        extra_html=examples_html(items, out_dir, examples, results["judge_logs"]),
     )
     return results
 

@@ -9,7 +9,8 @@ for nothing it already has:
    (spatial questions: "Answer with left or right"), where the answer is none of them.
 2. `verifier.jsonl`: the rule verifier's step labels, for items that carry a scene graph
    (the generated ones; a user's items have none and are left to the judges).
-3. `judge-<i>.jsonl`: each LLM judge's step labels (`judge.StepJudge`); with several
+3. `judge-<i>-<name>.jsonl`: each LLM judge's step labels (`judge.StepJudge`), the file
+   named by the judge too, so another judge in place i never reuses them; with several
    judges, their majority vote is a label source of its own.
 
 `results.json` holds, per label source, the metrics at every level (`metrics.mmthe_metrics`)
@@ -18,6 +19,7 @@ and each judge's agreement with the verifier (`agreement.judge_agreement`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +54,11 @@ class MMTheConfig:
             raise ValueError(
                 f"batch_size and max_tokens must be >= 1, got {self.batch_size}, {self.max_tokens}"
             )
+
+
+def judge_log_name(number: int, name: str) -> str:
+    """The log of judge `number` (its place among the judges) named `name`."""
+    return f"judge-{number}-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[:80]}.jsonl"
 
 
 def _asker(model: ChatModel, params: GenerationParams, prompt: Callable[[Record], Conversation]):  # noqa: ANN202
@@ -158,7 +165,7 @@ def run_mmthe(
         records = map_items(
             items,
             _judging(judge, answers),
-            ItemLog(out_dir / f"judge-{number}.jsonl", key="id"),
+            ItemLog(out_dir / judge_log_name(number, judge.name), key="id"),
             f"judging with {judge.name}",
             config.batch_size,
         )
@@ -192,6 +199,7 @@ def run_mmthe(
         "metrics": metrics,
         "agreement_with_verifier": agreement,
         "judge_failures": failures,
+        "judge_logs": [judge_log_name(i, j.name) for i, j in enumerate(judges)],
         "config": asdict(config),
     }
 
