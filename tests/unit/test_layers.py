@@ -34,6 +34,7 @@ TIERS: list[set[str]] = [
     {"eval"},
     {"sft"},
     {"rl"},
+    {"eureka"},
     {"recipes"},
     {"cli"},
     {"__main__"},

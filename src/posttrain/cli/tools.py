@@ -390,3 +390,49 @@ def quickstart(
     settings = load_settings(QuickstartConfig, config_file(config, positional), overrides)
     summary = QuickstartRecipe(settings, console())()
     typer.echo(json.dumps(summary, indent=2))
+
+
+eureka = typer.Typer(
+    help="EurekAgent: metric-driven discovery with a sealed grader (problems and grading; "
+    "the agent loop is not built yet)."
+)
+app.add_typer(eureka, name="eureka")
+
+
+@eureka.command("new-problem")
+def eureka_new_problem(
+    folder: Path = typer.Argument(..., help="An empty or new folder for the problem."),
+    name: str | None = typer.Option(None, "--name", help="Problem name (default: the folder's)."),
+) -> None:
+    """Write a starter problem (INSTRUCTION.md, SUBMISSION_FORMAT.md, problem.json and a
+    private/evaluator.py with its hidden value) to edit into your own."""
+    from posttrain.eureka.problem import scaffold_problem
+
+    try:
+        problem = scaffold_problem(folder, name or folder.name)
+    except ValueError as err:
+        raise fail("error", err) from None
+    typer.echo(f"wrote problem {problem.name!r} to {folder}: edit private/evaluator.py")
+
+
+@eureka.command("grade")
+def eureka_grade(
+    problem: Path = typer.Option(..., "--problem", help="A problem folder (or a shipped name)."),
+    submission: Path = typer.Option(..., "--submission", help="The file to grade."),
+    results: Path = typer.Option(..., "--results", help="Results folder the grader writes."),
+    approach: str = typer.Option("manual", "--approach", help="Approach name in the record."),
+) -> None:
+    """Grade one submission in the sealed grader (bubblewrap: the evaluator sees only its
+    private/ folder and a copy of the submission) and print the results record."""
+    from posttrain.eureka.grader import grade
+    from posttrain.eureka.problem import load_problem, shipped_problems
+
+    folder = shipped_problems().get(str(problem), problem)
+    try:
+        load_problem(folder)
+        record = grade(
+            folder, submission, approach=approach, round=0, repo_dir=None, results_dir=results
+        )
+    except (ValueError, OSError, RuntimeError) as err:
+        raise fail("error", err) from None
+    typer.echo(json.dumps(record, indent=2))

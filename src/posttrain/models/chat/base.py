@@ -49,6 +49,15 @@ class Choice:
     """Per token, the weight version that generated it (when generation spanned a push)."""
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a backend reports it billed for one request (the OpenAI API's `usage`): the
+    prompt once, the completions of all `n` choices together."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
 @dataclass
 class ChatResult:
     """All choices for one conversation. `model` always names the backend that answered."""
@@ -56,6 +65,10 @@ class ChatResult:
     model: str
     choices: list[Choice] = field(default_factory=list)
     weight_version: int | None = None
+    usage: Usage | None = None
+    """The backend's own token counts, where it reports them (None: it did not)."""
+    cached: bool = field(default=False, compare=False)
+    """Answered from a response cache, not by the backend: nothing was billed for it."""
 
     @property
     def text(self) -> str:

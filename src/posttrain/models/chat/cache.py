@@ -14,11 +14,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from posttrain.models.chat.base import ChatResult, Choice
+from posttrain.models.chat.base import ChatResult, Choice, Usage
 
 
 def request_key(request: Mapping[str, Any]) -> str:
@@ -28,7 +28,9 @@ def request_key(request: Mapping[str, Any]) -> str:
 
 
 def result_to_json(result: ChatResult) -> str:
-    return json.dumps(asdict(result), ensure_ascii=False)
+    data = asdict(result)
+    data.pop("cached")  # a property of how an answer was obtained, not of the answer
+    return json.dumps(data, ensure_ascii=False)
 
 
 def result_from_json(text: str) -> ChatResult:
@@ -37,6 +39,7 @@ def result_from_json(text: str) -> ChatResult:
         model=data["model"],
         choices=[Choice(**choice) for choice in data["choices"]],
         weight_version=data.get("weight_version"),
+        usage=Usage(**data["usage"]) if data.get("usage") else None,  # absent in older rows
     )
 
 
@@ -61,12 +64,13 @@ class ResponseCache:
             )
 
     def get(self, request: Mapping[str, Any]) -> ChatResult | None:
-        """The stored answer to exactly this request, or None."""
+        """The stored answer to exactly this request, or None. It is marked `cached`, so
+        that a cost tracker charges nothing for it."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT result FROM responses WHERE key = ?", (request_key(request),)
             ).fetchone()
-        return result_from_json(row[0]) if row else None
+        return replace(result_from_json(row[0]), cached=True) if row else None
 
     def put(self, request: Mapping[str, Any], result: ChatResult) -> None:
         """Store (or replace) the answer to `request`, committed before returning."""

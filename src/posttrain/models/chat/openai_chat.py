@@ -16,7 +16,7 @@ from typing import Any
 
 import openai
 
-from posttrain.models.chat.base import ChatResult, Choice, Conversation, GenerationParams
+from posttrain.models.chat.base import ChatResult, Choice, Conversation, GenerationParams, Usage
 from posttrain.models.chat.cache import ResponseCache
 
 DUMMY_API_KEY = "EMPTY"  # local servers need no key, but the client insists on one
@@ -121,6 +121,7 @@ class OpenAIChat:
             model=self.name,
             choices=choices,
             weight_version=int(weight_version) if weight_version is not None else None,
+            usage=_to_usage(getattr(completion, "usage", None)),
         )
 
     def close(self) -> None:
@@ -140,6 +141,15 @@ def _extra(obj: Any, field: str) -> Any:
     """A non-standard response field (kept by the client's models in `model_extra`)."""
     extra = getattr(obj, "model_extra", None) or {}
     return extra.get(field, getattr(obj, field, None))
+
+
+def _to_usage(usage: Any) -> Usage | None:
+    """The reply's token counts; None when the server sent none (some do not)."""
+    if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
+        return None
+    return Usage(
+        prompt_tokens=int(usage.prompt_tokens), completion_tokens=int(usage.completion_tokens)
+    )
 
 
 def _to_choice(choice: Any) -> Choice:

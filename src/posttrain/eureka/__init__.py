@@ -1,0 +1,1 @@
+"""EurekAgent: metric-driven discovery with a sealed grader, sandboxed approaches and budgets."""
