@@ -13,13 +13,19 @@ install: $(STAMP)
 # torch==2.13.0 is the CPU build on local disk; pyproject leaves torch unpinned so that
 # users bring their own CUDA build. bubblewrap jails model-written code (posttrain.sandbox);
 # it needs root and apt-get to install, and without it that code runs in the subprocess
-# fallback, which is not a jail. Installs byte-compile: where PYTHONDONTWRITEBYTECODE is set (as
+# fallback, which is not a jail. Debian's chromium is the browser Playwright drives in the
+# EurekAgent monitor's browser test (no Playwright browser download; without chromium the test
+# is skipped). Installs byte-compile: where PYTHONDONTWRITEBYTECODE is set (as
 # on this machine and in CI), a module left uncompiled is compiled again by every import.
 $(STAMP): pyproject.toml
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 \
 	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; }; }; } \
 	  || echo "NOTE: bubblewrap (bwrap) is not installed and cannot be installed here (needs root and apt-get): model-written code will run in the subprocess fallback, which is not a jail. Install it with: sudo apt-get install bubblewrap"
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } \
+	  || echo "NOTE: chromium is not installed and cannot be installed here (needs root and apt-get): the EurekAgent monitor's browser test will be skipped. Install it with: sudo apt-get install chromium"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0

@@ -393,8 +393,8 @@ def quickstart(
 
 
 eureka = typer.Typer(
-    help="EurekAgent: metric-driven discovery with a sealed grader (problems and grading; "
-    "the agent loop is not built yet)."
+    help="EurekAgent: metric-driven discovery with a sealed grader (problems, grading, the "
+    "agent loop and its log)."
 )
 app.add_typer(eureka, name="eureka")
 
@@ -436,3 +436,80 @@ def eureka_grade(
     except (ValueError, OSError, RuntimeError) as err:
         raise fail("error", err) from None
     typer.echo(json.dumps(record, indent=2))
+
+
+@eureka.command("monitor")
+def eureka_monitor(
+    run: Path = typer.Argument(..., help="A run folder of `eureka run` (running or not)."),
+    port: int = typer.Option(0, "--port", help="Port (0: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+) -> None:
+    """Serve the live web monitor of a run (rounds, approaches, scores, best-so-far curve,
+    budget, log; pause, resume, stop, notes) until Ctrl-C; prints the page's URL with its
+    fresh token."""
+    import secrets
+
+    from posttrain.eureka.monitor import serve
+    from posttrain.models.server_process import free_port
+
+    if not run.is_dir():
+        raise fail("error", InputError(f"{run}: not a run directory (no such folder)"))
+    port = port or free_port(host)
+    token = secrets.token_urlsafe(32)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    typer.echo(f"EurekAgent monitor of {run}: http://{shown}:{port}/?token={token}")
+    serve(run, token, host, port)
+
+
+@eureka.command("run")
+def eureka_run(
+    problem: str = typer.Option(..., "--problem", help="A problem folder or a shipped name."),
+    agent: str = typer.Option(
+        "scripted:eureka-agent", "--agent", help="Chat model spec (offline: the scripted agent)."
+    ),
+    k: int = typer.Option(3, "--k", help="Approaches per round, implemented in parallel."),
+    rounds: int = typer.Option(4, "--rounds", help="Rounds to run in all."),
+    cost_limit: float | None = typer.Option(
+        5.0, "--cost-limit", help="USD; the loop stops at the round boundary that reaches it."
+    ),
+    out: Path = typer.Option(..., "--out", help="Run folder (the same command resumes it)."),
+    seed: int = typer.Option(0, "--seed"),
+    propose_seconds: float | None = typer.Option(None, "--propose-seconds"),
+    implement_seconds: float | None = typer.Option(None, "--implement-seconds"),
+    effort: str | None = typer.Option(
+        None, "--effort", help="The scripted agent's work factor (small, normal, large, or N)."
+    ),
+) -> None:
+    """Run EurekAgent's loop (propose -> implement in parallel -> grade -> rank) on a problem;
+    progress goes to OUT/state.json and OUT/events.jsonl."""
+    from posttrain.eureka.loop import EurekaConfig, run_eureka
+
+    stages = {
+        name: seconds
+        for name, seconds in (("propose", propose_seconds), ("implement", implement_seconds))
+        if seconds is not None
+    }
+    options: dict = {}
+    if effort is not None:
+        options["effort"] = effort if effort in ("small", "normal", "large") else float(effort)
+    try:
+        config = EurekaConfig(
+            problem, agent, k, rounds, cost_limit, stages, seed, agent_options=options
+        )
+        summary = run_eureka(config, out)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise fail("error", err) from None
+    if summary["scripted"]:
+        typer.echo("[scripted] offline scripted agent: no language model was used")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@eureka.command("log")
+def eureka_log(run: Path = typer.Argument(..., help="A run folder of `eureka run`.")) -> None:
+    """The best approach's history as a story, with the grader's score of each version."""
+    from posttrain.eureka.loop import best_story
+
+    try:
+        typer.echo(best_story(run))
+    except (ValueError, OSError) as err:
+        raise fail("error", err) from None

@@ -161,7 +161,23 @@ def start_grader(
     argv = [sys.executable, "-m", "posttrain.eureka.grader_service"]
     argv += ["--problem", str(problem_dir), "--workspaces", str(workspaces_root)]
     argv += ["--results", str(results_dir), "--port", str(port)]
-    env = {**os.environ, TOKEN_ENV: token}
+    url = f"http://127.0.0.1:{port}"
+    process = spawn_service(argv, {TOKEN_ENV: token}, url, log_path, startup_timeout, "grader")
+    return GraderHandle(url, token, process)
+
+
+def spawn_service(
+    argv: list[str],
+    secret_env: dict[str, str],
+    url: str,
+    log_path: str | Path | None = None,
+    startup_timeout: float = 60.0,
+    name: str = "service",
+) -> subprocess.Popen:
+    """Start a service process with its secrets in its environment (not its command line,
+    which other users can read) and wait until `url`/healthz answers (the grader's and the
+    monitor's process start)."""
+    env = {**os.environ, **secret_env}
     if log_path:
         # The child keeps its own copy of the descriptor; ours can close at once.
         with open(log_path, "ab") as log:
@@ -170,19 +186,18 @@ def start_grader(
         process = subprocess.Popen(
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env
         )
-    handle = GraderHandle(f"http://127.0.0.1:{port}", token, process)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the grader exited with {process.returncode} before it was ready")
+            raise RuntimeError(f"the {name} exited with {process.returncode} before it was ready")
         try:
-            if httpx.get(f"{handle.url}/healthz", timeout=1.0).status_code == 200:
-                return handle
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return process
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    handle.stop()
-    raise TimeoutError(f"the grader did not answer /healthz within {startup_timeout} s")
+    GraderHandle(url, "", process).stop()
+    raise TimeoutError(f"the {name} did not answer /healthz within {startup_timeout} s")
 
 
 def main(argv: list[str] | None = None) -> None:
