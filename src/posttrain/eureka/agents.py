@@ -72,6 +72,18 @@ TOOLS_HELP = """Tools (answer with exactly ONE JSON object per turn, nothing els
 {"tool": "done", "args": {"summary": "ONE LINE"}}"""
 
 
+def _problem_section(problem: Problem) -> list[str]:
+    """The problem's instruction and submission format, as both agents' prompts show them."""
+    return [
+        "# Problem",
+        problem.instruction.strip(),
+        "",
+        "# Submission format",
+        problem.submission_format.strip(),
+        "",
+    ]
+
+
 def _parse_proposals(k: int) -> Callable[[str], list[Proposal] | None]:
     def parse(text: str) -> list[Proposal] | None:
         for value in json_candidates(text):
@@ -101,12 +113,7 @@ def proposer_prompt(
         f"You propose {k} different approaches for round {context['round']} of an automated "
         f"research loop on the problem {problem.name!r} (score direction: {problem.direction}).",
         "",
-        "# Problem",
-        problem.instruction.strip(),
-        "",
-        "# Submission format",
-        problem.submission_format.strip(),
-        "",
+        *_problem_section(problem),
         f"# Budget\n{budget_note}",
     ]
     if context.get("approaches"):
@@ -172,12 +179,7 @@ def implementer_prompt(problem: Problem, proposal: Proposal, approach: str, max_
         )
         + ").",
         "",
-        "# Problem",
-        problem.instruction.strip(),
-        "",
-        "# Submission format",
-        problem.submission_format.strip(),
-        "",
+        *_problem_section(problem),
         f"# Your proposal\n{proposal.title}\n{proposal.plan}",
         "",
         TOOLS_HELP,

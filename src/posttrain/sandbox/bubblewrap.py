@@ -54,9 +54,9 @@ WORKDIR = "/sandbox"
 # run the program as __main__ in this same process. Without `site` the interpreter starts in
 # a fifth of the time and sees no site-packages; `exit` and `quit`, which `site` would add,
 # are added here.
-_LAUNCHER = """\
+LIMITS_PRELUDE = """\
 import os, resource, sys
-uid, memory_mb, cpu, disk_mb, nproc = map(int, sys.argv[1:6])
+uid, memory_mb, cpu, file_mb, nproc = map(int, sys.argv[1:6])
 if uid >= 0:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
@@ -64,17 +64,24 @@ if uid >= 0:
 mib = 1024 * 1024
 resource.setrlimit(resource.RLIMIT_AS, (memory_mb * mib,) * 2)
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (disk_mb * mib,) * 2)
+resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * mib,) * 2)
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+"""
+"""The start of every launcher here: become the sandbox user, lower the limits (arguments
+1-5: uid or -1, memory MiB, CPU seconds, file MiB, processes); `mounts` shares it."""
+_LAUNCHER = (
+    LIMITS_PRELUDE
+    + """\
 import builtins, runpy, _sitebuiltins
 builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
 builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 sys.argv = sys.argv[6:]
 sys.path.insert(0, os.path.dirname(sys.argv[0]))
-del os, resource, builtins, _sitebuiltins, uid, memory_mb, cpu, disk_mb, nproc, mib
+del os, resource, builtins, _sitebuiltins, uid, memory_mb, cpu, file_mb, nproc, mib
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+)
 
 # Where no account lives: each root-mode run gets its own uid, so that RLIMIT_NPROC counts
 # only that run's processes.

@@ -33,21 +33,7 @@ from posttrain.sandbox.result import TAIL_CHARS, classify
 
 # Runs inside the jail in the real interpreter (-I -S -B): become the sandbox user (root
 # mode), lower the limits, then exec the command, which inherits them.
-_LAUNCHER = """\
-import os, resource, sys
-uid, memory_mb, cpu, file_mb, nproc = map(int, sys.argv[1:6])
-if uid >= 0:
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-mib = 1024 * 1024
-resource.setrlimit(resource.RLIMIT_AS, (memory_mb * mib,) * 2)
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * mib,) * 2)
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-os.execvp(sys.argv[6], sys.argv[6:])
-"""
+_LAUNCHER = bubblewrap.LIMITS_PRELUDE + "os.execvp(sys.argv[6], sys.argv[6:])\n"
 
 _SYSTEM_BIN = ("/usr/bin", "/bin")
 
