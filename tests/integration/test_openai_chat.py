@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from posttrain.models.chat import ChatResult, Choice, GenerationParams, ResponseCache, ask
+from posttrain.models.chat.base import Usage
 from posttrain.models.chat.openai_chat import ChatRequestError, OpenAIChat
 from posttrain.models.server_process import ServerProcess
 
@@ -92,6 +93,7 @@ def test_params_map_to_request_and_fields_propagate(start_server: StartServer) -
 
     assert result.model == "openai:echo"
     assert result.weight_version == 11
+    assert result.usage == Usage(prompt_tokens=0, completion_tokens=8)  # the server's own
     assert len(result.choices) == 2
     for choice in result.choices:
         assert choice.text == "hi there"

@@ -63,6 +63,8 @@ def endpoint(log: list[dict]) -> httpx.MockTransport:
 @pytest.fixture
 def remote(tmp_path):
     log: list[dict] = []
+    # Offline: httpx.MockTransport answers in this process (usage fixed per reply); the
+    # reserved .invalid name could not resolve anyway.
     chat = OpenAIChat("gpt-test", base_url="http://test.invalid/v1", cache=tmp_path / "cache.db")
     chat.client = openai.OpenAI(
         base_url="http://test.invalid/v1",
