@@ -23,7 +23,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 TIERS: list[set[str]] = [
-    {"errors", "atomic", "tracking", "sandbox", "specs", "__init__"},
+    {"errors", "atomic", "tracking", "sandbox", "specs", "ray_runtime", "__init__"},
     {"config", "envs"},
     {"models"},
     {"data"},
@@ -34,7 +34,7 @@ TIERS: list[set[str]] = [
     {"eval"},
     {"sft"},
     {"rl"},
-    {"eureka"},
+    {"eureka", "maic"},
     {"recipes"},
     {"cli"},
     {"__main__"},

@@ -479,6 +479,15 @@ def eureka_run(
     effort: str | None = typer.Option(
         None, "--effort", help="The scripted agent's work factor (small, normal, large, or N)."
     ),
+    workers: str = typer.Option(
+        "threads", "--workers", help="Where implementers run: threads, or ray (tasks)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="--workers ray: a cluster's address (default: local)."
+    ),
+    ray_cpus_per_task: float = typer.Option(
+        1.0, "--ray-cpus-per-task", help="--workers ray: CPUs Ray reserves per session."
+    ),
 ) -> None:
     """Run EurekAgent's loop (propose -> implement in parallel -> grade -> rank) on a problem;
     progress goes to OUT/state.json and OUT/events.jsonl."""
@@ -494,7 +503,17 @@ def eureka_run(
         options["effort"] = effort if effort in ("small", "normal", "large") else float(effort)
     try:
         config = EurekaConfig(
-            problem, agent, k, rounds, cost_limit, stages, seed, agent_options=options
+            problem,
+            agent,
+            k,
+            rounds,
+            cost_limit,
+            stages,
+            seed,
+            agent_options=options,
+            workers=workers,
+            ray_address=ray_address,
+            ray_cpus_per_task=ray_cpus_per_task,
         )
         summary = run_eureka(config, out)
     except (ValueError, OSError, RuntimeError) as err:

@@ -4,11 +4,11 @@ work in flight is kept), or a person asks it to stop.
 
 `run_eureka(config, run_dir)` starts the sealed grader service for the run, makes one git
 repository per approach (`approaches/<name>`; a refinement starts from a copy of its parent's
-files), runs the implementers in threads (each with its own `WorkspaceTools`; the grader's
-token stays in this process), and keeps the run directory's state files (`run_state`). The
-same call on the same folder resumes: done rounds are kept, proposals already made are not
-asked again, and a round cut short is redone with fresh approach names (`-t2`), so every
-grader record still names a commit of its approach.
+files), runs the implementers (`implementer.run_job`, each with its own `WorkspaceTools`) in
+threads, or as Ray tasks with `workers="ray"` (`ray_implementers`), and keeps the run
+directory's state files (`run_state`). The same call on the same folder resumes: done rounds
+are kept, proposals already made are not asked again, and a round cut short is redone with
+fresh approach names (`-t2`), so every grader record still names a commit of its approach.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Any
 
 from posttrain.errors import InputError
 from posttrain.eureka import agents, grader, history
-from posttrain.eureka.budget import Budget, StageTimeExceeded, TrackedChat
+from posttrain.eureka.budget import Budget, TrackedChat
 from posttrain.eureka.grader_service import start_grader
+from posttrain.eureka.implementer import ImplementJob, run_job
 from posttrain.eureka.prices import load_prices
 from posttrain.eureka.problem import Problem, load_problem, shipped_problems
 from posttrain.eureka.run_state import RunState
-from posttrain.eureka.tools import WorkspaceTools
 from posttrain.models.chat.base import ChatModel
 
 PAUSE_POLL_SECONDS = 0.5
@@ -54,8 +54,16 @@ class EurekaConfig:
     command_seconds: float = 300.0
     agent_options: dict[str, Any] = field(default_factory=dict)
     prices: str | None = None
+    workers: str = "threads"
+    """Where implementers run: "threads" of this process, or "ray" tasks (`ray_implementers`;
+    the workers must see the run directory)."""
+    ray_address: str | None = None
+    """workers "ray": a cluster's address; None starts a local runtime."""
+    ray_cpus_per_task: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.workers not in ("threads", "ray"):
+            raise ValueError(f'workers must be "threads" or "ray", got {self.workers!r}')
         for key in ("k", "rounds", "max_turns"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -106,6 +114,7 @@ class _Loop:
             config.cost_limit, config.stage_seconds, path=self.state.root / "budget.json"
         )
         model = chat if chat is not None else _load_agent(config)
+        self._injected = chat is not None
         self.scripted = _is_scripted(model.name)
         prices = load_prices(config.prices) if config.prices else None
         self.proposer = TrackedChat(model, self.budget, "propose", prices)
@@ -206,9 +215,18 @@ class _Loop:
         history.init_approach(workspace, name)
         return workspace
 
-    def _implement(
-        self, number: int, name: str, proposal: agents.Proposal, url: str, token: str
-    ) -> dict:
+    def _report(self, number: int, name: str):
+        """The events callback of one approach: the event log, and its live score."""
+
+        def report(kind: str, message: str, score: float | None, valid: bool | None = None) -> None:
+            self.state.event(kind, message, round=number, approach=name, score=score, valid=valid)
+            if kind == "graded":
+                self.state.set_approach(name, score=score)  # live, before the session ends
+                self._sync()
+
+        return report
+
+    def _start(self, number: int, name: str, proposal: agents.Proposal, url: str, token: str):
         self.state.set_approach(
             name,
             round=number,
@@ -219,24 +237,31 @@ class _Loop:
             parent=proposal.parent,
         )
         self.state.event("implement_start", proposal.title, round=number, approach=name)
-
-        def report(kind: str, message: str, score: float | None, valid: bool | None = None) -> None:
-            self.state.event(kind, message, round=number, approach=name, score=score, valid=valid)
-            if kind == "graded":
-                self.state.set_approach(name, score=score)  # live, before the session ends
-                self._sync()
-
-        tools = WorkspaceTools(
-            self._workspace(name, proposal),
-            name,
-            number,
+        workspace = self._workspace(name, proposal)
+        return ImplementJob(
+            round=number,
+            approach=name,
+            proposal=proposal.to_dict(),
+            workspace=str(workspace),
             grader_url=url,
             grader_token=token,
-            submission_file=self.problem.submission_file,
-            results_dir=self.state.results_dir,
-            command_limits={"wall_seconds": self.config.command_seconds},
-            events=report,
+            results_dir=str(self.state.results_dir),
+            max_turns=self.config.max_turns,
+            command_seconds=self.config.command_seconds,
         )
+
+    def _finish(self, result: dict) -> dict:
+        self.state.set_approach(
+            result["approach"],
+            status="graded" if result["submissions"] else "no_submission",
+            score=result["score"],
+            valid=result["valid"],
+        )
+        self._sync()
+        return result
+
+    def _implement_here(self, job: ImplementJob) -> dict:
+        """One session in a thread of this process."""
         clock = self.budget.active_stage("implement")
 
         def between_steps() -> bool:
@@ -244,47 +269,34 @@ class _Loop:
                 return False
             return self._wait_while_paused()
 
-        try:
-            outcome = agents.implement(
-                self.implementer,
-                tools,
-                self.problem,
-                proposal,
-                self.budget,
-                max_turns=self.config.max_turns,
-                between_steps=between_steps,
-            )
-            ended = outcome.summary
-        except StageTimeExceeded as err:
-            ended = str(err)
-        except Exception as err:  # one approach's failure never ends the run
-            ended = f"failed: {type(err).__name__}: {err}"
-        best = None
-        for record in tools.submissions:
-            if record.get("valid") and (best is None or self._better(record, best)):
-                best = record
-        last = best or (tools.submissions[-1] if tools.submissions else None)
-        result = {
-            "approach": name,
-            "submissions": len(tools.submissions),
-            "score": None if last is None else last.get("score"),
-            "valid": bool(last and last.get("valid")),
-            "git_hash": None if last is None else last.get("git_hash"),
-            "ended": ended,
-        }
-        self.state.set_approach(
-            name,
-            status="graded" if tools.submissions else "no_submission",
-            score=result["score"],
-            valid=result["valid"],
+        result = run_job(
+            job,
+            self.problem,
+            self.implementer,
+            self.budget,
+            events=self._report(job.round, job.approach),
+            between_steps=between_steps,
         )
-        self._sync()
-        return result
+        return self._finish(result)
 
-    def _better(self, new: dict, old: dict) -> bool:
-        if self.problem.direction == "min":
-            return new["score"] < old["score"]
-        return new["score"] > old["score"]
+    def _implement_on_ray(self, number: int, jobs: list[ImplementJob]) -> list[dict]:
+        from posttrain.eureka.ray_implementers import RaySettings, run_jobs_on_ray
+
+        reporters = {job.approach: self._report(number, job.approach) for job in jobs}
+        results = run_jobs_on_ray(
+            jobs,
+            settings=RaySettings(self.config.ray_address, self.config.ray_cpus_per_task),
+            problem_dir=self.problem.dir,
+            # an injected model (tests) travels to the workers as an object, else its spec
+            agent=self.implementer.inner if self._injected else self.config.agent,
+            agent_options=self.config.agent_options,
+            prices=self.config.prices,
+            budget=self.budget,
+            control_dir=self.state.control,
+            on_event=lambda approach, *event: reporters[approach](*event),
+            while_waiting=self._wait_while_paused,
+        )
+        return [self._finish(result) for result in results]
 
     def _round(self, number: int, url: str, token: str) -> None:
         record = self.state.read_round(number) or {"round": number, "attempt": 0}
@@ -297,12 +309,16 @@ class _Loop:
         names = [f"r{number}-a{i}{suffix}" for i in range(len(proposals))]
         record["assignments"] = dict(zip(names, [p.title for p in proposals], strict=True))
         self.state.write_round(number, record)
-        with self.budget.stage("implement"), ThreadPoolExecutor(len(proposals)) as pool:
-            futures = [
-                pool.submit(self._implement, number, name, proposal, url, token)
-                for name, proposal in zip(names, proposals, strict=True)
-            ]
-            results = [f.result() for f in futures]
+        jobs = [
+            self._start(number, name, proposal, url, token)
+            for name, proposal in zip(names, proposals, strict=True)
+        ]
+        with self.budget.stage("implement"):
+            if self.config.workers == "ray":
+                results = self._implement_on_ray(number, jobs)
+            else:
+                with ThreadPoolExecutor(len(jobs)) as pool:
+                    results = list(pool.map(self._implement_here, jobs))
         sign = -1.0 if self.problem.direction == "min" else 1.0
         ranked = sorted(
             (r for r in results if r["valid"] and r["score"] is not None),

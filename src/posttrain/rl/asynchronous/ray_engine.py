@@ -44,22 +44,6 @@ class _EngineActor:
         return self.core.version
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to `address` or start a local runtime, once per process."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ImportError("workers.kind=ray needs Ray: pip install 'posttrain[ray]'") from error
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            num_cpus=None if address else num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-
-
 class RayBackend:
     """`EngineCore` in a Ray actor with `num_cpus` CPUs."""
 

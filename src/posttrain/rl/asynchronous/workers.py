@@ -32,7 +32,8 @@ def build_engines(
                 backend = ProcessBackend(model_dir, settings.torch_threads)
                 engines.append(BatchedEngine(backend, f"process-{i}"))
         elif settings.kind == "ray":
-            from posttrain.rl.asynchronous.ray_engine import RayBackend, ensure_ray
+            from posttrain.ray_runtime import ensure_ray
+            from posttrain.rl.asynchronous.ray_engine import RayBackend
 
             ensure_ray(settings.ray_address, settings.ray_cpus)
             for i in range(settings.count):

@@ -1,0 +1,1 @@
+"""MAIC-UI: teaching documents to interactive courseware (issue 27)."""
