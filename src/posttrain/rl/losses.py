@@ -211,11 +211,16 @@ def decoupled_ppo_loss(
 
     loss = -(pi_prox / pi_behav) * min(r * A, clip(r) * A) with r = pi_theta / pi_prox; the
     behaviour weight is detached and optionally capped.
+
+    Metrics: ``policy_loss``'s, plus "behaviour_weight_mean" (the weight after the cap) and
+    "behaviour_capped_frac" (tokens whose weight exceeded ``behaviour_cap``; 0 without one).
     """
     weights = torch.exp(proximal_logp.detach() - rollout_logp.detach())
+    capped = torch.zeros_like(weights, dtype=torch.bool)
     if behaviour_cap is not None:
+        capped = weights > behaviour_cap
         weights = weights.clamp(max=behaviour_cap)
-    return policy_loss(
+    loss, metrics = policy_loss(
         logp,
         proximal_logp,
         advantages,
@@ -226,6 +231,12 @@ def decoupled_ppo_loss(
         max_tokens=max_tokens,
         weights=weights,
     )
+    with torch.no_grad():
+        # How much of the batch the behaviour correction reweights, and how much the cap
+        # truncates (the asynchronous-RL study compares corrections by what they discard).
+        metrics["behaviour_weight_mean"] = masked_mean(weights, mask).item()
+        metrics["behaviour_capped_frac"] = masked_mean(capped.to(logp.dtype), mask).item()
+    return loss, metrics
 
 
 def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: Literal["k1", "k2", "k3"] = "k3") -> Tensor:
@@ -291,12 +302,40 @@ def icepop_weights(
     The ratio is exp(old_logp - rollout_logp); ``alpha`` defaults to 1 / beta. Bounds are
     inclusive and compared in log space. The result is detached, in ``old_logp``'s dtype.
     """
+    log_ratio = old_logp.detach() - rollout_logp.detach()
+    keep = _icepop_keep(log_ratio, beta, alpha)
+    return torch.where(keep, torch.exp(log_ratio), 0.0).to(old_logp.dtype)
+
+
+def _icepop_keep(log_ratio: Tensor, beta: float, alpha: float | None) -> Tensor:
+    """Where IcePop keeps a token: log ratio in [log alpha, log beta], alpha = 1 / beta."""
     alpha = 1.0 / beta if alpha is None else alpha
     if not 0 < alpha <= beta:
         raise ValueError(f"need 0 < alpha <= beta, got alpha={alpha}, beta={beta}")
-    log_ratio = old_logp.detach() - rollout_logp.detach()
-    keep = (log_ratio >= math.log(alpha)) & (log_ratio <= math.log(beta))
-    return torch.where(keep, torch.exp(log_ratio), 0.0).to(old_logp.dtype)
+    return (log_ratio >= math.log(alpha)) & (log_ratio <= math.log(beta))
+
+
+def tis_truncated_frac(old_logp: Tensor, rollout_logp: Tensor, mask: Tensor, cap: float) -> float:
+    """Fraction of counted tokens whose TIS weight the cap truncates (ratio above ``cap``),
+    as ``tis_weights`` computes the ratio: exp(old_logp - rollout_logp)."""
+    with torch.no_grad():
+        log_ratio = old_logp.detach() - rollout_logp.detach()
+        return masked_mean((log_ratio > math.log(cap)).to(old_logp.dtype), mask).item()
+
+
+def icepop_masked_frac(
+    old_logp: Tensor,
+    rollout_logp: Tensor,
+    mask: Tensor,
+    beta: float,
+    *,
+    alpha: float | None = None,
+) -> float:
+    """Fraction of counted tokens IcePop drops (weight 0: the ratio outside [alpha, beta]),
+    with ``icepop_weights``' bounds."""
+    with torch.no_grad():
+        keep = _icepop_keep(old_logp.detach() - rollout_logp.detach(), beta, alpha)
+        return masked_mean((~keep).to(old_logp.dtype), mask).item()
 
 
 def mismatch_metrics(train_logp: Tensor, rollout_logp: Tensor, mask: Tensor) -> dict[str, float]:

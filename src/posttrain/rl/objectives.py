@@ -186,19 +186,26 @@ def ppo_loss(inputs: LossInputs) -> tuple[Tensor, dict[str, float]]:
     against the rollout log-probs."""
     cfg = inputs.config
     weights = None
+    corrected: dict[str, float] = {}  # what each correction truncates or drops
+    old, rollout, mask = inputs.old_logp, inputs.rollout_logp, inputs.mask
     if cfg.tis_cap:
-        weights = losses.tis_weights(inputs.old_logp, inputs.rollout_logp, cap=cfg.tis_cap)
+        weights = losses.tis_weights(old, rollout, cap=cfg.tis_cap)
+        corrected["tis_truncated_frac"] = losses.tis_truncated_frac(old, rollout, mask, cfg.tis_cap)
     if cfg.icepop_beta:
-        ice = losses.icepop_weights(inputs.old_logp, inputs.rollout_logp, beta=cfg.icepop_beta)
+        ice = losses.icepop_weights(old, rollout, beta=cfg.icepop_beta)
         weights = ice if weights is None else weights * ice
+        corrected["icepop_masked_frac"] = losses.icepop_masked_frac(
+            old, rollout, mask, cfg.icepop_beta
+        )
     loss, metrics = losses.policy_loss(
         inputs.logp,
-        inputs.old_logp,
+        old,
         inputs.advantages,
-        inputs.mask,
+        mask,
         weights=weights,
         **_common(inputs),  # type: ignore[arg-type]
     )
+    metrics.update(corrected)
     return with_kl(inputs, loss, metrics), metrics
 
 
