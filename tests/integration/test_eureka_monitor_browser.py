@@ -5,34 +5,17 @@ mid-run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
-import pytest
+from browser_gate import CHROMIUM, require_browser  # beside this file
 
 from posttrain.atomic import write_text
 from posttrain.eureka.monitor import start_monitor
 
-CHROMIUM = "/usr/bin/chromium"
-# Outside CI a machine without the browser skips this test; CI installs both (the Makefile,
-# as root), so there a missing one is a failure, never a quiet skip.
-_missing = [
-    what
-    for what, present in (
-        (f"chromium at {CHROMIUM} (Debian: apt-get install chromium)", Path(CHROMIUM).exists()),
-        ("playwright (pip install playwright)", importlib.util.find_spec("playwright")),
-    )
-    if not present
-]
-if _missing:
-    reason = "the browser test needs " + " and ".join(_missing)
-    if os.environ.get("CI", "").lower() in ("1", "true"):
-        raise RuntimeError(reason + "; `make test` installs both")
-    pytest.skip(reason, allow_module_level=True)
+require_browser("the monitor's browser test")
 from playwright import sync_api  # noqa: E402
 
 

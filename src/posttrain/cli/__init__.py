@@ -17,6 +17,7 @@ from posttrain.cli.app import app
 from posttrain.cli import tools  # noqa: F401, E402
 from posttrain.cli import recipes  # noqa: F401, E402
 from posttrain.cli import benchmarks  # noqa: F401, E402
+from posttrain.cli import maic  # noqa: F401, E402
 # isort: on
 
 __all__ = ["app", "main"]

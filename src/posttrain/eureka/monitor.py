@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request  # at module level: FastAPI resolves annotations here
@@ -42,7 +42,7 @@ from starlette.requests import Request  # at module level: FastAPI resolves anno
 from posttrain.atomic import write_text
 from posttrain.errors import InputError
 from posttrain.eureka.grader_service import GraderHandle, spawn_service
-from posttrain.models.server.security import AccessGuard, allowed_hosts, is_wildcard
+from posttrain.models.server.security import PageTokenGuard, allowed_hosts, is_wildcard
 from posttrain.models.server_process import free_port
 
 TOKEN_ENV = "POSTTRAIN_MONITOR_TOKEN"
@@ -222,29 +222,6 @@ def _sse(data: dict, event: str | None = None, id: int | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-class _TokenGuard:
-    """AccessGuard (Host check, bearer token) that also takes the token from `?token=`
-    (a page load or an EventSource cannot send headers); /healthz gets the Host check only."""
-
-    def __init__(self, app, token: str, hosts: frozenset[str] | None) -> None:
-        self.guarded = AccessGuard(app, token, hosts)
-        self.open = AccessGuard(app, None, hosts)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.guarded(scope, receive, send)
-            return
-        if scope.get("path") == "/healthz":
-            await self.open(scope, receive, send)
-            return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        headers = scope.get("headers", [])
-        if query.get("token") and not any(k == b"authorization" for k, _ in headers):
-            bearer = b"Bearer " + query["token"][0].encode()
-            scope = {**scope, "headers": [*headers, (b"authorization", bearer)]}
-        await self.guarded(scope, receive, send)
-
-
 def create_app(run_dir: str | Path, token: str, host: str = "127.0.0.1"):
     """The ASGI app (FastAPI behind the token guard) over one run directory."""
     from fastapi import FastAPI, Header, Query
@@ -339,7 +316,7 @@ def create_app(run_dir: str | Path, token: str, host: str = "127.0.0.1"):
             raise HTTPException(422, "a note needs some text")
         return {"note": watcher.add_note(request.text), "control": watcher.control()}
 
-    return _TokenGuard(app, token, allowed_hosts(host))
+    return PageTokenGuard(app, token, allowed_hosts(host))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -122,3 +123,35 @@ class AccessGuard:
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
             return "Incorrect API key provided."
         return None
+
+
+class PageTokenGuard:
+    """AccessGuard for servers a browser talks to (the EurekAgent monitor, the MAIC studio):
+    the token may also come as `?token=` (a page load or an EventSource cannot send headers),
+    and paths under `open_prefixes` get the Host check only (liveness probes; capability URLs
+    whose unguessable path is their own credential)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        hosts: frozenset[str] | None,
+        open_prefixes: tuple[str, ...] = ("/healthz",),
+    ) -> None:
+        self.guarded = AccessGuard(app, token, hosts)
+        self.open = AccessGuard(app, None, hosts)
+        self.open_prefixes = open_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.guarded(scope, receive, send)
+            return
+        if str(scope.get("path", "")).startswith(self.open_prefixes):
+            await self.open(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        headers = scope.get("headers", [])
+        if query.get("token") and not any(k == b"authorization" for k, _ in headers):
+            bearer = b"Bearer " + query["token"][0].encode()
+            scope = {**scope, "headers": [*headers, (b"authorization", bearer)]}
+        await self.guarded(scope, receive, send)

@@ -1,0 +1,42 @@
+"""`posttrain maic build`: the embedded default lesson end to end (labelled offline), a
+rebuild served from the generator's cache, and bad documents named in one line."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from posttrain.cli.app import app
+from posttrain.maic.page import parse_src
+from posttrain.maic.templates import TEMPLATED_GENERATOR
+
+
+def test_build_the_sample_lesson_then_from_cache(tmp_path):
+    out = tmp_path / "out"
+    first = CliRunner().invoke(app, ["maic", "build", "--out", str(out), "--no-verify"])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("[offline] analysis: rule-based; page: templated")
+    summary = json.loads((out / "build.json").read_text())
+    assert summary["title"] == "Newton's Laws of Motion" and summary["cached"] is False
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["subject_area"] == "physics" and analysis["analyser"] == "rule-based"
+    html = (out / "page.html").read_text()
+    assert TEMPLATED_GENERATOR in html and "templated page (offline default)" in html
+    lines = html.splitlines()
+    start, end = parse_src(
+        lines[next(i for i, t in enumerate(lines) if "<h1" in t)]
+        .split('data-src="')[1]
+        .split('"')[0]
+    )
+    assert "<h1" in lines[start - 1] and "</h1>" in lines[end - 1]
+    again = CliRunner().invoke(app, ["maic", "build", "--out", str(out), "--no-verify"])
+    assert again.exit_code == 0 and json.loads((out / "build.json").read_text())["cached"]
+
+
+def test_bad_documents_are_named(tmp_path):
+    missing = CliRunner().invoke(app, ["maic", "build", str(tmp_path / "nope.pdf"), "--out", "o"])
+    assert missing.exit_code == 2 and "nope.pdf" in missing.output
+    (tmp_path / "notes.xyz").write_text("hello")
+    odd = CliRunner().invoke(app, ["maic", "build", str(tmp_path / "notes.xyz"), "--out", "o"])
+    assert odd.exit_code == 2 and "notes.xyz" in odd.output and ".pptx" in odd.output
