@@ -42,7 +42,12 @@ from starlette.requests import Request  # at module level: FastAPI resolves anno
 from posttrain.atomic import write_text
 from posttrain.errors import InputError
 from posttrain.eureka.grader_service import GraderHandle, spawn_service
-from posttrain.models.server.security import PageTokenGuard, allowed_hosts, is_wildcard
+from posttrain.models.server.security import (
+    PageTokenGuard,
+    allowed_hosts,
+    is_wildcard,
+    page_headers,
+)
 from posttrain.models.server_process import free_port
 
 TOKEN_ENV = "POSTTRAIN_MONITOR_TOKEN"
@@ -243,15 +248,8 @@ def create_app(run_dir: str | Path, token: str, host: str = "127.0.0.1"):
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        headers = {
-            **no_store,
-            # Agent-written text is shown on this page: only our own inline script runs,
-            # no frame can overlay the buttons, and the token never leaves in a Referer.
-            "content-security-policy": f"default-src 'none'; script-src 'nonce-{nonce}'; "
-            "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-            "referrer-policy": "no-referrer",
-        }
+        # Agent-written text is shown on this page: only our own inline script runs.
+        headers = page_headers(nonce)
         return HTMLResponse(PAGE.replace("__NONCE__", nonce), headers=headers)
 
     @app.get("/api/state")

@@ -265,7 +265,7 @@ def create_app(studio: Studio, token: str, host: str = "127.0.0.1"):
     from fastapi import Body, FastAPI, HTTPException, Query
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    from posttrain.models.server.security import PageTokenGuard, allowed_hosts
+    from posttrain.models.server.security import PageTokenGuard, allowed_hosts, page_headers
 
     if not token:
         raise ValueError("the studio needs a non-empty token")
@@ -292,15 +292,8 @@ def create_app(studio: Studio, token: str, host: str = "127.0.0.1"):
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        headers = {
-            "cache-control": "no-store",
-            # frame-src 'self': the preview frame (/preview/<ticket>), nothing else.
-            "content-security-policy": f"default-src 'none'; script-src 'nonce-{nonce}'; "
-            "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
-            "frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-            "form-action 'none'",
-            "referrer-policy": "no-referrer",
-        }
+        # frame-src 'self': the preview frame (/preview/<ticket>), nothing else.
+        headers = page_headers(nonce, frame_src="'self'")
         return HTMLResponse(studio_page(nonce), headers=headers)
 
     @app.get("/api/projects")

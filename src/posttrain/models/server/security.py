@@ -125,6 +125,19 @@ class AccessGuard:
         return None
 
 
+def page_headers(nonce: str, frame_src: str = "'none'") -> dict[str, str]:
+    """Headers of a browser page served with its token in the URL: only its own inline script
+    (`nonce`) runs, it calls back only its own origin, no frame can overlay its buttons, it
+    frames only `frame_src`, and the token never leaves in a Referer."""
+    return {
+        "cache-control": "no-store",
+        "content-security-policy": f"default-src 'none'; script-src 'nonce-{nonce}'; "
+        "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+        f"frame-src {frame_src}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        "referrer-policy": "no-referrer",
+    }
+
+
 class PageTokenGuard:
     """AccessGuard for servers a browser talks to (the EurekAgent monitor, the MAIC studio):
     the token may also come as `?token=` (a page load or an EventSource cannot send headers),
