@@ -54,7 +54,10 @@ def maic_build(
         )
     except (ValueError, OSError, RuntimeError) as err:
         raise fail("error", err) from None
-    if summary["analyser"] == "rule-based" or summary["source"] in ("templated", "emergency"):
+    if summary["analyser"].startswith("rule-based") or summary["source"] in (
+        "templated",
+        "emergency",
+    ):
         typer.echo(
             f"[offline] analysis: {summary['analyser']}; page: {summary['source']} "
             "(no language model was used for what is labelled so)"

@@ -11,6 +11,7 @@ loses at most the step in progress.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,18 +19,36 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.atomic import write_text
-from posttrain.maic.analysis import Analysis, analyse_rules, analyse_with_model
+from posttrain.maic.analysis import (
+    RULE_BASED,
+    Analysis,
+    AnalysisFailed,
+    analyse_rules,
+    analyse_with_model,
+)
 from posttrain.maic.documents import Document, load_document
 from posttrain.maic.generate import GeneratedPage, generate_page
 from posttrain.models.chat.base import ChatModel
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_LESSON = Path(__file__).parent / "samples" / "newtons_laws.md"
 """The embedded default document (a short physics lesson written for posttrain)."""
 
 
 def analyse(document: Document, chat: ChatModel | None = None) -> Analysis:
-    """The model's analysis when `chat` is given, else the rule-based one (labelled)."""
-    return analyse_rules(document) if chat is None else analyse_with_model(document, chat)
+    """The model's analysis when `chat` is given, else the rule-based one (labelled). A model
+    that gives no valid analysis within its attempts does not stop a build or an upload: the
+    rule-based analysis stands in, labelled as a fallback naming the model."""
+    if chat is None:
+        return analyse_rules(document)
+    try:
+        return analyse_with_model(document, chat)
+    except AnalysisFailed as error:
+        logger.warning("%s; using the rule-based analysis", error)
+        fallback = analyse_rules(document)
+        fallback.analyser = f"{RULE_BASED} (fallback: {chat.name} gave no valid analysis)"
+        return fallback
 
 
 @contextmanager
