@@ -100,6 +100,8 @@ def _sentence(rng: random.Random, words: int = 12) -> str:
 
 
 def _console_error(html: str, variant: str, rng: random.Random) -> str:
+    # The addresses below are on example.org (reserved for examples, RFC 2606) and are never
+    # fetched: the verifier blocks every request that is not data:/about:/blob: and reports it.
     name = rng.choice(("lesson", "exercises", "figures", "settings"))
     if variant == "console-error":
         script = f"<script>console.error('could not initialise the {name} panel');</script>"
