@@ -23,6 +23,7 @@ def test_build_the_sample_lesson_then_from_cache(tmp_path):
     assert analysis["subject_area"] == "physics" and analysis["analyser"] == "rule-based"
     html = (out / "page.html").read_text()
     assert TEMPLATED_GENERATOR in html and "templated page (offline default)" in html
+    assert "**" not in html and "<strong data-src" in html  # the lesson's Markdown, as read
     lines = html.splitlines()
     start, end = parse_src(
         lines[next(i for i, t in enumerate(lines) if "<h1" in t)]

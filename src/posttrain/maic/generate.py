@@ -67,7 +67,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODES = ("fast", "heavy")
-PAGE_FORMAT = 1
+PAGE_FORMAT = 2
 """Part of the cache key: bump it when the templates or the prompts change what a page is."""
 EXCERPT_CHARS = 6000
 PARAMS = GenerationParams(max_tokens=8192, temperature=0.2)

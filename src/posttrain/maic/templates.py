@@ -307,12 +307,21 @@ def _overview(out: _Lines, document: Document, analysis: Analysis) -> None:
     if summaries:
         out.add("<h3>From the document</h3>")
     for section in summaries:
-        text = " ".join(section.text.split())
+        text = " ".join(_plain(section.text).split())
         if len(text) > MAX_SUMMARY_CHARS:
             text = text[: MAX_SUMMARY_CHARS - 1].rsplit(" ", 1)[0] + " …"
         title = f"<strong>{_e(section.title)}.</strong> " if section.title else ""
         out.add(f"<p>{title}{_e(text)}</p>")
     out.close("</section>")
+
+
+_MARKDOWN_MARKS = re.compile(r"(\*\*|__|`)(.+?)\1|^\s{0,3}(?:[-*+]|\d{1,2}[.)])\s+", re.M)
+
+
+def _plain(text: str) -> str:
+    """Text as read, not as written in Markdown: bold, code spans and list markers dropped
+    (a Markdown lesson's sections keep their source text)."""
+    return _MARKDOWN_MARKS.sub(lambda m: m.group(2) or "", text)
 
 
 def _concepts(out: _Lines, document: Document, analysis: Analysis) -> None:
