@@ -169,6 +169,9 @@ CHECKPOINTS = (0.25, 0.5, 1.0)
 """Wall-clock checkpoints, as fractions of the synchronous run's mean training time."""
 SELECT_AT = 0.5
 """The checkpoint at which an asynchronous variant must beat synchronous to be chosen."""
+MIN_SEEDS = 3
+"""Paired seeds a variant needs before the selection rule trusts its intervals: with two, a
+coincidence of discrete rewards gives a zero-width interval that reads as certain."""
 WINDOW = 5
 """Steps averaged for the reward at a wall-clock checkpoint (the policy's recent quality)."""
 
@@ -404,7 +407,9 @@ def choose_default(
     qualifying = [
         r
         for r in async_rows
-        if r["reward_step_diff"]["hi"] is not None
+        if r["reward_step_diff"]["n"] >= MIN_SEEDS
+        and r["wallclock"][at]["diff"]["n"] >= MIN_SEEDS
+        and r["reward_step_diff"]["hi"] is not None
         and r["reward_step_diff"]["hi"] >= 0
         and r["wallclock"][at]["diff"]["lo"] is not None
         and r["wallclock"][at]["diff"]["lo"] > 0

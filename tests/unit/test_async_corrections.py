@@ -206,9 +206,9 @@ def test_t_interval(study):
     assert study.t_interval([0.5]) == {"mean": 0.5, "lo": None, "hi": None, "n": 1}
 
 
-def row(variant, eta, speed, step_ci, at_half_ci, heldout_ci=(-0.02, 0.03)):
+def row(variant, eta, speed, step_ci, at_half_ci, heldout_ci=(-0.02, 0.03), seeds=5):
     def stat(lo, hi):
-        return {"mean": (lo + hi) / 2, "lo": lo, "hi": hi, "n": 5}
+        return {"mean": (lo + hi) / 2, "lo": lo, "hi": hi, "n": seeds}
 
     return {
         "variant": variant,
@@ -229,6 +229,7 @@ def test_selection_takes_the_fastest_variant_meeting_both_conditions(study):
         row("slow_ok", 1, 15.0, (-0.03, 0.02), (0.01, 0.03)),
         row("fast_ok", 2, 20.0, (-0.01, 0.03), (0.005, 0.02)),
         row("worse_held_out", 2, 22.0, (-0.01, 0.03), (0.005, 0.02), (-0.09, -0.01)),
+        row("two_seeds_only", 4, 40.0, (0.01, 0.01), (0.08, 0.08), seeds=2),  # too few to trust
     ]
     choice = study.choose_default(rows)
     assert (choice["variant"], choice["eta"]) == ("fast_ok", 2)
