@@ -4,6 +4,8 @@ rebuild served from the generator's cache, and bad documents named in one line."
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -41,3 +43,30 @@ def test_bad_documents_are_named(tmp_path):
     (tmp_path / "notes.xyz").write_text("hello")
     odd = CliRunner().invoke(app, ["maic", "build", str(tmp_path / "notes.xyz"), "--out", "o"])
     assert odd.exit_code == 2 and "notes.xyz" in odd.output and ".pptx" in odd.output
+
+
+def test_a_model_behind_an_openai_compatible_server(tmp_path):
+    """The real client against a real server process: an echo model answers every prompt with
+    the prompt, so the analysis falls back to the rules and the page to the emergency one,
+    each labelled, after the bounded number of requests."""
+    import httpx
+
+    from posttrain.models.server_process import ServerProcess
+
+    echo = Path(__file__).with_name("flaky_server.py")
+    server = ServerProcess([sys.executable, str(echo)], ready_path="/health").start()
+    try:
+        spec = f"openai:echo@{server.base_url}"
+        out = tmp_path / "out"
+        args = ["maic", "build", "--model", spec, "--out", str(out), "--no-verify"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert f"[fallback: {spec} gave no usable answer]" in result.output
+        summary = json.loads((out / "build.json").read_text())
+        assert summary["analyser"] == "rule-based (fallback: openai:echo gave no valid analysis)"
+        assert summary["source"] == "emergency" and summary["attempts"] == 3
+        stats = httpx.get(server.url + "/stats", timeout=5).json()
+        assert stats["chat_requests"] == 6  # 3 analysis asks + 3 page asks, re-asks seeded
+        assert stats["seeds"] == {"none": 2, "1": 2, "2": 2}
+    finally:
+        server.stop()

@@ -54,14 +54,13 @@ def maic_build(
         )
     except (ValueError, OSError, RuntimeError) as err:
         raise fail("error", err) from None
-    if summary["analyser"].startswith("rule-based") or summary["source"] in (
+    stand_ins = summary["analyser"].startswith("rule-based") or summary["source"] in (
         "templated",
         "emergency",
-    ):
-        typer.echo(
-            f"[offline] analysis: {summary['analyser']}; page: {summary['source']} "
-            "(no language model was used for what is labelled so)"
-        )
+    )
+    if stand_ins:  # say who made what: never pass a rule or a template off as a model's work
+        kind = "[offline]" if model is None else f"[fallback: {model} gave no usable answer]"
+        typer.echo(f"{kind} analysis: {summary['analyser']}; page: {summary['source']}")
     typer.echo(json.dumps(summary, indent=2))
 
 
